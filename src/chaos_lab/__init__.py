@@ -1,0 +1,1 @@
+"""The chaos lab: the shop as local processes, faults, experiments and their reports."""

@@ -1,0 +1,119 @@
+"""PgBouncer as the lab's RDS Proxy: one writer endpoint and one reader endpoint.
+
+The writer endpoint is the database alias ``shop`` and the reader endpoint ``shop_reader``
+(the RDS Proxy default and READ_ONLY endpoints). A failover repoints them (rewrite + reload);
+an outage disables the writer and reader aliases and kills their connections, which is what
+deregistering the proxy's target does on AWS.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chaos_lab.postgres import DATABASE, PASSWORD, USER
+from chaos_lab.processes import (
+    give_to_service_user,
+    port_open,
+    run,
+    spawn,
+    stop_process,
+    wait_until,
+)
+
+WRITER_DB = DATABASE
+READER_DB = f"{DATABASE}_reader"
+
+INI = """[databases]
+{writer} = host=127.0.0.1 port={writer_port} dbname={database}
+{reader} = host=127.0.0.1 port={reader_port} dbname={database}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir = {root}
+auth_type = trust
+auth_file = {root}/userlist.txt
+admin_users = postgres
+; session pooling: a client connection is tied to one server connection, so when the node
+; behind it dies the client's socket dies too, as a direct connection to a database endpoint
+; would. What survives a failover is then up to the application, which is what we measure.
+pool_mode = session
+max_client_conn = 1000
+default_pool_size = 60
+; fail fast instead of queueing clients for minutes while the target is gone
+server_connect_timeout = 2
+server_login_retry = 1
+query_wait_timeout = 3
+server_check_delay = 1
+server_lifetime = 3600
+ignore_startup_parameters = extra_float_digits
+logfile = {root}/pgbouncer.log
+pidfile = {root}/pgbouncer.pid
+"""
+
+
+@dataclass
+class PgBouncer:
+    root: Path
+    port: int
+    writer_port: int = 0
+    reader_port: int = 0
+    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def ini(self) -> Path:
+        return self.root / "pgbouncer.ini"
+
+    def dsn(self, reader: bool = False) -> str:
+        database = READER_DB if reader else WRITER_DB
+        return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
+
+    @staticmethod
+    def binary() -> str:
+        found = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        return found
+
+    def _write_ini(self) -> None:
+        self.ini.write_text(INI.format(
+            writer=WRITER_DB, reader=READER_DB, database=DATABASE, port=self.port,
+            writer_port=self.writer_port, reader_port=self.reader_port, root=self.root,
+        ))
+        (self.root / "userlist.txt").write_text(f'"{USER}" "{PASSWORD}"\n"postgres" ""\n')
+
+    def start(self, writer_port: int, reader_port: int) -> None:
+        self.writer_port, self.reader_port = writer_port, reader_port
+        give_to_service_user(self.root)
+        self._write_ini()
+        self._proc = spawn([self.binary(), str(self.ini)], self.root / "stdout.log",
+                           service_user=True)
+        wait_until(lambda: port_open(self.port), f"pgbouncer on port {self.port}")
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            stop_process(self._proc)
+            self._proc = None
+
+    def repoint(self, writer_port: int, reader_port: int) -> None:
+        """Point the endpoints at other nodes (the failover's DNS flip) and reload."""
+        self.writer_port, self.reader_port = writer_port, reader_port
+        self._write_ini()
+        self.admin("RELOAD")
+
+    def lose_target(self) -> None:
+        """Refuse new connections and drop the open ones: the proxy has no target."""
+        for database in (WRITER_DB, READER_DB):
+            self.admin(f"DISABLE {database}")
+            self.admin(f"KILL {database}")
+
+    def restore_target(self) -> None:
+        for database in (WRITER_DB, READER_DB):
+            self.admin(f"RESUME {database}")
+            self.admin(f"ENABLE {database}")
+
+    def admin(self, command: str) -> str:
+        out = run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                   "-d", "pgbouncer", "-Atqc", command], timeout=15)
+        return out.stdout

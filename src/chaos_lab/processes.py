@@ -1,0 +1,96 @@
+"""Starting and stopping the lab's local processes, each with its log file.
+
+PostgreSQL and PgBouncer refuse to run as root: when the lab runs as root (a container, CI)
+their commands run as the ``postgres`` user and their directories belong to it.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+PG_BIN = Path(os.environ.get("SHOP_PG_BIN", "/usr/lib/postgresql/15/bin"))
+SERVICE_USER = "postgres"
+
+
+class LabError(RuntimeError):
+    """A lab step failed; the message says which and where its log is."""
+
+
+def as_service_user(cmd: Sequence[str]) -> list[str]:
+    """Prefix a command so that it runs as ``postgres`` when we are root."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", SERVICE_USER, "--", *cmd]
+    return list(cmd)
+
+
+def give_to_service_user(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        entry = pwd.getpwnam(SERVICE_USER)
+        shutil.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def run(cmd: Sequence[str], *, timeout: float = 60, service_user: bool = False,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = as_service_user(cmd) if service_user else list(cmd)
+    result = subprocess.run(full, capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, **(env or {})}, check=False)
+    if result.returncode != 0:
+        raise LabError(f"{' '.join(cmd)} failed ({result.returncode}): "
+                       f"{(result.stderr or result.stdout).strip()[-2000:]}")
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 30,
+               interval: float = 0.1) -> None:
+    """Readiness is waited for, not slept for: poll ``check`` until true or the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise LabError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def spawn(cmd: Sequence[str], log_path: Path, *, env: dict[str, str] | None = None,
+          service_user: bool = False) -> subprocess.Popen[bytes]:
+    """Start a long-running process in its own session, its output appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            as_service_user(cmd) if service_user else list(cmd),
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})}, start_new_session=True,
+        )
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)

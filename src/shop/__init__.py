@@ -1,0 +1,1 @@
+"""Chaos Shop's shared core: settings, database access, the order transaction, resilience."""

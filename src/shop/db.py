@@ -1,0 +1,287 @@
+"""Database endpoints that survive a failover, and the fragile baseline they are compared with.
+
+An :class:`Endpoint` is one database address (the writer or the reader). ``run(operation)``
+hands the operation a connection and returns what it returns. In the resilient mode
+(``SHOP_ENABLE_PROXY=true``) that goes through an asyncpg pool with a timeout on every acquire,
+connect and statement; a connection-class error drops every pooled connection (the node behind
+the endpoint may have changed) and the operation is retried with capped exponential backoff and
+jitter until a time budget runs out. In the fragile mode it uses one persistent connection per
+process, never checked and never replaced: the way the reference lab's app failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from importlib import resources
+from typing import Any, TypeVar, cast
+
+import asyncpg
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_before_delay,
+    wait_random_exponential,
+)
+
+from shop.breaker import Breaker
+from shop.errors import DatabaseNotReady, DatabaseUnavailable
+from shop.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Operation = Callable[[asyncpg.Connection], Awaitable[T]]
+
+MIGRATION_LOCK_ID = 0x5C0A5_5409  # any constant shared by every replica of every service
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True for failures of the path to the database, never for a bad query or bad data.
+
+    These are the errors a retry on a fresh connection can cure: the socket closed or reset,
+    a timeout, the server starting up or shutting down, a proxy that lost its target
+    (PgBouncer answers with SQLSTATE 08P01), too many connections, and SQLSTATE 25006 (a
+    read-only transaction: the pooled connection still points at a writer that was demoted).
+    """
+    if isinstance(exc, asyncpg.DataError):  # bad arguments: an InterfaceError, not a network one
+        return False
+    return isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | asyncpg.PostgresConnectionError  # SQLSTATE class 08
+        | asyncpg.InterfaceError  # "connection is closed", "connection was closed in the middle"
+        | asyncpg.CannotConnectNowError  # 57P03 starting up / proxy pausing
+        | asyncpg.AdminShutdownError  # 57P01
+        | asyncpg.CrashShutdownError  # 57P02
+        | asyncpg.TooManyConnectionsError  # 53300
+        | asyncpg.ReadOnlySQLTransactionError,  # 25006 after a writer was demoted
+    )
+
+
+class Endpoint:
+    """One database endpoint: ``run(operation)`` is the only way the code touches it."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        settings: Settings,
+        breaker: Breaker | None = None,
+    ) -> None:
+        self.name = name
+        self.url = url
+        self.resilient = settings.enable_proxy
+        self.breaker = breaker
+        self._settings = settings
+        self._pool: asyncpg.Pool | None = None
+        self._connection: asyncpg.Connection | None = None  # fragile mode only
+        self._connection_lock = asyncio.Lock()
+        self.ready = asyncio.Event()  # set once the schema is known to be in place
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        s = self._settings
+        return {
+            "password": s.database_password,
+            "timeout": s.db_connect_timeout,
+            "command_timeout": s.db_command_timeout,
+            # Behind PgBouncer (transaction pooling) or RDS Proxy a named prepared statement
+            # may land on another server connection, and pins the session on RDS Proxy.
+            "statement_cache_size": 0,
+        }
+
+    async def open(self) -> None:
+        """Create the pool. No network I/O: connections are made on first use."""
+        if self.resilient and self._pool is None:
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                min_size=0,
+                max_size=self._settings.db_pool_max_size,
+                max_inactive_connection_lifetime=60,
+                **self._connect_kwargs(),
+            )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), timeout=5)
+            except TimeoutError:
+                self._pool.terminate()
+            self._pool = None
+        if self._connection is not None:
+            self._connection.terminate()
+            self._connection = None
+
+    async def run(self, operation: Operation[T], *, wait_ready: bool = True) -> T:
+        """Run ``operation`` on a connection of this endpoint.
+
+        Raises :class:`DatabaseNotReady` before the schema is in place,
+        :class:`DatabaseUnavailable` when the endpoint cannot be reached within the budget (or
+        its breaker is open). Business exceptions raised by the operation pass through.
+        """
+        if wait_ready and not self.ready.is_set():
+            raise DatabaseNotReady(self.name)
+        if not self.resilient:
+            return await self._run_fragile(operation)
+        if self.breaker is None:
+            return await self._run_with_retry(operation)
+        return await self.breaker.call(lambda: self._run_with_retry(operation))
+
+    async def timed(self, operation: Operation[T]) -> tuple[T, float]:
+        """``run`` plus how long it took, in milliseconds (reported as ``db_latency_ms``)."""
+        started = time.perf_counter()
+        result = await self.run(operation)
+        return result, round((time.perf_counter() - started) * 1000, 2)
+
+    async def ping(self) -> float:
+        """One direct round trip (no retry, no breaker), in milliseconds: the deep health check."""
+        started = time.perf_counter()
+        select_one: Operation[Any] = lambda conn: conn.fetchval("SELECT 1")  # noqa: E731
+        if self.resilient:
+            await self._run_once(select_one)
+        else:
+            await self._run_fragile(select_one)
+        return round((time.perf_counter() - started) * 1000, 2)
+
+    async def _run_with_retry(self, operation: Operation[T]) -> T:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(is_connection_error),
+            stop=stop_before_delay(self._settings.retry_budget_seconds),
+            wait=wait_random_exponential(multiplier=0.1, max=1.0),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._run_once(operation)
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise DatabaseUnavailable(self.name, exc) from exc
+            raise
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _run_once(self, operation: Operation[T]) -> T:
+        assert self._pool is not None, "Endpoint.open() was not awaited"
+        try:
+            async with self._pool.acquire(timeout=self._settings.db_acquire_timeout) as conn:
+                # The pool hands out a proxy that behaves as the connection it wraps.
+                return await operation(cast(asyncpg.Connection, conn))
+        except Exception as exc:
+            if is_connection_error(exc):
+                # The other pooled connections most likely lead to the same dead or demoted
+                # node: replace them all on their next acquire instead of failing on each.
+                log.warning("%s endpoint: %s: %s; resetting the pool", self.name,
+                            type(exc).__name__, exc)
+                await self._pool.expire_connections()
+            raise
+
+    async def _run_fragile(self, operation: Operation[T]) -> T:
+        # One connection, made once, used forever; a lock because asyncpg connections do not
+        # multiplex (the reference's sync worker had the same one-at-a-time behaviour).
+        async with self._connection_lock:
+            if self._connection is None:
+                self._connection = await asyncpg.connect(self.url, **self._connect_kwargs())
+            return await operation(self._connection)
+
+
+@asynccontextmanager
+async def open_endpoint(
+    name: str, url: str, settings: Settings, *, migrate: bool
+) -> AsyncIterator[Endpoint]:
+    """An endpoint for a process's lifetime: its breaker (with degradation on), its pool, and
+    the background task that prepares the schema while the process already answers."""
+    breaker = None
+    if settings.enable_degradation:
+        breaker = Breaker(name, settings.breaker_fail_max, settings.breaker_reset_seconds)
+    endpoint = Endpoint(name, url, settings, breaker)
+    await endpoint.open()
+    preparing = asyncio.create_task(
+        prepare_until_ready(endpoint, migrate=migrate,
+                            max_backoff=settings.migrate_max_backoff_seconds),
+        name=f"prepare-{name}",
+    )
+    try:
+        yield endpoint
+    finally:
+        preparing.cancel()
+        with suppress(asyncio.CancelledError):
+            await preparing
+        await endpoint.close()
+
+
+# Schema migrations ---------------------------------------------------------------------------
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """The versioned SQL files, in order, as (version, sql)."""
+    folder = resources.files("shop") / "migrations"
+    files = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
+    return [(p.name.removesuffix(".sql"), p.read_text()) for p in files]
+
+
+async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
+    """Apply what is missing, in one transaction, under an advisory lock (safe with replicas).
+
+    The lock is transaction-scoped so that it also works through a transaction pooler.
+    """
+    applied: list[str] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_ID)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, sql in migration_files():
+            if version not in done:
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+                applied.append(version)
+    return applied
+
+
+async def schema_is_current(conn: asyncpg.Connection) -> bool:
+    """For read-only endpoints: has the writer's schema reached this node yet?"""
+    latest = migration_files()[-1][0]
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    return bool(exists) and bool(
+        await conn.fetchval("SELECT 1 FROM schema_migrations WHERE version = $1", latest)
+    )
+
+
+async def prepare_until_ready(endpoint: Endpoint, *, migrate: bool, max_backoff: float) -> None:
+    """Background start-up: retry with capped exponential backoff until the schema is in place.
+
+    Never gives up: the lab learned that a one-shot initialisation leaves the app broken
+    forever when the database (or the proxy) is not ready when the process starts.
+    """
+    delay = 0.1
+    while True:
+        try:
+            if migrate:
+                applied = await endpoint.run(apply_migrations, wait_ready=False)
+                if applied:
+                    log.info("%s endpoint: applied migrations %s", endpoint.name, applied)
+                endpoint.ready.set()
+                return
+            if await endpoint.run(schema_is_current, wait_ready=False):
+                endpoint.ready.set()
+                return
+            log.info("%s endpoint: schema not there yet", endpoint.name)
+        except Exception as exc:  # keep trying whatever went wrong, and say what it was
+            log.warning("%s endpoint not ready: %s: %s", endpoint.name, type(exc).__name__, exc)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_backoff)
+
+
+async def reset_catalog(conn: asyncpg.Connection) -> None:
+    """Back to the seeded catalog with no orders (the lab's reset, the tests' clean slate)."""
+    seed = dict(migration_files())["0002_seed"]
+    async with conn.transaction():
+        await conn.execute("DELETE FROM orders")
+        await conn.execute("DELETE FROM products")
+        await conn.execute(seed)

@@ -1,0 +1,26 @@
+"""Prometheus metrics shared by the services and the worker (served at /metrics)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter(
+    "shop_http_requests_total", "HTTP requests by route and status", ["route", "method", "status"]
+)
+REQUEST_SECONDS = Histogram(
+    "shop_http_request_seconds", "HTTP request duration by route", ["route", "method"]
+)
+BREAKER_STATE = Gauge(
+    "shop_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open", ["breaker"]
+)
+BREAKER_TRANSITIONS = Counter(
+    "shop_breaker_transitions_total", "Circuit breaker transitions by new state",
+    ["breaker", "state"],
+)
+FALLBACKS = Counter(
+    "shop_fallbacks_total", "Answers served by a fallback instead of the database", ["kind"]
+)
+CACHE_REFRESHES = Counter(
+    "shop_cache_refreshes_total", "Catalog cache refreshes written to DynamoDB", ["outcome"]
+)
+WORKER_MESSAGES = Counter(
+    "shop_worker_messages_total", "Queued orders handled by the worker, by outcome", ["outcome"]
+)

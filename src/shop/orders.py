@@ -1,0 +1,124 @@
+"""The order transaction, written once: the orders API and the order-worker both call it.
+
+``place_order`` is idempotent on the order id, which the caller makes before the first attempt
+(from the ``Idempotency-Key`` header when there is one). A retry after a lost commit
+acknowledgement, a queued copy of an order that also went through directly, or an SQS message
+delivered twice all find the row the first attempt wrote, and stock is decremented once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import asyncpg
+
+from shop.errors import InsufficientStock, ProductNotFound
+
+OrderStatus = Literal["confirmed", "rejected", "pending"]
+REASON_NO_STOCK = "insufficient stock"
+REASON_UNKNOWN_PRODUCT = "unknown product"
+
+# A fixed namespace: the same Idempotency-Key always names the same order.
+IDEMPOTENCY_NAMESPACE = uuid.UUID("4f1c2b0e-6f4e-4b8e-9a57-3c1d7f0e9b21")
+
+
+def order_id_for(idempotency_key: str | None) -> uuid.UUID:
+    """The order id, made before the first attempt."""
+    if idempotency_key is None:
+        return uuid.uuid4()
+    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key)
+
+
+@dataclass(frozen=True)
+class Order:
+    order_id: uuid.UUID
+    product_id: int
+    quantity: int
+    status: OrderStatus
+    reason: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The JSON shape the API answers with."""
+        data = asdict(self)
+        data["order_id"] = str(self.order_id)
+        for key in ("created_at", "updated_at"):
+            data[key] = data[key].isoformat() if data[key] else None
+        return data
+
+
+def _order(row: asyncpg.Record | None) -> Order:
+    assert row is not None, "the order row was just claimed or found"
+    return Order(
+        order_id=row["id"],
+        product_id=row["product_id"],
+        quantity=row["quantity"],
+        status=row["status"],
+        reason=row["reason"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+ORDER_COLUMNS = "id, product_id, quantity, status, reason, created_at, updated_at"
+
+
+async def place_order(
+    conn: asyncpg.Connection, order_id: uuid.UUID, product_id: int, quantity: int
+) -> Order:
+    """Record the order and decrement stock atomically; replay the outcome if it exists.
+
+    Returns the order, confirmed or rejected (with a reason); never raises for a business
+    outcome, so that the worker can record a rejection. ``raise_for_rejection`` turns a
+    rejection into the API's 404/409.
+    """
+    async with conn.transaction():
+        # Claim the id first: a concurrent attempt with the same id waits here for this
+        # transaction, then finds the row and replays it instead of decrementing again.
+        claimed = await conn.fetchval(
+            "INSERT INTO orders (id, product_id, quantity, status)"
+            " VALUES ($1, $2, $3, 'pending')"
+            " ON CONFLICT (id) DO NOTHING RETURNING id",
+            order_id, product_id, quantity,
+        )
+        if claimed is None:
+            row = await conn.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1",
+                                      order_id)
+            return _order(row)
+
+        # The one conditional update that can never oversell.
+        stock_left = await conn.fetchval(
+            "UPDATE products SET stock = stock - $2, updated_at = now()"
+            " WHERE id = $1 AND stock >= $2 RETURNING stock",
+            product_id, quantity,
+        )
+        if stock_left is not None:
+            status, reason = "confirmed", None
+        elif await conn.fetchval("SELECT 1 FROM products WHERE id = $1", product_id):
+            status, reason = "rejected", REASON_NO_STOCK
+        else:
+            status, reason = "rejected", REASON_UNKNOWN_PRODUCT
+        row = await conn.fetchrow(
+            "UPDATE orders SET status = $2, reason = $3, updated_at = now()"
+            f" WHERE id = $1 RETURNING {ORDER_COLUMNS}",
+            order_id, status, reason,
+        )
+        return _order(row)
+
+
+def raise_for_rejection(order: Order) -> Order:
+    """The API's view of a rejected order: a business exception (404 or 409)."""
+    if order.status == "rejected":
+        if order.reason == REASON_UNKNOWN_PRODUCT:
+            raise ProductNotFound()
+        raise InsufficientStock()
+    return order
+
+
+async def fetch_order(conn: asyncpg.Connection, order_id: uuid.UUID) -> Order | None:
+    row = await conn.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1", order_id)
+    return _order(row) if row is not None else None

@@ -1,0 +1,166 @@
+"""What both HTTP services share: the app factory, the ONE place domain errors become HTTP
+answers, health routes, request metrics and the request-body limit."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shop.db import Endpoint
+from shop.errors import ShopError
+from shop.metrics import REQUEST_SECONDS, REQUESTS
+
+log = logging.getLogger(__name__)
+
+SERVED_BY = f"{socket.gethostname()}/{os.getpid()}"
+MAX_BODY_BYTES = 16 * 1024
+
+
+def error(status_code: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status_code)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ShopError)
+    async def shop_error(request: Request, exc: ShopError) -> JSONResponse:
+        if exc.status_code >= 500:
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return error(exc.status_code, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed: %s: %s", request.method, request.url.path,
+                  type(exc).__name__, exc)
+        return error(500, "internal server error")
+
+
+class RequestGuard:
+    """Pure ASGI middleware: refuses oversized bodies (413) and records request metrics."""
+
+    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+            await error(413, "request body too large")(scope, receive, send)
+            self._record(scope, 413, started)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body:
+                raise StarletteHTTPException(413, "request body too large")
+            return message
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_and_record)
+        finally:
+            self._record(scope, status, started)
+
+    @staticmethod
+    def _record(scope: Scope, status: int, started: float) -> None:
+        route = scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        REQUESTS.labels(route=name, method=scope["method"], status=str(status)).inc()
+        REQUEST_SECONDS.labels(route=name, method=scope["method"]).observe(
+            time.perf_counter() - started
+        )
+
+
+def create_app(
+    title: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    routers: list[APIRouter],
+) -> FastAPI:
+    app = FastAPI(title=title, lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(RequestGuard)
+    app.include_router(health_router(title))
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+# Health -------------------------------------------------------------------------------------
+
+
+def main_endpoint(request: Request) -> Endpoint:
+    endpoint: Endpoint = request.app.state.endpoint
+    return endpoint
+
+
+EndpointDep = Annotated[Endpoint, Depends(main_endpoint)]
+
+
+def health_router(service: str) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/health")
+    async def health() -> dict[str, str]:
+        """Liveness: answers at once and never touches the database."""
+        return {"status": "ok", "service": service}
+
+    @router.get("/health/deep")
+    async def health_deep(request: Request, endpoint: EndpointDep) -> JSONResponse:
+        """Readiness: one direct round trip to the database (no retry, no breaker)."""
+        extra = await deep_health_extras(request)
+        if endpoint.breaker is not None:
+            extra["breaker"] = endpoint.breaker.state
+        try:
+            latency_ms = await endpoint.ping()
+        except Exception as exc:
+            return JSONResponse(
+                {"status": "unhealthy", "database": "error",
+                 "error": f"{type(exc).__name__}: {exc}".strip(), "served_by": SERVED_BY,
+                 **extra},
+                status_code=503,
+            )
+        return JSONResponse(
+            {"status": "healthy", "database": "connected", "latency_ms": latency_ms,
+             "schema_ready": endpoint.ready.is_set(), "served_by": SERVED_BY, **extra}
+        )
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+async def deep_health_extras(request: Request) -> dict[str, Any]:
+    """Each service may add what its deep health should show (AWS resources)."""
+    hook = getattr(request.app.state, "health_extras", None)
+    return await hook() if hook is not None else {}
+

@@ -1,0 +1,118 @@
+"""Real parts, started by the suite: PostgreSQL from the local binaries (as ``postgres`` when
+run as root), PgBouncer and moto's server where a test needs them. Nothing is mocked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from chaos_lab.pgbouncer import PgBouncer
+from chaos_lab.postgres import PostgresNode
+from chaos_lab.processes import free_port, give_to_service_user
+from shop.db import apply_migrations, reset_catalog
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run the long experiments")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="long experiment: pass --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@dataclass
+class Cluster:
+    primary: PostgresNode
+    replica: PostgresNode
+    bouncer: PgBouncer
+
+    def fail_over(self) -> None:
+        """Stop the primary hard, promote the replica, repoint the proxy's endpoints."""
+        self.primary.stop("immediate")
+        self.replica.promote()
+        self.bouncer.repoint(writer_port=self.replica.port, reader_port=self.replica.port)
+
+
+@pytest.fixture(scope="session")
+def work_dir() -> Iterator[Path]:
+    """A scratch folder the postgres user can reach (pytest's tmp_path is root-only)."""
+    root = Path(tempfile.mkdtemp(prefix="chaos-shop-tests-"))
+    root.chmod(0o755)
+    give_to_service_user(root)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres(work_dir: Path) -> Iterator[PostgresNode]:
+    node = PostgresNode("primary", work_dir / "pg-primary", free_port())
+    node.init_primary()
+    yield node
+    node.stop("immediate")
+
+
+@pytest.fixture(scope="session")
+async def migrated(postgres: PostgresNode) -> str:
+    conn = await asyncpg.connect(postgres.dsn())
+    try:
+        await apply_migrations(conn)
+    finally:
+        await conn.close()
+    return postgres.dsn()
+
+
+@pytest.fixture
+async def shop_db(migrated: str) -> AsyncIterator[str]:
+    """The seeded catalog with no orders; yields the database URL."""
+    conn = await asyncpg.connect(migrated)
+    try:
+        await reset_catalog(conn)
+    finally:
+        await conn.close()
+    yield migrated
+
+
+@pytest.fixture
+async def db(shop_db: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection for the tests' own checks (stock, order rows)."""
+    conn = await asyncpg.connect(shop_db)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture(autouse=True)
+def no_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never reach a real AWS account from a test (aiobotocore's own tests do the same)."""
+    for key in list(os.environ):
+        if key.startswith("AWS_") or key.startswith("SHOP_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture
+def cluster(work_dir: Path) -> Iterator[Cluster]:
+    """A primary, a streaming replica and PgBouncer in front: the failover topology."""
+    primary = PostgresNode("node-a", work_dir / "cluster-a", free_port())
+    replica = PostgresNode("node-b", work_dir / "cluster-b", free_port())
+    bouncer = PgBouncer(work_dir / "pgbouncer", free_port())
+    primary.init_primary()
+    replica.init_replica(primary)
+    bouncer.start(writer_port=primary.port, reader_port=replica.port)
+    yield Cluster(primary, replica, bouncer)
+    bouncer.stop()
+    for node in (primary, replica):
+        node.stop("immediate")

@@ -1,0 +1,71 @@
+"""Helpers the tests share: running an app in-process, waiting with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from shop.settings import get_settings
+
+
+@contextmanager
+def environment(**values: str | None) -> Iterator[None]:
+    """Set (or unset, with None) environment variables for the block, then restore them."""
+    saved = {key: os.environ.get(key) for key in values}
+    try:
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+
+
+@asynccontextmanager
+async def serve(app: FastAPI, *, ready: bool = True, timeout: float = 5.0,
+                **env: str | None) -> AsyncIterator[httpx.AsyncClient]:
+    """Run ``app`` in-process (lifespan included) with ``env`` and yield a client for it.
+
+    With ``ready`` it first waits until the database endpoint has its schema.
+    """
+    with environment(**env):
+        # raise_app_exceptions=False: an unhandled error is a 500 answer, as under uvicorn.
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=transport, base_url="http://shop", timeout=timeout
+        ) as client:
+            if ready:
+                await eventually(lambda: _ready(app), "the schema to be ready", timeout=20)
+            yield client
+
+
+async def _ready(app: FastAPI) -> bool:
+    return bool(app.state.endpoint.ready.is_set())
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 30,
+                     interval: float = 0.1) -> Any:
+    """Poll ``check`` until it returns something truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")

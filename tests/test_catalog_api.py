@@ -1,0 +1,50 @@
+"""The catalog's HTTP contract against a real PostgreSQL."""
+
+from catalog.main import app
+from support import serve
+
+
+async def test_lists_the_ten_seeded_products(shop_db: str) -> None:
+    async with serve(app, SHOP_DATABASE_URL=shop_db) as client:
+        response = await client.get("/products")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["count"] == 10 and body["source"] == "database"
+    hub = next(p for p in body["products"] if p["id"] == 2)
+    assert hub == {"id": 2, "name": "USB-C Hub", "price": 34.99, "stock": 150}
+    assert body["served_by"] and body["db_latency_ms"] >= 0
+
+
+async def test_one_product_404_and_422(shop_db: str) -> None:
+    async with serve(app, SHOP_DATABASE_URL=shop_db) as client:
+        found = await client.get("/products/3")
+        unknown = await client.get("/products/999")
+        not_int = await client.get("/products/abc")
+        huge = await client.get("/products/99999999999999999999")
+        negative = await client.get("/products/-1")
+    assert found.status_code == 200 and found.json()["name"] == "Mechanical Keyboard"
+    assert found.json()["stock"] == 50
+    assert unknown.status_code == 404 and unknown.json() == {"error": "product not found"}
+    assert not_int.status_code == 422 and "detail" in not_int.json()
+    assert huge.status_code == 422
+    assert negative.status_code == 422
+
+
+async def test_health_and_deep_health(shop_db: str) -> None:
+    async with serve(app, SHOP_DATABASE_URL=shop_db) as client:
+        live = await client.get("/health")
+        deep = await client.get("/health/deep")
+        unknown_route = await client.get("/nope")
+    assert live.status_code == 200 and live.json()["status"] == "ok"
+    assert deep.status_code == 200
+    assert deep.json()["status"] == "healthy" and deep.json()["database"] == "connected"
+    assert unknown_route.status_code == 404 and unknown_route.json() == {"error": "Not Found"}
+
+
+async def test_reader_url_is_used_for_reads(shop_db: str) -> None:
+    # A reader URL that leads nowhere: reads must fail over it, proving they use it.
+    async with serve(app, ready=False, SHOP_DATABASE_URL=shop_db,
+                     SHOP_DATABASE_READER_URL="postgresql://shop@127.0.0.1:1/shop") as client:
+        response = await client.get("/products")
+    assert response.status_code == 503
+    assert response.json() == {"error": "database not ready"}
