@@ -6,13 +6,16 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import pytest
+from moto.server import ThreadedMotoServer
 
+from chaos_lab.aws import ShopResources, create_resources
 from chaos_lab.pgbouncer import PgBouncer
 from chaos_lab.postgres import PostgresNode
 from chaos_lab.processes import free_port, give_to_service_user
@@ -116,3 +119,24 @@ def cluster(work_dir: Path) -> Iterator[Cluster]:
     bouncer.stop()
     for node in (primary, replica):
         node.stop("immediate")
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto's server over HTTP: the AWS API emulator, for the whole session."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_url: str) -> ShopResources:
+    """A queue with its DLQ and the two tables, with names of the test's own."""
+    return create_resources(moto_url, prefix=f"t{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def aws_env(moto_url: str, aws: ShopResources) -> dict[str, str]:
+    return aws.settings(moto_url)

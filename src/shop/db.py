@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager
 from importlib import resources
 from typing import Any, TypeVar, cast
 
@@ -27,6 +27,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from shop.background import run_in_background
 from shop.breaker import Breaker
 from shop.errors import DatabaseNotReady, DatabaseUnavailable
 from shop.settings import Settings
@@ -199,18 +200,12 @@ async def open_endpoint(
         breaker = Breaker(name, settings.breaker_fail_max, settings.breaker_reset_seconds)
     endpoint = Endpoint(name, url, settings, breaker)
     await endpoint.open()
-    preparing = asyncio.create_task(
-        prepare_until_ready(endpoint, migrate=migrate,
-                            max_backoff=settings.migrate_max_backoff_seconds),
-        name=f"prepare-{name}",
-    )
-    try:
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(endpoint.close)
+        run_in_background(stack, prepare_until_ready(
+            endpoint, migrate=migrate, max_backoff=settings.migrate_max_backoff_seconds,
+        ), name=f"prepare-{name}")
         yield endpoint
-    finally:
-        preparing.cancel()
-        with suppress(asyncio.CancelledError):
-            await preparing
-        await endpoint.close()
 
 
 # Schema migrations ---------------------------------------------------------------------------

@@ -128,9 +128,13 @@ def health_router(service: str) -> APIRouter:
     router = APIRouter(tags=["health"])
 
     @router.get("/health")
-    async def health() -> dict[str, str]:
-        """Liveness: answers at once and never touches the database."""
-        return {"status": "ok", "service": service}
+    async def health(request: Request) -> JSONResponse:
+        """Liveness: answers at once and never touches the database. A process with a loop
+        of its own (the worker) sets ``app.state.alive`` to say whether the loop still turns."""
+        alive = getattr(request.app.state, "alive", None)
+        if alive is not None and not alive():
+            return JSONResponse({"status": "stalled", "service": service}, status_code=503)
+        return JSONResponse({"status": "ok", "service": service})
 
     @router.get("/health/deep")
     async def health_deep(request: Request, endpoint: EndpointDep) -> JSONResponse:

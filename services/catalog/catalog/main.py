@@ -1,23 +1,47 @@
-"""The catalog service: product reads from the database reader endpoint."""
+"""The catalog service: product reads from the database reader endpoint, with the DynamoDB
+copy of the catalog as the fallback while the reader's breaker is open."""
 
+import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from catalog.routes import router
+from shop.aws import ProductCache, open_clients
+from shop.background import run_in_background
 from shop.db import open_endpoint
 from shop.logs import configure_logging
 from shop.settings import get_settings
 from shop.web import create_app
 
+log = logging.getLogger("catalog")
+
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
-    # The reader does not migrate: it waits until the writer's schema has reached it.
-    async with open_endpoint("reader", settings.reader_url, settings, migrate=False) as reader:
-        app.state.endpoint = reader
+    async with AsyncExitStack() as stack:
+        # The reader does not migrate: it waits until the writer's schema has reached it.
+        app.state.endpoint = await stack.enter_async_context(
+            open_endpoint("reader", settings.reader_url, settings, migrate=False)
+        )
+        app.state.cache = None
+        if settings.enable_degradation and settings.product_cache_table:
+            (dynamodb,) = await open_clients(stack, settings, "dynamodb")
+            cache = ProductCache(dynamodb, settings.product_cache_table,
+                                 settings.cache_refresh_seconds)
+            run_in_background(stack, cache.keep_fresh(), name="catalog-cache")
+            app.state.cache = cache
+
+            async def health_extras() -> dict[str, Any]:
+                return {"cache_table": await cache.check()}
+
+            app.state.health_extras = health_extras
+        elif settings.enable_degradation:
+            log.warning("degradation is on but SHOP_PRODUCT_CACHE_TABLE is not set: "
+                        "reads have no fallback")
         yield
 
 

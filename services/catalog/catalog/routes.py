@@ -1,17 +1,30 @@
-"""Product routes. SQL first: each query is written out where it is used."""
+"""Product routes. SQL first: each query is written out where it is used. When the reader is
+out (breaker open, retries exhausted, schema not ready) the answer comes from the DynamoDB copy
+and says so: ``"source": "cache"`` and the copy's age."""
 
 from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path, Request
 
-from shop.errors import ProductNotFound
+from shop.aws import AWS_ERRORS, ProductCache
+from shop.errors import DatabaseNotReady, DatabaseUnavailable, FallbackUnavailable, ProductNotFound
+from shop.metrics import FALLBACKS
 from shop.web import SERVED_BY, EndpointDep
 
 router = APIRouter(prefix="/products", tags=["products"])
 
 ProductId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 PRODUCT_COLUMNS = "id, name, price::float8 AS price, stock"
+DB_OUT = (DatabaseUnavailable, DatabaseNotReady)
+
+
+def product_cache(request: Request) -> ProductCache | None:
+    cache: ProductCache | None = request.app.state.cache
+    return cache
+
+
+CacheDep = Annotated[ProductCache | None, Depends(product_cache)]
 
 
 async def select_products(conn: asyncpg.Connection) -> list[dict[str, Any]]:
@@ -20,19 +33,24 @@ async def select_products(conn: asyncpg.Connection) -> list[dict[str, Any]]:
 
 
 @router.get("")
-async def list_products(reader: EndpointDep) -> dict[str, Any]:
-    products, latency_ms = await reader.timed(select_products)
-    return {
-        "products": products,
-        "count": len(products),
-        "source": "database",
-        "served_by": SERVED_BY,
-        "db_latency_ms": latency_ms,
-    }
+async def list_products(reader: EndpointDep, cache: CacheDep) -> dict[str, Any]:
+    try:
+        products, latency_ms = await reader.timed(select_products)
+    except DB_OUT:
+        if cache is None:
+            raise
+        products, age = await from_cache(cache)
+        return {"products": products, "count": len(products), "source": "cache",
+                "cache_age_seconds": age, "served_by": SERVED_BY}
+    if cache is not None:
+        cache.offer(products)
+    return {"products": products, "count": len(products), "source": "database",
+            "served_by": SERVED_BY, "db_latency_ms": latency_ms}
 
 
 @router.get("/{product_id}")
-async def get_product(product_id: ProductId, reader: EndpointDep) -> dict[str, Any]:
+async def get_product(product_id: ProductId, reader: EndpointDep,
+                      cache: CacheDep) -> dict[str, Any]:
     async def select_product(conn: asyncpg.Connection) -> dict[str, Any]:
         row = await conn.fetchrow(f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1",
                                   product_id)
@@ -40,6 +58,29 @@ async def get_product(product_id: ProductId, reader: EndpointDep) -> dict[str, A
             raise ProductNotFound()
         return dict(row)
 
-    product, latency_ms = await reader.timed(select_product)
+    try:
+        product, latency_ms = await reader.timed(select_product)
+    except DB_OUT:
+        if cache is None:
+            raise
+        products, age = await from_cache(cache)
+        cached = next((p for p in products if p["id"] == product_id), None)
+        if cached is None:
+            raise ProductNotFound() from None
+        return {**cached, "source": "cache", "cache_age_seconds": age, "served_by": SERVED_BY}
+    if cache is not None:
+        cache.offer([product])
     return {**product, "source": "database", "served_by": SERVED_BY,
             "db_latency_ms": latency_ms}
+
+
+async def from_cache(cache: ProductCache) -> tuple[list[dict[str, Any]], float | None]:
+    """The cached catalog; the cache being unreachable or empty too is a 503."""
+    try:
+        products, age = await cache.read_all()
+    except AWS_ERRORS as exc:
+        raise FallbackUnavailable("database unavailable, cache unreachable") from exc
+    if not products:
+        raise FallbackUnavailable("database unavailable, cache empty")
+    FALLBACKS.labels(kind="catalog_cache").inc()
+    return products, age

@@ -1,0 +1,1 @@
+"""The order-worker: drains the SQS order buffer into the database."""

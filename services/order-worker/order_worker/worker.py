@@ -1,0 +1,179 @@
+"""The drain loop: receive buffered orders, apply them with the orders service's own
+transaction (shop.orders.place_order), decide what happens to each message.
+
+* confirmed or rejected (unknown product, no stock): record the status, delete the message;
+  a business rejection is never retried;
+* the database is out: leave the message for redelivery, soon (visibility back to a few
+  seconds) so that the queue drains quickly once the database is back;
+* a body that can never be parsed: straight to the dead-letter queue.
+
+While the writer's breaker is not closed the worker does not receive at all: it probes the
+database with a ping, so a long outage does not burn receive counts and push good orders into
+the dead-letter queue. Redelivery is safe: place_order is idempotent on the order id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from contextlib import suppress
+from typing import Any
+
+from shop.aws import AWS_ERRORS, OrderBuffer, QueuedOrder
+from shop.db import Endpoint
+from shop.errors import DatabaseNotReady, DatabaseUnavailable
+from shop.metrics import WORKER_MESSAGES
+from shop.orders import place_order
+from shop.settings import Settings
+
+log = logging.getLogger("order_worker")
+
+RETRY_VISIBILITY_SECONDS = 2
+
+
+class OrderWorker:
+    def __init__(self, settings: Settings, writer: Endpoint, sqs: Any,
+                 buffer: OrderBuffer) -> None:
+        assert settings.order_queue_url, "SHOP_ORDER_QUEUE_URL is required"
+        self.settings = settings
+        self.writer = writer
+        self.sqs = sqs
+        self.buffer = buffer
+        self.queue_url = settings.order_queue_url
+        self.dlq_url: str | None = None
+        self.stopping = asyncio.Event()
+        self.last_poll = time.monotonic()  # the health signal: the loop is alive
+
+    def healthy(self) -> bool:
+        """Alive if the loop went round recently (a long poll plus the slowest batch)."""
+        limit = self.settings.worker_wait_seconds + 3 * self.settings.retry_budget_seconds + 10
+        return time.monotonic() - self.last_poll < limit
+
+    async def run(self) -> None:
+        """Until ``stopping`` is set; in-flight messages are finished before it returns."""
+        log.info("order-worker draining %s", self.queue_url)
+        while not self.stopping.is_set():
+            self.last_poll = time.monotonic()
+            try:
+                if not await self.database_usable():
+                    await self._pause(1.0)
+                    continue
+                messages = await self.receive()
+                await asyncio.gather(*(self.handle(m) for m in messages))
+            except AWS_ERRORS as exc:
+                log.warning("queue unreachable: %s", exc)
+                await self._pause(2.0)
+        log.info("order-worker stopped")
+
+    async def _pause(self, seconds: float) -> None:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+
+    async def database_usable(self) -> bool:
+        """True when the breaker is closed; otherwise a ping is the breaker's trial call."""
+        if not self.writer.ready.is_set():
+            return False
+        breaker = self.writer.breaker
+        if breaker is None or breaker.state == "closed":
+            return True
+        try:
+            await self.writer.run(lambda conn: conn.fetchval("SELECT 1"))
+        except (DatabaseUnavailable, DatabaseNotReady):
+            return False
+        return True
+
+    async def receive(self) -> list[dict[str, Any]]:
+        response = await self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=self.settings.worker_concurrency,
+            WaitTimeSeconds=self.settings.worker_wait_seconds,
+            VisibilityTimeout=self.settings.worker_visibility_timeout,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        messages: list[dict[str, Any]] = response.get("Messages", [])
+        return messages
+
+    async def handle(self, message: dict[str, Any]) -> str:
+        """Apply one message; returns the outcome (also counted in metrics)."""
+        try:
+            order = QueuedOrder.parse(message["Body"])
+        except (ValueError, KeyError, TypeError) as exc:
+            outcome = await self.dead_letter(message, f"unparseable: {exc}")
+            WORKER_MESSAGES.labels(outcome=outcome).inc()
+            return outcome
+        try:
+            placed = await self.writer.run(
+                lambda conn: place_order(conn, order.order_id, order.product_id, order.quantity)
+            )
+        except (DatabaseUnavailable, DatabaseNotReady) as exc:
+            log.info("order %s: database out (%s), left for redelivery", order.order_id, exc)
+            await self.sqs.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=RETRY_VISIBILITY_SECONDS,
+            )
+            WORKER_MESSAGES.labels(outcome="retry").inc()
+            return "retry"
+        await self.buffer.record(placed)
+        await self.sqs.delete_message(QueueUrl=self.queue_url,
+                                      ReceiptHandle=message["ReceiptHandle"])
+        log.info("order %s %s%s", placed.order_id, placed.status,
+                 f" ({placed.reason})" if placed.reason else "")
+        WORKER_MESSAGES.labels(outcome=placed.status).inc()
+        return placed.status
+
+    async def dead_letter(self, message: dict[str, Any], reason: str) -> str:
+        """Move a message that can never succeed to the DLQ now, not after ten receives."""
+        dlq = await self.dead_letter_queue()
+        if dlq is None:
+            log.error("message %s %s; no DLQ found, leaving it to the redrive policy",
+                      message.get("MessageId"), reason)
+            return "malformed"
+        await self.sqs.send_message(
+            QueueUrl=dlq, MessageBody=message["Body"],
+            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:256]}},
+        )
+        await self.sqs.delete_message(QueueUrl=self.queue_url,
+                                      ReceiptHandle=message["ReceiptHandle"])
+        log.error("message %s %s: moved to the dead-letter queue", message.get("MessageId"),
+                  reason)
+        return "dead-lettered"
+
+    async def dead_letter_queue(self) -> str | None:
+        """The DLQ named by the queue's redrive policy (no second setting to keep in step)."""
+        if self.dlq_url is None:
+            self.dlq_url = await dead_letter_queue_of(self.sqs, self.queue_url)
+        return self.dlq_url
+
+
+async def dead_letter_queue_of(sqs: Any, queue_url: str) -> str | None:
+    attributes = await sqs.get_queue_attributes(QueueUrl=queue_url,
+                                                AttributeNames=["RedrivePolicy"])
+    policy = attributes.get("Attributes", {}).get("RedrivePolicy")
+    if not policy:
+        return None
+    arn = json.loads(policy)["deadLetterTargetArn"]
+    account, name = arn.split(":")[4], arn.split(":")[5]
+    response = await sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)
+    url: str = response["QueueUrl"]
+    return url
+
+
+async def redrive(sqs: Any, queue_url: str) -> int:
+    """Move every message of the DLQ back to the main queue (an operator's command, after the
+    cause was fixed). Returns how many moved."""
+    dlq = await dead_letter_queue_of(sqs, queue_url)
+    if dlq is None:
+        raise RuntimeError(f"{queue_url} has no redrive policy naming a dead-letter queue")
+    moved = 0
+    while True:
+        response = await sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10,
+                                             WaitTimeSeconds=1)
+        messages = response.get("Messages", [])
+        if not messages:
+            return moved
+        for message in messages:
+            await sqs.send_message(QueueUrl=queue_url, MessageBody=message["Body"])
+            await sqs.delete_message(QueueUrl=dlq, ReceiptHandle=message["ReceiptHandle"])
+            moved += 1

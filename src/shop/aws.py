@@ -1,0 +1,260 @@
+"""The shop's two fallbacks on AWS (aioboto3): the catalog copy and the order buffer.
+
+``ProductCache`` keeps a DynamoDB copy of the catalog, written from successful database reads by
+a background task (never one write per request), and read when the reader's breaker is open.
+``OrderBuffer`` puts orders on SQS while the writer is out, and keeps their status in a
+DynamoDB table so that a customer who got 202 can follow the order while the database is down.
+The services never create these resources; a missing one shows in /health/deep and the logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import aioboto3
+from aiobotocore.config import AioConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shop.errors import FallbackUnavailable
+from shop.metrics import CACHE_REFRESHES
+from shop.orders import Order
+from shop.settings import Settings
+
+log = logging.getLogger(__name__)
+
+AWS_ERRORS = (BotoCoreError, ClientError, OSError, asyncio.TimeoutError)
+
+
+def client_config(settings: Settings) -> AioConfig:
+    """Every AWS call is bounded: connect and read timeouts, one retry at most (the
+    Builders' Library rule: retry at one layer only, and the caller already has a fallback)."""
+    return AioConfig(
+        connect_timeout=settings.aws_timeout,
+        read_timeout=settings.aws_timeout,
+        retries={"max_attempts": 2, "mode": "standard"},
+    )
+
+
+async def open_clients(stack: AsyncExitStack, settings: Settings, *names: str) -> list[Any]:
+    """aioboto3 clients for the process's lifetime (closed with ``stack``)."""
+    session = aioboto3.Session()
+    config = client_config(settings)
+    return [await stack.enter_async_context(session.client(name, config=config))
+            for name in names]
+
+
+def _public(product: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in product.items() if key != "cached_at"}
+
+
+class ProductCache:
+    """The DynamoDB copy of the catalog: one item per product, hash key ``id`` (Number)."""
+
+    def __init__(self, dynamodb: Any, table: str, refresh_seconds: float) -> None:
+        self.dynamodb = dynamodb
+        self.table = table
+        self.refresh_seconds = refresh_seconds
+        self._latest: dict[int, dict[str, Any]] = {}
+        self._dirty = asyncio.Event()
+        self._memo: tuple[float, list[dict[str, Any]]] | None = None
+
+    def offer(self, products: list[dict[str, Any]]) -> None:
+        """Called with every successful database read; costs a dict update, no I/O."""
+        for product in products:
+            self._latest[product["id"]] = product
+        self._dirty.set()
+
+    async def keep_fresh(self) -> None:
+        """Background task: write the latest products at most every ``refresh_seconds``."""
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            snapshot = list(self._latest.values())
+            try:
+                await self.write(snapshot)
+                CACHE_REFRESHES.labels(outcome="ok").inc()
+            except AWS_ERRORS as exc:
+                CACHE_REFRESHES.labels(outcome="error").inc()
+                log.warning("catalog cache refresh failed: %s", exc)
+                self._dirty.set()  # try again next round
+            await asyncio.sleep(self.refresh_seconds)
+
+    async def write(self, products: list[dict[str, Any]]) -> None:
+        now = str(round(time.time(), 3))
+        for start in range(0, len(products), 25):  # BatchWriteItem takes 25 items
+            requests = [
+                {"PutRequest": {"Item": {
+                    "id": {"N": str(p["id"])}, "name": {"S": p["name"]},
+                    "price": {"N": str(p["price"])}, "stock": {"N": str(p["stock"])},
+                    "cached_at": {"N": str(now)},
+                }}}
+                for p in products[start:start + 25]
+            ]
+            await self.dynamodb.batch_write_item(RequestItems={self.table: requests})
+
+    async def read_all(self) -> tuple[list[dict[str, Any]], float | None]:
+        """All cached products, and the age of the oldest copy in seconds."""
+        snapshot = await self._snapshot()
+        if not snapshot:
+            return [], None
+        oldest = min(p["cached_at"] for p in snapshot)
+        return [_public(p) for p in snapshot], round(time.time() - oldest, 1)
+
+    async def _snapshot(self) -> list[dict[str, Any]]:
+        """The table, memoised for a second: while the breaker is open every read lands here,
+        and one scan a second is plenty for a copy that changes only when the database is back.
+        """
+        now = time.monotonic()
+        if self._memo is None or now - self._memo[0] > 1.0:
+            items: list[dict[str, Any]] = []
+            kwargs: dict[str, Any] = {"TableName": self.table}
+            while True:
+                page = await self.dynamodb.scan(**kwargs)
+                items.extend(page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            self._memo = (now, sorted((self._product(i) for i in items), key=lambda p: p["id"]))
+        return self._memo[1]
+
+    @staticmethod
+    def _product(item: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": int(item["id"]["N"]),
+            "name": item["name"]["S"],
+            "price": float(item["price"]["N"]),
+            "stock": int(item["stock"]["N"]),
+            "cached_at": float(item["cached_at"]["N"]),
+        }
+
+    async def check(self) -> str:
+        try:
+            await self.dynamodb.describe_table(TableName=self.table)
+        except AWS_ERRORS as exc:
+            return f"error: {exc}"
+        return "ok"
+
+
+@dataclass(frozen=True)
+class QueuedOrder:
+    """The SQS message body of a buffered order."""
+
+    order_id: uuid.UUID
+    product_id: int
+    quantity: int
+
+    def body(self) -> str:
+        return json.dumps({"order_id": str(self.order_id), "product_id": self.product_id,
+                           "quantity": self.quantity})
+
+    @classmethod
+    def parse(cls, body: str) -> QueuedOrder:
+        """Raises ValueError (or KeyError, TypeError) for a message that can never succeed."""
+        data = json.loads(body)
+        product_id, quantity = data["product_id"], data["quantity"]
+        if not all(type(v) is int and v > 0 for v in (product_id, quantity)):
+            raise ValueError(f"bad product_id or quantity in {body[:200]!r}")
+        return cls(uuid.UUID(data["order_id"]), product_id, quantity)
+
+
+def _status_item(order_id: uuid.UUID, product_id: int, quantity: int, status: str,
+                 reason: str | None = None) -> dict[str, Any]:
+    return {
+        "order_id": {"S": str(order_id)},
+        "product_id": {"N": str(product_id)},
+        "quantity": {"N": str(quantity)},
+        "status": {"S": status},
+        "reason": {"S": reason or ""},
+        "updated_at": {"N": str(round(time.time(), 3))},
+    }
+
+
+class OrderBuffer:
+    """Orders that could not reach the database: on SQS, their status in DynamoDB."""
+
+    def __init__(self, sqs: Any, dynamodb: Any, queue_url: str, status_table: str) -> None:
+        self.sqs = sqs
+        self.dynamodb = dynamodb
+        self.queue_url = queue_url
+        self.status_table = status_table
+
+    async def enqueue(self, order: QueuedOrder) -> None:
+        """Durable before the customer hears "accepted": the pending status first (so that a
+        202 can always be looked up), then the message. If the message cannot be sent the
+        status is withdrawn and the customer gets a 503, never a 202."""
+        try:
+            await self._put_pending(order)
+            await self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=order.body())
+        except AWS_ERRORS as exc:
+            log.error("order %s could not be queued: %s", order.order_id, exc)
+            await self._withdraw(order)
+            raise FallbackUnavailable("database unavailable, order queue unreachable") from exc
+
+    async def _put_pending(self, order: QueuedOrder) -> None:
+        try:
+            await self.dynamodb.put_item(
+                TableName=self.status_table,
+                Item=_status_item(order.order_id, order.product_id, order.quantity, "pending"),
+                # A repeated Idempotency-Key must not turn a decided order back into pending.
+                ConditionExpression="attribute_not_exists(order_id)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    async def _withdraw(self, order: QueuedOrder) -> None:
+        try:
+            await self.dynamodb.delete_item(
+                TableName=self.status_table, Key={"order_id": {"S": str(order.order_id)}},
+                ConditionExpression="#s = :pending",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":pending": {"S": "pending"}},
+            )
+        except AWS_ERRORS as exc:
+            log.warning("could not withdraw the status of order %s: %s", order.order_id, exc)
+
+    async def record(self, order: Order) -> None:
+        """The worker's decision, so that GET /orders sees it even if the database goes again."""
+        await self.dynamodb.put_item(
+            TableName=self.status_table,
+            Item=_status_item(order.order_id, order.product_id, order.quantity, order.status,
+                              order.reason),
+        )
+
+    async def status(self, order_id: uuid.UUID) -> Order | None:
+        response = await self.dynamodb.get_item(
+            TableName=self.status_table, Key={"order_id": {"S": str(order_id)}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        if item is None:
+            return None
+        return Order(
+            order_id=order_id,
+            product_id=int(item["product_id"]["N"]),
+            quantity=int(item["quantity"]["N"]),
+            status=item["status"]["S"],
+            reason=(item.get("reason", {}).get("S") or None),
+        )
+
+    async def check(self) -> dict[str, str]:
+        result = {}
+        try:
+            await self.sqs.get_queue_attributes(QueueUrl=self.queue_url,
+                                                AttributeNames=["QueueArn"])
+            result["order_queue"] = "ok"
+        except AWS_ERRORS as exc:
+            result["order_queue"] = f"error: {exc}"
+        try:
+            await self.dynamodb.describe_table(TableName=self.status_table)
+            result["order_status_table"] = "ok"
+        except AWS_ERRORS as exc:
+            result["order_status_table"] = f"error: {exc}"
+        return result

@@ -1,0 +1,246 @@
+"""Graceful degradation against real PostgreSQL, PgBouncer and moto's server: the shop stays
+useful while the database is gone and loses nothing when it comes back."""
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+import asyncpg
+import httpx
+
+from catalog.main import app as catalog_app
+from chaos_lab.aws import ShopResources, client, queue_depth
+from chaos_lab.processes import free_port
+from conftest import Cluster
+from order_worker.app import app as worker_app
+from orders.main import app as orders_app
+from support import eventually, serve
+
+DOWN = "postgresql://shop@127.0.0.1:1/shop"  # nothing listens there
+FAST = {"SHOP_BREAKER_RESET_SECONDS": "1", "SHOP_MIGRATE_MAX_BACKOFF_SECONDS": "0.5",
+        "SHOP_WORKER_WAIT_SECONDS": "1"}
+
+
+def dlq_depth(moto_url: str, aws: ShopResources) -> int:
+    return queue_depth(moto_url, aws.dlq_url)
+
+
+async def traffic(catalog: httpx.AsyncClient, orders: httpx.AsyncClient, stop: asyncio.Event,
+                  log: list[dict[str, Any]]) -> None:
+    """3 reads to 1 write, every 50 ms; a timeout or connection error is status 0."""
+    tick = 0
+    while not stop.is_set():
+        tick += 1
+        kind = "write" if tick % 4 == 0 else "read"
+        try:
+            if kind == "write":
+                response = await orders.post("/orders", json={"product_id": 2, "quantity": 1})
+            else:
+                response = await catalog.get("/products")
+            status, body = response.status_code, response.json()
+        except httpx.HTTPError:
+            status, body = 0, {}
+        log.append({"kind": kind, "status": status, "body": body, "at": time.monotonic()})
+        await asyncio.sleep(0.05)
+
+
+async def test_outage_under_traffic_loses_nothing(cluster: Cluster, moto_url: str,
+                                                  aws: ShopResources,
+                                                  aws_env: dict[str, str]) -> None:
+    env = {**aws_env, **FAST, "SHOP_DATABASE_URL": cluster.bouncer.dsn(),
+           "SHOP_DATABASE_READER_URL": cluster.bouncer.dsn(reader=True)}
+    async with serve(orders_app, **env) as orders, serve(catalog_app, **env) as catalog, \
+            serve(worker_app, **env):
+        stop, log = asyncio.Event(), []
+        running = asyncio.create_task(traffic(catalog, orders, stop, log))
+        await asyncio.sleep(2)  # steady state; the catalog copy gets written
+        await asyncio.to_thread(cluster.bouncer.lose_target)
+        await asyncio.sleep(8)
+        await asyncio.to_thread(cluster.bouncer.restore_target)
+        await asyncio.sleep(4)
+        stop.set()
+        await asyncio.wait_for(running, timeout=10)
+
+        await eventually(lambda: asyncio.to_thread(
+            lambda: queue_depth(moto_url, aws.queue_url) == 0), "the queue to drain",
+            timeout=30)
+        accepted = [e["body"]["order_id"] for e in log
+                    if e["kind"] == "write" and e["status"] in (201, 202)]
+        finals = {}
+        for order_id in accepted:
+            response = await orders.get(f"/orders/{order_id}")
+            finals[order_id] = response.json()["status"]
+
+    statuses = Counter((e["kind"], e["status"]) for e in log)
+    sources = Counter(e["body"].get("source") for e in log if e["kind"] == "read")
+    assert not [k for k in statuses if k[1] == 0 or k[1] >= 500], statuses
+    assert statuses[("write", 202)] > 0 and statuses[("write", 201)] > 0, statuses
+    assert sources["cache"] > 0 and sources["database"] > 0, sources
+    assert set(finals.values()) <= {"confirmed", "rejected"}, Counter(finals.values())
+    confirmed = sum(1 for s in finals.values() if s == "confirmed")
+    stock = int(cluster.primary.psql("SELECT stock FROM products WHERE id = 2"))
+    assert stock == 150 - confirmed
+    assert dlq_depth(moto_url, aws) == 0
+
+
+async def run_worker_until_drained(env: dict[str, str], moto_url: str, aws: ShopResources,
+                                   ) -> None:
+    async with serve(worker_app, **env):
+        await eventually(lambda: asyncio.to_thread(
+            lambda: queue_depth(moto_url, aws.queue_url) == 0), "the queue to drain",
+            timeout=30)
+
+
+async def test_same_message_twice_changes_stock_once(shop_db: str, db: asyncpg.Connection,
+                                                     moto_url: str, aws: ShopResources,
+                                                     aws_env: dict[str, str]) -> None:
+    order_id = str(uuid.uuid4())
+    body = json.dumps({"order_id": order_id, "product_id": 3, "quantity": 2})
+    sqs = client("sqs", moto_url)
+    for _ in range(2):
+        sqs.send_message(QueueUrl=aws.queue_url, MessageBody=body)
+    await run_worker_until_drained({**aws_env, **FAST, "SHOP_DATABASE_URL": shop_db},
+                                   moto_url, aws)
+    assert await db.fetchval("SELECT stock FROM products WHERE id = 3") == 48
+    assert await db.fetchval("SELECT status FROM orders WHERE id = $1",
+                             uuid.UUID(order_id)) == "confirmed"
+
+
+async def test_queued_copy_of_a_direct_order_is_replayed(shop_db: str, db: asyncpg.Connection,
+                                                         moto_url: str, aws: ShopResources,
+                                                         aws_env: dict[str, str]) -> None:
+    env = {**aws_env, **FAST, "SHOP_DATABASE_URL": shop_db}
+    async with serve(orders_app, **env) as orders:
+        direct = await orders.post("/orders", json={"product_id": 2, "quantity": 5},
+                                   headers={"Idempotency-Key": "k-1"})
+    assert direct.status_code == 201
+    body = json.dumps({"order_id": direct.json()["order_id"], "product_id": 2, "quantity": 5})
+    client("sqs", moto_url).send_message(QueueUrl=aws.queue_url, MessageBody=body)
+    await run_worker_until_drained(env, moto_url, aws)
+    assert await db.fetchval("SELECT stock FROM products WHERE id = 2") == 145
+
+
+async def test_malformed_message_goes_to_the_dlq(shop_db: str, moto_url: str,
+                                                 aws: ShopResources,
+                                                 aws_env: dict[str, str]) -> None:
+    sqs = client("sqs", moto_url)
+    for body in ("not json", json.dumps({"order_id": "x", "product_id": 1, "quantity": 1}),
+                 json.dumps({"order_id": str(uuid.uuid4()), "product_id": -1, "quantity": 1})):
+        sqs.send_message(QueueUrl=aws.queue_url, MessageBody=body)
+    await run_worker_until_drained({**aws_env, **FAST, "SHOP_DATABASE_URL": shop_db},
+                                   moto_url, aws)
+    assert dlq_depth(moto_url, aws) == 3
+
+
+async def test_rejection_is_recorded_and_never_retried(shop_db: str, db: asyncpg.Connection,
+                                                       moto_url: str, aws: ShopResources,
+                                                       aws_env: dict[str, str]) -> None:
+    env = {**aws_env, **FAST, "SHOP_DATABASE_URL": shop_db}
+    order_id = str(uuid.uuid4())
+    client("sqs", moto_url).send_message(QueueUrl=aws.queue_url, MessageBody=json.dumps(
+        {"order_id": order_id, "product_id": 3, "quantity": 80}))
+    await run_worker_until_drained(env, moto_url, aws)
+    async with serve(orders_app, **{**env, "SHOP_DATABASE_URL": DOWN}, ready=False) as orders:
+        seen_while_down = await orders.get(f"/orders/{order_id}")
+    assert seen_while_down.json()["status"] == "rejected"
+    assert seen_while_down.json()["reason"] == "insufficient stock"
+    assert await db.fetchval("SELECT stock FROM products WHERE id = 3") == 50
+    assert dlq_depth(moto_url, aws) == 0
+
+
+async def test_database_down_order_is_202_and_pending_until_the_worker_decides(
+        shop_db: str, db: asyncpg.Connection, moto_url: str, aws: ShopResources,
+        aws_env: dict[str, str]) -> None:
+    env = {**aws_env, **FAST}
+    async with serve(orders_app, ready=False, **env, SHOP_DATABASE_URL=DOWN) as orders:
+        queued = await orders.post("/orders", json={"product_id": 2, "quantity": 4})
+        assert queued.status_code == 202, queued.text
+        order_id = queued.json()["order_id"]
+        assert queued.json()["status"] == "pending"
+        pending = await orders.get(f"/orders/{order_id}")
+        assert pending.status_code == 200 and pending.json()["status"] == "pending"
+    await run_worker_until_drained({**env, "SHOP_DATABASE_URL": shop_db}, moto_url, aws)
+    async with serve(orders_app, **env, SHOP_DATABASE_URL=shop_db) as orders:
+        decided = await orders.get(f"/orders/{order_id}")
+    assert decided.json()["status"] == "confirmed"
+    assert await db.fetchval("SELECT stock FROM products WHERE id = 2") == 146
+
+
+async def test_queue_unreachable_is_503_never_202(aws_env: dict[str, str]) -> None:
+    env = {**aws_env, **FAST, "SHOP_ORDER_QUEUE_URL": aws_env["SHOP_ORDER_QUEUE_URL"] + "-gone"}
+    async with serve(orders_app, ready=False, **env, SHOP_DATABASE_URL=DOWN) as orders:
+        response = await orders.post("/orders", json={"product_id": 2, "quantity": 1})
+        order_id = str(uuid.uuid4())
+        unknown = await orders.get(f"/orders/{order_id}")
+    assert response.status_code == 503
+    assert response.json() == {"error": "database unavailable, order queue unreachable"}
+    assert unknown.status_code == 404
+
+
+async def test_empty_cache_is_503_and_breaker_in_deep_health(aws_env: dict[str, str]) -> None:
+    async with serve(catalog_app, ready=False, **aws_env, **FAST,
+                     SHOP_DATABASE_URL=DOWN) as catalog:
+        response = await catalog.get("/products")
+        deep = await catalog.get("/health/deep")
+        metrics = await catalog.get("/metrics")
+    assert response.status_code == 503
+    assert response.json() == {"error": "database unavailable, cache empty"}
+    assert deep.status_code == 503 and deep.json()["cache_table"] == "ok"
+    assert "breaker" in deep.json()
+    assert "shop_breaker_state" in metrics.text
+
+
+async def test_worker_does_not_receive_while_the_database_is_down(
+        moto_url: str, aws: ShopResources, aws_env: dict[str, str]) -> None:
+    sqs = client("sqs", moto_url)
+    sqs.send_message(QueueUrl=aws.queue_url, MessageBody=json.dumps(
+        {"order_id": str(uuid.uuid4()), "product_id": 2, "quantity": 1}))
+    async with serve(worker_app, ready=False, **aws_env, **FAST, SHOP_DATABASE_URL=DOWN) as w:
+        await asyncio.sleep(3)
+        health = await w.get("/health")
+    attributes = sqs.get_queue_attributes(QueueUrl=aws.queue_url, AttributeNames=["All"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "1"  # never received
+    assert health.status_code == 200
+
+
+async def test_worker_process_stops_cleanly_on_sigterm(shop_db: str,
+                                                       aws_env: dict[str, str]) -> None:
+    port = free_port()
+    env = {**aws_env, **FAST, "SHOP_DATABASE_URL": shop_db,
+           "SHOP_WORKER_HEALTH_PORT": str(port)}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "order_worker", env=env,
+                                                stdout=subprocess.DEVNULL,
+                                                stderr=subprocess.DEVNULL)
+    try:
+        async def healthy() -> bool:
+            try:
+                async with httpx.AsyncClient() as http:
+                    return (await http.get(f"http://127.0.0.1:{port}/health")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await eventually(healthy, "the worker's health port", timeout=20)
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), timeout=15)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    assert code == 0
+
+
+async def test_redrive_moves_the_dlq_back(moto_url: str, aws: ShopResources,
+                                          aws_env: dict[str, str]) -> None:
+    sqs = client("sqs", moto_url)
+    sqs.send_message(QueueUrl=aws.dlq_url, MessageBody="{}")
+    result = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "order_worker", "redrive"],
+        env=aws_env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "moved 1 message" in result.stdout
+    assert queue_depth(moto_url, aws.queue_url) == 1 and dlq_depth(moto_url, aws) == 0
