@@ -78,7 +78,12 @@ def purge(endpoint_url: str, resources: ShopResources) -> None:
     """Empty the queues and the tables (the lab's reset)."""
     sqs = client("sqs", endpoint_url)
     for url in (resources.queue_url, resources.dlq_url):
-        sqs.purge_queue(QueueUrl=url)
+        # Receive and delete rather than PurgeQueue, which SQS allows once a minute.
+        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                              VisibilityTimeout=0).get("Messages"):
+            sqs.delete_message_batch(QueueUrl=url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                for i, m in enumerate(messages)])
     dynamodb = client("dynamodb", endpoint_url)
     for table, key in ((resources.cache_table, "id"), (resources.status_table, "order_id")):
         for item in dynamodb.scan(TableName=table, ProjectionExpression=key)["Items"]:
@@ -96,6 +101,10 @@ class MotoServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid if self._proc is not None else 0
 
     def start(self) -> None:
         self._proc = spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
 
     @property
     def reader_url(self) -> str:
+        """The fragile baseline has no separate reader: everything goes to the writer, as in
+        the reference's BEFORE (separate reader and writer pools came with the proxy)."""
+        if not self.enable_proxy:
+            return self.writer_url
         return str(self.database_reader_url or self.database_url)
 
     @property

@@ -1,0 +1,301 @@
+"""The whole shop as local processes: the lab's topology.
+
+PostgreSQL primary + streaming replica, PgBouncer as the RDS Proxy twin (writer and reader
+endpoints), moto's server as DynamoDB + SQS, the catalog, orders and order-worker processes,
+and nginx in front as the ALB. Everything lives under one lab directory (logs included) and is
+described by ``state.json`` there, so ``lab down`` and ``lab status`` work from another shell.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import suppress
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from chaos_lab.aws import MotoServer, ShopResources, create_resources, purge, queue_depth
+from chaos_lab.pgbouncer import PgBouncer
+from chaos_lab.postgres import PostgresNode
+from chaos_lab.processes import (
+    LabError,
+    free_port,
+    give_to_service_user,
+    port_open,
+    spawn,
+    wait_until,
+)
+from chaos_lab.target import RESILIENT
+from shop.db import reset_catalog
+
+DEFAULT_DIR = Path(".lab")
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {root}/nginx.pid;
+error_log {root}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/tmp/body;
+    proxy_temp_path {root}/tmp/proxy;
+    fastcgi_temp_path {root}/tmp/fastcgi;
+    uwsgi_temp_path {root}/tmp/uwsgi;
+    scgi_temp_path {root}/tmp/scgi;
+    upstream catalog {{ server 127.0.0.1:{catalog}; keepalive 64; }}
+    upstream orders {{ server 127.0.0.1:{orders}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_connect_timeout 2s;
+        proxy_read_timeout 10s;
+        location /products {{ proxy_pass http://catalog; }}
+        location /orders {{ proxy_pass http://orders; }}
+        location = /health {{ return 200 '{{"status":"ok","service":"entry"}}'; }}
+    }}
+}}
+"""
+
+
+
+@dataclass
+class LabState:
+    """What ``lab up`` made, saved so that another command can find it."""
+
+    ports: dict[str, int]
+    primary: str = "node-a"  # which node is the writer now (a failover swaps them)
+    pids: dict[str, int] = field(default_factory=dict)
+    resources: dict[str, str] = field(default_factory=dict)
+    service_settings: dict[str, str] = field(default_factory=lambda: dict(RESILIENT))
+
+
+class Lab:
+    def __init__(self, root: Path = DEFAULT_DIR) -> None:
+        self.root = root.resolve()
+        self.state_file = self.root / "state.json"
+        self.state: LabState | None = None
+        if self.state_file.exists():
+            self.state = LabState(**json.loads(self.state_file.read_text()))
+
+    # Topology -------------------------------------------------------------------------------
+
+    @property
+    def s(self) -> LabState:
+        if self.state is None:
+            raise LabError(f"the lab is not up (no {self.state_file}); run `chaos-shop lab up`")
+        return self.state
+
+    def node(self, name: str) -> PostgresNode:
+        return PostgresNode(name, self.root / name, self.s.ports[name])
+
+    @property
+    def primary(self) -> PostgresNode:
+        return self.node(self.s.primary)
+
+    @property
+    def replica(self) -> PostgresNode:
+        return self.node("node-b" if self.s.primary == "node-a" else "node-a")
+
+    @property
+    def bouncer(self) -> PgBouncer:
+        return PgBouncer(self.root / "pgbouncer", self.s.ports["pgbouncer"],
+                         self.primary.port, self.replica.port)
+
+    @property
+    def moto(self) -> MotoServer:
+        return MotoServer(self.s.ports["moto"], self.root / "logs" / "moto.log")
+
+    @property
+    def resources(self) -> ShopResources:
+        return ShopResources(**self.s.resources)
+
+    @property
+    def entry_url(self) -> str:
+        return f"http://127.0.0.1:{self.s.ports['entry']}"
+
+    def service_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.s.ports[name]}"
+
+    def save(self) -> None:
+        self.state_file.write_text(json.dumps(asdict(self.s), indent=2))
+
+    def is_up(self) -> bool:
+        return self.state is not None and port_open(self.s.ports["entry"])
+
+    def up(self, log: Any = print) -> None:
+        """Start everything, waiting for each part to be ready before the next."""
+        if self.is_up():
+            log(f"lab already up at {self.entry_url}")
+            return
+        if self.state is not None:
+            self.down(log=lambda *_: None)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)
+        give_to_service_user(self.root)
+        names = ["node-a", "node-b", "pgbouncer", "moto", "catalog", "orders", "worker",
+                 "entry"]
+        self.state = LabState(ports={name: free_port() for name in names})
+        self.save()
+        log("postgres: primary node-a")
+        self.node("node-a").init_primary()
+        log("postgres: streaming replica node-b")
+        self.node("node-b").init_replica(self.node("node-a"))
+        log("pgbouncer: writer and reader endpoints")
+        self.bouncer.start(self.primary.port, self.replica.port)
+        log("moto: DynamoDB + SQS, queue + DLQ + tables")
+        moto = self.moto
+        moto.start()
+        self.s.pids["moto"] = moto.pid
+        self.s.resources = asdict(create_resources(moto.url))
+        self.save()
+        self.start_services(self.s.service_settings, log=log)
+        log("nginx: the entry point")
+        self._start_nginx()
+        self.save()
+        log(f"lab up: {self.entry_url}  (logs in {self.root / 'logs'})")
+
+    def service_env(self, settings: dict[str, str]) -> dict[str, str]:
+        bouncer = self.bouncer
+        return {
+            "SHOP_DATABASE_URL": bouncer.dsn(),
+            "SHOP_DATABASE_READER_URL": bouncer.dsn(reader=True),
+            "SHOP_WORKER_HEALTH_PORT": str(self.s.ports["worker"]),
+            "SHOP_WORKER_WAIT_SECONDS": "2",
+            "SHOP_BREAKER_RESET_SECONDS": "3",
+            **self.resources.settings(self.moto.url),
+            **settings,
+        }
+
+    def start_services(self, settings: dict[str, str], log: Any = print) -> None:
+        """(Re)start catalog, orders and the worker with these SHOP_* settings."""
+        self.stop_services()
+        self.s.service_settings = dict(settings)
+        env = self.service_env(settings)
+        logs = self.root / "logs"
+        commands = {
+            "orders": ["-m", "uvicorn", "orders.main:app"],
+            "catalog": ["-m", "uvicorn", "catalog.main:app"],
+        }
+        for name, args in commands.items():
+            log(f"{name}: uvicorn on port {self.s.ports[name]} ({_switches(settings)})")
+            proc = spawn([sys.executable, *args, "--host", "127.0.0.1", "--port",
+                          str(self.s.ports[name]), "--no-access-log"], logs / f"{name}.log",
+                         env=env)
+            self.s.pids[name] = proc.pid
+        if settings.get("SHOP_ENABLE_DEGRADATION", "true") == "true":
+            log("order-worker")
+            proc = spawn([sys.executable, "-m", "order_worker"], logs / "worker.log", env=env)
+            self.s.pids["worker"] = proc.pid
+        self.save()
+        # Ready means the schema is in place: the first deep health check that passes.
+        for name in ("orders", "catalog"):
+            url = f"{self.service_url(name)}/health/deep"
+            wait_until(partial(_get_ok, url), f"{name} to reach its database", timeout=60)
+
+    def stop_services(self) -> None:
+        for name in ("catalog", "orders", "worker"):
+            self._kill(name)
+
+    def _start_nginx(self) -> None:
+        root = self.root / "nginx"
+        (root / "tmp").mkdir(parents=True, exist_ok=True)
+        conf = root / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(root=root, port=self.s.ports["entry"],
+                                          catalog=self.s.ports["catalog"],
+                                          orders=self.s.ports["orders"]))
+        nginx = "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "nginx"
+        proc = spawn([nginx, "-c", str(conf), "-p", str(root), "-e",
+                      str(root / "nginx-error.log")], self.root / "logs" / "nginx.log")
+        self.s.pids["nginx"] = proc.pid
+        wait_until(lambda: _get_ok(f"{self.entry_url}/health"), "nginx")
+
+    def _kill(self, name: str) -> None:
+        pid = self.s.pids.pop(name, 0)
+        if pid:
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                return
+            for _ in range(100):  # up to 10 s for a graceful stop
+                try:
+                    os.killpg(pid, 0)
+                except ProcessLookupError:
+                    return
+                time.sleep(0.1)
+            with _quiet():
+                os.killpg(pid, signal.SIGKILL)
+
+    def down(self, log: Any = print) -> None:
+        if self.state is None:
+            log("lab is not up")
+            return
+        for name in ("nginx", "catalog", "orders", "worker", "moto"):
+            self._kill(name)
+        pid_file = self.root / "pgbouncer" / "pgbouncer.pid"
+        if pid_file.exists():
+            with _quiet():
+                os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        for name in ("node-a", "node-b"):
+            with _quiet():
+                self.node(name).stop("immediate")
+        self.state_file.unlink(missing_ok=True)
+        self.state = None
+        log("lab down")
+
+    def status(self) -> dict[str, Any]:
+        """Each part: up or down, and the numbers that matter."""
+        s = self.s
+        parts: dict[str, Any] = {
+            "writer": f"{self.primary.name} :{self.primary.port} "
+                      f"{'up' if port_open(self.primary.port) else 'DOWN'}",
+            "reader": f"{self.replica.name} :{self.replica.port} "
+                      f"{'up' if port_open(self.replica.port) else 'DOWN'}",
+            "pgbouncer": f":{s.ports['pgbouncer']} "
+                         f"{'up' if port_open(s.ports['pgbouncer']) else 'DOWN'}",
+            "moto": f":{s.ports['moto']} {'up' if port_open(s.ports['moto']) else 'DOWN'}",
+            "entry": self.entry_url,
+            "settings": _switches(s.service_settings),
+        }
+        for name in ("catalog", "orders", "worker"):
+            parts[name] = ("up" if _get_ok(f"{self.service_url(name)}/health") else "DOWN")
+        if port_open(s.ports["moto"]):
+            parts["queue depth"] = queue_depth(self.moto.url, self.resources.queue_url)
+            parts["dlq depth"] = queue_depth(self.moto.url, self.resources.dlq_url)
+        return parts
+
+    async def reset(self) -> None:
+        """Seeded stock, no orders, empty queues and tables: a clean start for an experiment."""
+        conn = await asyncpg.connect(self.primary.dsn(), timeout=5)
+        try:
+            await reset_catalog(conn)
+        finally:
+            await conn.close()
+        purge(self.moto.url, self.resources)
+
+
+def _switches(settings: dict[str, str]) -> str:
+    return (f"proxy={settings.get('SHOP_ENABLE_PROXY', 'true')} "
+            f"degradation={settings.get('SHOP_ENABLE_DEGRADATION', 'true')}")
+
+
+def _get_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _quiet() -> suppress:
+    """Ignore a process or node that is already gone."""
+    return suppress(ProcessLookupError, LabError, subprocess.SubprocessError, OSError)

@@ -1,0 +1,119 @@
+"""The local lab as an experiment target, and its faults: the FIS twin.
+
+Each fault is a small declarative pair, ``inject`` and ``restore`` (the rollback that always
+runs), over the lab's processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Protocol
+
+import asyncpg
+
+from chaos_lab.aws import queue_depth
+from chaos_lab.lab import Lab
+from chaos_lab.processes import LabError
+from chaos_lab.target import Say
+
+
+class Fault(Protocol):
+    def inject(self, lab: Lab) -> None: ...
+
+    def restore(self, lab: Lab) -> None:
+        """Always runs, even when the experiment failed half-way."""
+
+
+class Failover:
+    """Aurora's forced failover: the writer crashes, the reader is promoted, the endpoints
+    follow it; afterwards the old writer is rebuilt as a replica so the lab can go again."""
+
+    def inject(self, lab: Lab) -> None:
+        old, new = lab.primary, lab.replica
+        old.stop("immediate")
+        new.promote()
+        lab.s.primary = new.name
+        lab.save()
+        lab.bouncer.repoint(writer_port=new.port, reader_port=new.port)
+
+    def restore(self, lab: Lab) -> None:
+        lab.replica.rejoin_as_replica(lab.primary)
+        lab.bouncer.repoint(writer_port=lab.primary.port, reader_port=lab.replica.port)
+
+
+class DbOutage:
+    """The proxy loses its target (deregister-db-proxy-targets on AWS): PgBouncer refuses
+    new connections and drops the open ones until the target is given back."""
+
+    def inject(self, lab: Lab) -> None:
+        lab.bouncer.lose_target()
+
+    def restore(self, lab: Lab) -> None:
+        lab.bouncer.restore_target()
+
+
+FAULTS: dict[str, Callable[[], Fault]] = {"failover": Failover, "db-outage": DbOutage}
+
+
+class LocalTarget:
+    """The shop as local processes (``chaos-shop lab up``)."""
+
+    name = "local"
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self._faults: dict[str, Fault] = {}
+
+    @property
+    def entry_url(self) -> str:
+        return self.lab.entry_url
+
+    @property
+    def health_urls(self) -> list[str]:
+        return [f"{self.lab.entry_url}/products",
+                *(f"{self.lab.service_url(n)}/health/deep" for n in ("catalog", "orders"))]
+
+    async def apply(self, settings: dict[str, str], say: Say) -> None:
+        await asyncio.to_thread(self.lab.start_services, settings, lambda *_: None)
+
+    async def reset(self) -> None:
+        await self.lab.reset()
+
+    async def inject(self, fault: str, hold: float, say: Say) -> None:
+        if fault not in FAULTS:
+            raise LabError(f"unknown fault {fault!r}; the lab knows {sorted(FAULTS)}")
+        self._faults[fault] = FAULTS[fault]()
+        await asyncio.to_thread(self._faults[fault].inject, self.lab)
+
+    async def restore(self, fault: str, say: Say) -> None:
+        injected = self._faults.pop(fault, None)
+        if injected is not None:
+            await asyncio.to_thread(injected.restore, self.lab)
+
+    async def queue_depths(self) -> tuple[int, int]:
+        moto, resources = self.lab.moto.url, self.lab.resources
+        return (await asyncio.to_thread(queue_depth, moto, resources.queue_url),
+                await asyncio.to_thread(queue_depth, moto, resources.dlq_url))
+
+    async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(self.lab.primary.dsn(), timeout=5)
+        try:
+            return list(await conn.fetch(query, *args, timeout=5))
+        finally:
+            await conn.close(timeout=5)
+
+    async def stock_in_db(self, product_id: int) -> int | None:
+        rows = await self._fetch("SELECT stock FROM products WHERE id = $1", product_id)
+        return int(rows[0]["stock"]) if rows else None
+
+    async def confirmed_in_db(self, product_id: int) -> int | None:
+        rows = await self._fetch(
+            "SELECT count(*) AS n FROM orders WHERE product_id = $1 AND status = 'confirmed'",
+            product_id)
+        return int(rows[0]["n"])
+
+    async def statuses_in_db(self, order_ids: list[str]) -> dict[str, str] | None:
+        rows = await self._fetch("SELECT id::text AS id, status FROM orders "
+                                 "WHERE id::text = ANY($1)", order_ids)
+        return {row["id"]: row["status"] for row in rows}

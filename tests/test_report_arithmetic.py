@@ -1,0 +1,63 @@
+"""The arithmetic behind the before/after tables: no lab needed."""
+
+from chaos_lab.experiment import experiment, recovery_seconds, timeline
+from loadtest.traffic import Outcome, TrafficProfile, TrafficResults, schedule
+
+
+def results(*outcomes: tuple[float, str, int, str | None]) -> TrafficResults:
+    return TrafficResults([Outcome(at, kind, status, source)  # type: ignore[arg-type]
+                           for at, kind, status, source in outcomes])
+
+
+def test_labels_classify_business_answers_as_successes() -> None:
+    r = results((0, "read", 200, "database"), (0, "read", 200, "cache"), (0, "read", 0, None),
+                (0, "write", 201, "database"), (0, "write", 202, "queue"),
+                (0, "write", 409, None), (0, "write", 503, None), (0, "write", 500, None))
+    assert r.counts == {"read_ok": 1, "read_cache": 1, "read_fail": 1, "write_ok": 1,
+                        "write_queued": 1, "write_409": 1, "write_other": 0, "write_fail": 2}
+    assert "reads=2/1 (cache=1) writes_ok=1 writes_409=1 writes_202=1 writes_fail=2" \
+        in r.status_line(3)
+
+
+def test_recovery_is_fault_to_last_failure() -> None:
+    r = results((1, "read", 200, None), (10, "read", 0, None), (14.5, "write", 500, None),
+                (20, "read", 200, None), (40, "read", 200, None))
+    assert recovery_seconds(r, fault_at=10) == 4.5
+
+
+def test_no_failure_is_zero_and_failing_to_the_end_is_never() -> None:
+    healthy = results((1, "read", 200, None), (30, "read", 200, None))
+    assert recovery_seconds(healthy, fault_at=10) == 0.0
+    broken = results((1, "read", 200, None), (11, "read", 500, None), (29, "write", 0, None),
+                     (30, "read", 500, None))
+    assert recovery_seconds(broken, fault_at=10) is None
+
+
+def test_failures_before_the_fault_do_not_count() -> None:
+    r = results((2, "read", 500, None), (12, "read", 200, None), (30, "read", 200, None))
+    assert recovery_seconds(r, fault_at=10) == 0.0
+
+
+def test_timeline_counts_per_second() -> None:
+    r = results((0.1, "read", 200, "database"), (0.9, "read", 200, "cache"),
+                (2.5, "write", 202, "queue"))
+    assert timeline(r) == [{"read_ok": 1, "read_cache": 1}, {}, {"write_queued": 1}]
+
+
+def test_schedule_is_the_profile() -> None:
+    plan = schedule(TrafficProfile(reads_per_second=3, writes_per_second=1, duration=10))
+    assert sum(1 for _, kind in plan if kind == "read") == 30
+    assert sum(1 for _, kind in plan if kind == "write") == 10
+    assert plan == sorted(plan) and plan[-1][0] < 10
+
+
+def test_experiments_scale_and_refuse_bad_input() -> None:
+    spec = experiment("db-outage", scale=10)
+    assert spec.profile.reads_per_second == 30 and spec.profile.writes_per_second == 10
+    assert spec.hold == 180 and spec.fault_at == 30
+    for bad in (("nope", "default", 1), ("failover", "nope", 1), ("failover", "short", 0)):
+        try:
+            experiment(*bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} was accepted")
