@@ -195,13 +195,23 @@ class Lab:
             self.s.pids[name] = proc.pid
         if settings.get("SHOP_ENABLE_DEGRADATION", "true") == "true":
             log("order-worker")
-            proc = spawn([sys.executable, "-m", "order_worker"], logs / "worker.log", env=env)
-            self.s.pids["worker"] = proc.pid
+            self.start_worker()
         self.save()
         # Ready means the schema is in place: the first deep health check that passes.
         for name in ("orders", "catalog"):
             url = f"{self.service_url(name)}/health/deep"
-            wait_until(partial(_get_ok, url), f"{name} to reach its database", timeout=60)
+            wait_until(partial(get_ok, url), f"{name} to reach its database", timeout=60)
+
+    def start_worker(self) -> None:
+        env = self.service_env(self.s.service_settings)
+        proc = spawn([sys.executable, "-m", "order_worker"], self.root / "logs" / "worker.log",
+                     env=env)
+        self.s.pids["worker"] = proc.pid
+        self.save()
+
+    def stop_worker(self) -> None:
+        self._kill("worker")
+        self.save()
 
     def stop_services(self) -> None:
         for name in ("catalog", "orders", "worker"):
@@ -218,7 +228,7 @@ class Lab:
         proc = spawn([nginx, "-c", str(conf), "-p", str(root), "-e",
                       str(root / "nginx-error.log")], self.root / "logs" / "nginx.log")
         self.s.pids["nginx"] = proc.pid
-        wait_until(lambda: _get_ok(f"{self.entry_url}/health"), "nginx")
+        wait_until(lambda: get_ok(f"{self.entry_url}/health"), "nginx")
 
     def _kill(self, name: str) -> None:
         pid = self.s.pids.pop(name, 0)
@@ -228,6 +238,8 @@ class Lab:
             except ProcessLookupError:
                 return
             for _ in range(100):  # up to 10 s for a graceful stop
+                with suppress(ChildProcessError):  # reap it when this process started it
+                    os.waitpid(pid, os.WNOHANG)
                 try:
                     os.killpg(pid, 0)
                 except ProcessLookupError:
@@ -268,7 +280,7 @@ class Lab:
             "settings": _switches(s.service_settings),
         }
         for name in ("catalog", "orders", "worker"):
-            parts[name] = ("up" if _get_ok(f"{self.service_url(name)}/health") else "DOWN")
+            parts[name] = ("up" if get_ok(f"{self.service_url(name)}/health") else "DOWN")
         if port_open(s.ports["moto"]):
             parts["queue depth"] = queue_depth(self.moto.url, self.resources.queue_url)
             parts["dlq depth"] = queue_depth(self.moto.url, self.resources.dlq_url)
@@ -289,7 +301,7 @@ def _switches(settings: dict[str, str]) -> str:
             f"degradation={settings.get('SHOP_ENABLE_DEGRADATION', 'true')}")
 
 
-def _get_ok(url: str) -> bool:
+def get_ok(url: str) -> bool:
     try:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:

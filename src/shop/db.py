@@ -40,6 +40,14 @@ Operation = Callable[[asyncpg.Connection], Awaitable[T]]
 MIGRATION_LOCK_ID = 0x5C0A5_5409  # any constant shared by every replica of every service
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release. asyncpg's default sends ``SELECT pg_advisory_unlock_all();
+    CLOSE ALL; UNLISTEN *; RESET ALL`` every time: a round trip per request, and on RDS Proxy
+    a statement that pins the client to its database connection (asyncpg issue #1153). The
+    shop sets no session state (no SET, LISTEN, cursors or session advisory locks), and an open
+    transaction is still rolled back by the pool before this runs."""
+
+
 def is_connection_error(exc: BaseException) -> bool:
     """True for failures of the path to the database, never for a bad query or bad data.
 
@@ -103,6 +111,7 @@ class Endpoint:
                 min_size=0,
                 max_size=self._settings.db_pool_max_size,
                 max_inactive_connection_lifetime=60,
+                reset=_keep_session,
                 **self._connect_kwargs(),
             )
 
