@@ -1,0 +1,333 @@
+"""The docker compose stack (docker-compose.yml) as an experiment target: the same experiments
+as the local lab, with the faults made through ``docker compose`` commands.
+
+- settings: ``docker compose up -d --force-recreate`` of the shop's three services with the
+  ``SHOP_*`` switches in the environment (the compose file interpolates them);
+- failover: ``docker compose kill`` the writer node, promote its peer (``pg_promote``), point
+  PgBouncer's two endpoints at it (deploy/compose/pgbouncer/route.sh, then SIGHUP);
+  restore: start the old writer again, which rejoins as a replica of the new one
+  (deploy/compose/postgres/node.sh), and route the reader endpoint to it;
+- db-outage: PgBouncer loses its target through its admin console (DISABLE + KILL the
+  endpoints; RESUME + ENABLE to restore), as the lab's does.
+
+The compose nodes keep their service names (``postgres``, ``postgres-replica``) while their
+roles swap: which one is the writer is asked of the nodes themselves. Host ports are the ones
+docker-compose.yml publishes on 127.0.0.1; the database password is the ``POSTGRES_PASSWORD``
+that ``docker compose up`` was given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from chaos_lab.aws import ShopResources, client, purge, queue_depth
+from chaos_lab.processes import LabError
+from chaos_lab.target import FAULT_NAMES, Say
+from shop.db import reset_catalog
+
+NODES = ("postgres", "postgres-replica")
+SHOP_SERVICES = ("catalog", "orders", "order-worker")
+# The settings docker-compose.yml passes through from the environment (${NAME:-default}).
+PASSED_THROUGH = ("SHOP_ENABLE_PROXY", "SHOP_ENABLE_DEGRADATION", "SHOP_LOG_LEVEL")
+ENDPOINTS = ("shop", "shop_reader")  # PgBouncer's writer and reader databases
+ROUTE = "/etc/chaos-shop/pgbouncer/route.sh"
+PREFIX = "chaos-shop"  # the AWS resources' names (deploy/compose/aws-init)
+
+
+class ToolMissing(LabError):
+    """docker (with its compose plugin) or psql is not installed here."""
+
+
+@dataclass(frozen=True)
+class ComposePorts:
+    """What docker-compose.yml publishes on 127.0.0.1."""
+
+    entry: int = 8080
+    catalog: int = 8001
+    orders: int = 8002
+    worker: int = 8081
+    postgres: int = 5432
+    replica: int = 5433
+    pgbouncer: int = 6432
+    moto: int = 5000
+
+    def node(self, service: str) -> int:
+        return self.postgres if service == NODES[0] else self.replica
+
+
+def peer(node: str) -> str:
+    return NODES[1] if node == NODES[0] else NODES[0]
+
+
+class ComposeTarget:
+    """The shop as ``docker compose up`` runs it (``--target compose``)."""
+
+    name = "compose"
+
+    def __init__(self, project_dir: Path = Path("."), *, compose_file: str = "docker-compose.yml",
+                 docker: str = "docker", ports: ComposePorts | None = None,
+                 ready_timeout: float = 120, command_timeout: float = 120) -> None:
+        self.project_dir = project_dir.resolve()
+        self.compose_file = self.project_dir / compose_file
+        self.docker = docker
+        self.ports = ports or ComposePorts()
+        self.ready_timeout = ready_timeout
+        self.command_timeout = command_timeout
+
+    # Where things are ---------------------------------------------------------------------
+
+    @property
+    def entry_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.entry}"
+
+    @property
+    def health_urls(self) -> list[str]:
+        return [f"{self.entry_url}/products",
+                f"http://127.0.0.1:{self.ports.catalog}/health/deep",
+                f"http://127.0.0.1:{self.ports.orders}/health/deep"]
+
+    @property
+    def moto_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.moto}"
+
+    @property
+    def password(self) -> str:
+        password = os.environ.get("POSTGRES_PASSWORD")
+        if not password:
+            raise LabError("POSTGRES_PASSWORD is not set: export the password the compose "
+                           "stack was started with")
+        return password
+
+    # Commands -----------------------------------------------------------------------------
+
+    def _run(self, cmd: Sequence[str], env: dict[str, str] | None = None,
+             timeout: float | None = None) -> str:
+        """Run a command to completion; any failure is a LabError that says what and why."""
+        limit = timeout or self.command_timeout
+        try:
+            result = subprocess.run(list(cmd), capture_output=True, text=True, timeout=limit,
+                                    env={**os.environ, **(env or {})}, check=False)
+        except FileNotFoundError as exc:
+            raise ToolMissing(f"{cmd[0]} not found: the compose target needs the docker client "
+                           "with its compose plugin, and psql") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise LabError(f"{' '.join(cmd)} did not finish within {limit:.0f}s") from exc
+        if result.returncode != 0:
+            raise LabError(f"{' '.join(cmd)} failed ({result.returncode}): "
+                           f"{(result.stderr or result.stdout).strip()[-2000:]}")
+        return result.stdout
+
+    def compose(self, *args: str, env: dict[str, str] | None = None,
+                timeout: float | None = None) -> str:
+        return self._run([self.docker, "compose", "-f", str(self.compose_file), *args],
+                         env=env, timeout=timeout)
+
+    def psql(self, node: str, *commands: str, database: str = "postgres") -> str:
+        """SQL inside a node's container (local socket, as postgres)."""
+        args = [arg for command in commands for arg in ("-c", command)]
+        return self.compose("exec", "-T", node, "psql", "-U", "postgres", "-d", database,
+                            "-v", "ON_ERROR_STOP=1", "-XAtq", *args)
+
+    def pgbouncer_admin(self, *commands: str, stop_on_error: bool = True) -> str:
+        """PgBouncer's admin console through its published port (the host's psql)."""
+        args = [arg for command in commands for arg in ("-c", command)]
+        on_error = ["-v", "ON_ERROR_STOP=1"] if stop_on_error else []
+        return self._run(["psql", "-h", "127.0.0.1", "-p", str(self.ports.pgbouncer), "-U",
+                          "pgbouncer", "-d", "pgbouncer", *on_error, "-XAtq", *args],
+                         env={"PGPASSWORD": self.password, "PGCONNECT_TIMEOUT": "5"},
+                         timeout=min(30, self.command_timeout))
+
+    def route(self, writer: str, reader: str) -> None:
+        """Point PgBouncer's writer and reader endpoints at these nodes; it reloads on SIGHUP."""
+        self.compose("exec", "-T", "pgbouncer", "sh", ROUTE, writer, reader)
+        self.compose("kill", "-s", "SIGHUP", "pgbouncer")
+
+    def writer(self) -> str | None:
+        """The node that is a writer now (not in recovery), None when neither answers so."""
+        for node in NODES:
+            try:
+                if self.psql(node, "SELECT pg_is_in_recovery()").strip() == "f":
+                    return node
+            except ToolMissing:
+                raise
+            except LabError:
+                continue  # stopped, killed, or starting
+        return None
+
+    def _wait(self, check: Callable[[], bool], what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            time.sleep(1)
+        raise LabError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+    def _streaming(self, writer: str) -> bool:
+        try:
+            return self.psql(writer, "SELECT count(*) FROM pg_stat_replication "
+                                     "WHERE state = 'streaming'").strip() not in ("", "0")
+        except LabError:
+            return False
+
+    # The target ---------------------------------------------------------------------------
+
+    async def apply(self, settings: dict[str, str], say: Say) -> None:
+        unknown = sorted(set(settings) - set(PASSED_THROUGH))
+        if unknown:
+            raise LabError(f"docker-compose.yml does not pass {', '.join(unknown)} to the "
+                           f"services; it passes {', '.join(PASSED_THROUGH)}")
+        await asyncio.to_thread(self._apply, settings, say)
+
+    def _apply(self, settings: dict[str, str], say: Say) -> None:
+        degradation = settings.get("SHOP_ENABLE_DEGRADATION", "true") == "true"
+        # Without degradation there is no queue to drain: no worker, as in the lab.
+        services = SHOP_SERVICES if degradation else SHOP_SERVICES[:2]
+        say(f"compose: recreating {', '.join(services)}")
+        self.compose("up", "-d", "--force-recreate", *services, env=settings,
+                     timeout=max(self.command_timeout, 300))
+        if not degradation:
+            self.compose("stop", "order-worker")
+        # Ready means the schema is in place: the first deep health check that passes.
+        for url in self.health_urls[1:]:
+            self._wait(partial(_get_ok, url), url, self.ready_timeout)
+
+    async def reset(self) -> None:
+        dsn = await self._writer_dsn()
+        if dsn is None:
+            raise LabError("no writer answers on the published PostgreSQL ports "
+                           f"{self.ports.postgres} and {self.ports.replica}")
+        conn = await asyncpg.connect(dsn, password=self.password, timeout=5)
+        try:
+            await reset_catalog(conn)
+        finally:
+            await conn.close(timeout=5)
+        await asyncio.to_thread(purge, self.moto_url, await asyncio.to_thread(self.resources))
+
+    async def inject(self, fault: str, hold: float, say: Say) -> None:
+        if fault not in FAULT_NAMES:
+            raise LabError(f"unknown fault {fault!r}; compose knows {list(FAULT_NAMES)}")
+        if fault == "failover":
+            await asyncio.to_thread(self._fail_over, say)
+        else:
+            say("compose: pgbouncer loses its target (DISABLE + KILL)")
+            await asyncio.to_thread(self.pgbouncer_admin, *_each("DISABLE", "KILL"))
+
+    async def restore(self, fault: str, say: Say) -> None:
+        if fault == "failover":
+            await asyncio.to_thread(self._rejoin, say)
+        elif fault == "db-outage":
+            say("compose: pgbouncer gets its target back (RESUME + ENABLE)")
+            # RESUME of an endpoint that is not paused is an error psql reports and goes on
+            # from: restoring twice, or what was never injected, is harmless.
+            await asyncio.to_thread(self.pgbouncer_admin, *_each("RESUME", "ENABLE"),
+                                    stop_on_error=False)
+        else:
+            raise LabError(f"unknown fault {fault!r}; compose knows {list(FAULT_NAMES)}")
+
+    def _fail_over(self, say: Say) -> None:
+        old = self.writer()
+        if old is None:
+            raise LabError("no PostgreSQL node is a writer: nothing to fail over")
+        new = peer(old)
+        say(f"compose: kill {old}, promote {new}, route both endpoints to {new}")
+        self.compose("kill", old)
+        # The new writer has no replica yet: it must not wait for one to commit.
+        self.psql(new, "SELECT pg_promote(true, 60)",
+                  "ALTER SYSTEM SET synchronous_standby_names = ''", "SELECT pg_reload_conf()")
+        self.route(new, new)
+
+    def _rejoin(self, say: Say) -> None:
+        """Idempotent: from a failover, or a failover that failed half-way, or no failover at
+        all, back to a writer with a streaming replica behind both endpoints."""
+        writer = self.writer()
+        if writer is None:  # the writer was killed but nothing was promoted: start it again
+            say("compose: no writer; starting both nodes as they were")
+            self.compose("up", "-d", "--no-deps", *NODES, timeout=300)
+            self._wait(lambda: self.writer() is not None, "a PostgreSQL writer",
+                       self.ready_timeout)
+            writer = self.writer()
+            assert writer is not None
+        replica = peer(writer)
+        if not self._streaming(writer):
+            say(f"compose: {replica} rejoins as a replica of {writer}")
+            self.compose("up", "-d", "--no-deps", replica, timeout=300)
+            self._wait(lambda: self._streaming(writer), f"{replica} to stream from {writer}",
+                       max(self.ready_timeout, 180))
+        self.psql(writer, "ALTER SYSTEM SET synchronous_standby_names = '*'",
+                  "SELECT pg_reload_conf()")
+        self.route(writer, replica)
+
+    # What the invariants read -------------------------------------------------------------
+
+    def resources(self) -> ShopResources:
+        sqs = client("sqs", self.moto_url)
+        urls = [sqs.get_queue_url(QueueName=name)["QueueUrl"]
+                for name in (f"{PREFIX}-orders", f"{PREFIX}-orders-dlq")]
+        return ShopResources(urls[0], urls[1], f"{PREFIX}-catalog", f"{PREFIX}-order-status")
+
+    async def queue_depths(self) -> tuple[int, int]:
+        resources = await asyncio.to_thread(self.resources)
+        return (await asyncio.to_thread(queue_depth, self.moto_url, resources.queue_url),
+                await asyncio.to_thread(queue_depth, self.moto_url, resources.dlq_url))
+
+    async def _writer_dsn(self) -> str | None:
+        """The published port of the node that is the writer now."""
+        for node in NODES:
+            dsn = f"postgresql://shop@127.0.0.1:{self.ports.node(node)}/shop"
+            try:
+                conn = await asyncpg.connect(dsn, password=self.password, timeout=3)
+            except (TimeoutError, OSError, asyncpg.CannotConnectNowError):
+                continue
+            try:
+                if not await conn.fetchval("SELECT pg_is_in_recovery()", timeout=3):
+                    return dsn
+            finally:
+                await conn.close(timeout=3)
+        return None
+
+    async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record] | None:
+        dsn = await self._writer_dsn()
+        if dsn is None:
+            return None
+        conn = await asyncpg.connect(dsn, password=self.password, timeout=5)
+        try:
+            return list(await conn.fetch(query, *args, timeout=5))
+        finally:
+            await conn.close(timeout=5)
+
+    async def stock_in_db(self, product_id: int) -> int | None:
+        rows = await self._fetch("SELECT stock FROM products WHERE id = $1", product_id)
+        return int(rows[0]["stock"]) if rows else None
+
+    async def confirmed_in_db(self, product_id: int) -> int | None:
+        rows = await self._fetch(
+            "SELECT count(*) AS n FROM orders WHERE product_id = $1 AND status = 'confirmed'",
+            product_id)
+        return None if rows is None else int(rows[0]["n"])
+
+    async def statuses_in_db(self, order_ids: list[str]) -> dict[str, str] | None:
+        rows = await self._fetch("SELECT id::text AS id, status FROM orders "
+                                 "WHERE id::text = ANY($1)", order_ids)
+        return None if rows is None else {row["id"]: row["status"] for row in rows}
+
+
+def _each(*commands: str) -> list[str]:
+    """PgBouncer admin commands for both endpoints, in the lab's order."""
+    return [f"{command} {endpoint}" for endpoint in ENDPOINTS for command in commands]
+
+
+def _get_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

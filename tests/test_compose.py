@@ -1,0 +1,346 @@
+"""docker-compose.yml checked against the code, with no Docker engine: the settings the
+services are given are settings they read, ports and health checks match the images, every
+dependency waits for health, images are pinned, secrets come from the environment, and nginx,
+PgBouncer and the AWS init route to and create what the services expect. PgBouncer's
+configuration and the AWS init script are run for real (the local pgbouncer, moto's server)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+import pytest
+import yaml
+
+from chaos_lab import aws as lab_aws
+from chaos_lab.compose_target import NODES, PASSED_THROUGH, ROUTE, ComposePorts
+from chaos_lab.pgbouncer import READER_DB, WRITER_DB
+from chaos_lab.processes import (
+    as_service_user,
+    free_port,
+    give_to_service_user,
+    port_open,
+    spawn,
+    stop_process,
+    wait_until,
+)
+from shop.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy" / "compose"
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+SHOP = {"catalog": 8000, "orders": 8000, "order-worker": 8081}  # service: container port
+STATEFUL = ("postgres", "postgres-replica", "pgbouncer", "moto")
+SECRET = re.compile(r"^\$\{(?P<var>[A-Z_]+):\?[^}]+\}$")  # ${VAR:?message}
+
+
+def env(service: str) -> dict[str, str]:
+    value = SERVICES[service].get("environment", {})
+    if isinstance(value, list):
+        value = dict(item.split("=", 1) for item in value)
+    return {k: str(v) for k, v in value.items()}
+
+
+def published(service: str) -> dict[int, int]:
+    """Container port: host port, for "127.0.0.1:HOST:CONTAINER" entries."""
+    ports = {}
+    for entry in SERVICES[service].get("ports", []):
+        address, host, container = str(entry).split(":")
+        assert address == "127.0.0.1", f"{service} publishes {entry} beyond this machine"
+        ports[int(container)] = int(host)
+    return ports
+
+
+def dockerfile(service: str) -> str:
+    build = SERVICES[service]["build"]
+    return (ROOT / build["context"] / build["dockerfile"]).read_text()
+
+
+def has_healthcheck(service: str) -> bool:
+    if "healthcheck" in SERVICES[service]:
+        return not SERVICES[service]["healthcheck"].get("disable", False)
+    return "build" in SERVICES[service] and "\nHEALTHCHECK " in dockerfile(service)
+
+
+# The services and the settings they read ----------------------------------------------------
+
+
+def test_every_shop_setting_given_is_one_the_code_reads() -> None:
+    fields = {f"SHOP_{name.upper()}" for name in Settings.model_fields}
+    for service in SERVICES:
+        unknown = {name for name in env(service) if name.startswith("SHOP_")} - fields
+        assert not unknown, f"{service}: {sorted(unknown)} are not Settings fields"
+
+
+@pytest.mark.parametrize("service", list(SHOP))
+def test_shop_services_reach_the_proxy_endpoints_without_a_password_in_the_url(
+        service: str) -> None:
+    settings = env(service)
+    writer, reader = urlsplit(settings["SHOP_DATABASE_URL"]), urlsplit(
+        settings["SHOP_DATABASE_READER_URL"])
+    assert (writer.hostname, writer.port, writer.path) == ("pgbouncer", 6432, f"/{WRITER_DB}")
+    assert (reader.hostname, reader.port, reader.path) == ("pgbouncer", 6432, f"/{READER_DB}")
+    assert writer.password is None and reader.password is None and writer.username == "shop"
+    assert SECRET.match(settings["SHOP_DATABASE_PASSWORD"])
+    # the compose target's switches come from the environment, defaulting to the resilient shop
+    for name in PASSED_THROUGH:
+        assert settings[name].startswith(f"${{{name}:-"), name
+    assert settings["SHOP_ENABLE_PROXY"].endswith(":-true}")
+    assert settings["SHOP_ENABLE_DEGRADATION"].endswith(":-true}")
+    Settings.model_validate({  # the values parse as the services will parse them
+        k.removeprefix("SHOP_").lower(): v for k, v in settings.items()
+        if k.startswith("SHOP_") and not v.startswith("${")})
+
+
+def test_build_contexts_and_dockerfiles_exist() -> None:
+    for service in SHOP:
+        build = SERVICES[service]["build"]
+        assert build["context"] == ".", "the repository root: one pyproject.toml, src/shop"
+        path = ROOT / build["dockerfile"]
+        assert path.is_file() and path.parent.name == service, path
+
+
+@pytest.mark.parametrize("service", list(SHOP))
+def test_shop_ports_match_the_images(service: str) -> None:
+    port = SHOP[service]
+    assert port in published(service)
+    assert re.search(rf"^EXPOSE {port}$", dockerfile(service), re.M)
+    assert re.search(rf"127\.0\.0\.1:{port}/health", dockerfile(service)) or (
+        service == "order-worker" and env(service)["SHOP_WORKER_HEALTH_PORT"] == str(port))
+
+
+# Health, dependencies, images, secrets ------------------------------------------------------
+
+
+def test_every_stateful_and_shop_service_has_a_health_check() -> None:
+    for service in (*STATEFUL, *SHOP, "nginx"):
+        assert has_healthcheck(service), service
+    for service in STATEFUL:
+        assert SERVICES[service]["healthcheck"]["test"][0] == "CMD", "exec form"
+
+
+def test_dependencies_wait_for_health_or_completion() -> None:
+    for service, spec in SERVICES.items():
+        depends = spec.get("depends_on", {})
+        assert isinstance(depends, dict), f"{service}: depends_on needs conditions"
+        for dependency, how in depends.items():
+            assert dependency in SERVICES, (service, dependency)
+            if has_healthcheck(dependency):
+                expected = "service_healthy"
+            elif SERVICES[dependency].get("restart") == "no":
+                expected = "service_completed_successfully"
+            else:
+                expected = "service_started"
+            assert how["condition"] == expected, (service, dependency, how)
+    for service in SHOP:
+        assert SERVICES[service]["depends_on"]["aws-init"]["condition"] == \
+            "service_completed_successfully"
+        assert {"pgbouncer", "moto"} <= set(SERVICES[service]["depends_on"])
+
+
+def test_images_are_pinned() -> None:
+    for service, spec in SERVICES.items():
+        assert ("image" in spec) != ("build" in spec), service
+        if "image" in spec:
+            _, _, tag = spec["image"].partition(":")
+            assert tag and tag != "latest" and re.search(r"\d+\.\d+", tag), spec["image"]
+
+
+def test_secrets_come_from_the_environment() -> None:
+    for service in SERVICES:
+        for name, value in env(service).items():
+            if "PASSWORD" in name:
+                assert SECRET.match(value), f"{service}: {name} must be ${{VAR:?...}}"
+            if name == "AWS_SECRET_ACCESS_KEY":  # moto's placeholder, never a real key
+                assert value == "testing" and "moto" in env(service)["AWS_ENDPOINT_URL"]
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert set(re.findall(r"\$\{(POSTGRES_PASSWORD)[^}]*\}", text)) == {"POSTGRES_PASSWORD"}
+
+
+def test_the_locust_services_are_under_a_profile() -> None:
+    for service in ("locust", "locust-worker"):
+        assert SERVICES[service]["profiles"] == ["load"]
+        for volume in SERVICES[service]["volumes"]:
+            assert (ROOT / volume.split(":")[0]).exists(), volume
+    assert "--master" in SERVICES["locust"]["command"]
+    assert SERVICES["locust-worker"]["command"][-2:] == ["--master-host", "locust"]
+    assert env("locust")["LOCUST_HOST"] == "http://nginx:8080"
+
+
+def test_mounted_files_exist() -> None:
+    for service, spec in SERVICES.items():
+        for volume in spec.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), (service, volume)
+
+
+# nginx, PostgreSQL, PgBouncer, AWS ----------------------------------------------------------
+
+
+def test_nginx_routes_like_the_alb() -> None:
+    conf = (DEPLOY / "nginx" / "nginx.conf").read_text()
+    routes = dict(re.findall(r"location (/\w+) \{ proxy_pass http://(\w+); \}", conf))
+    assert routes == {"/products": "catalog", "/orders": "orders"}
+    for upstream in routes.values():
+        server = re.search(rf"upstream {upstream} \{{[^}}]*server (\S+):(\d+) resolve;", conf)
+        assert server, upstream
+        assert server[1] in SERVICES and int(server[2]) == SHOP[server[1]]
+    assert re.search(r"listen (\d+);", conf)[1] == "8080"  # type: ignore[index]
+    assert 8080 in published("nginx")
+
+
+def test_postgres_nodes_are_peers() -> None:
+    assert set(NODES) <= set(SERVICES)
+    primary, replica = env("postgres"), env("postgres-replica")
+    assert (primary["NODE_ROLE"], primary["PEER_HOST"]) == ("primary", "postgres-replica")
+    assert (replica["NODE_ROLE"], replica["PEER_HOST"]) == ("replica", "postgres")
+    assert SECRET.match(primary["POSTGRES_PASSWORD"]) and SECRET.match(
+        replica["POSTGRES_PASSWORD"])
+    init = (DEPLOY / "postgres" / "initdb" / "10-shop.sh").read_text()
+    assert "CREATE ROLE shop LOGIN" in init and "CREATE DATABASE shop OWNER shop" in init
+    assert "host replication all all scram-sha-256" in init
+
+
+@pytest.mark.parametrize("script", sorted(str(p.relative_to(ROOT))
+                                          for p in DEPLOY.rglob("*.sh")))
+def test_shell_scripts_parse(script: str) -> None:
+    shell = "bash" if "bash" in (ROOT / script).read_text().splitlines()[0] else "sh"
+    result = subprocess.run([shell, "-n", str(ROOT / script)], capture_output=True, text=True,
+                            timeout=10, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_pgbouncer_endpoints_point_at_the_postgres_services(tmp_path: Path) -> None:
+    settings = env("pgbouncer")
+    assert (settings["WRITER_HOST"], settings["READER_HOST"]) == NODES
+    assert SECRET.match(settings["POSTGRES_PASSWORD"])
+    mount = next(v for v in SERVICES["pgbouncer"]["volumes"] if "deploy/compose/pgbouncer" in v)
+    assert Path(ROUTE).parent == Path(mount.split(":")[1])
+    subprocess.run(["sh", str(DEPLOY / "pgbouncer" / "route.sh"), settings["WRITER_HOST"],
+                    settings["READER_HOST"]], env={"PGBOUNCER_RUN_DIR": str(tmp_path)},
+                   check=True, capture_output=True, timeout=10)
+    routes = dict(line.split(" = ") for line in
+                  (tmp_path / "databases.ini").read_text().splitlines())
+    assert routes == {WRITER_DB: "host=postgres port=5432 dbname=shop",
+                      READER_DB: "host=postgres-replica port=5432 dbname=shop"}
+    ini = (DEPLOY / "pgbouncer" / "pgbouncer.ini").read_text()
+    assert "%include /tmp/pgbouncer/databases.ini" in ini  # where route.sh writes by default
+    assert re.search(r"^pool_mode = session$", ini, re.M)  # as the lab's (chaos_lab.pgbouncer)
+
+
+@pytest.fixture
+def compose_pgbouncer(work_dir: Path) -> Iterator[int]:
+    """deploy/compose/pgbouncer started as its container would start it, on this machine."""
+    root = work_dir / "compose-pgbouncer"
+    give_to_service_user(root)
+    port = free_port()
+    ini = (DEPLOY / "pgbouncer" / "pgbouncer.ini").read_text()
+    ini = ini.replace("/tmp/pgbouncer", str(root)).replace("listen_port = 6432",
+                                                           f"listen_port = {port}")
+    ini = ini.replace("listen_addr = 0.0.0.0", "listen_addr = 127.0.0.1")
+    (root / "pgbouncer.ini").write_text(ini)
+    script = str(DEPLOY / "pgbouncer" / "start.sh")
+    proc = spawn(as_service_user(["env", "POSTGRES_PASSWORD=pa\"ss", f"PGBOUNCER_RUN_DIR={root}",
+                                  f"PGBOUNCER_INI={root / 'pgbouncer.ini'}", "sh", script]),
+                 root / "stdout.log")
+    try:
+        wait_until(lambda: port_open(port), "the compose pgbouncer", timeout=10)
+        yield port
+    finally:
+        stop_process(proc)
+
+
+def test_pgbouncer_runs_the_compose_configuration(compose_pgbouncer: int) -> None:
+    result = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-p", str(compose_pgbouncer), "-U", "pgbouncer",
+         "-d", "pgbouncer", "-XAtqc", "SHOW DATABASES"],
+        env={"PGPASSWORD": 'pa"ss', "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+        timeout=10, check=True)
+    hosts = {row.split("|")[0]: row.split("|")[1] for row in result.stdout.splitlines()}
+    assert hosts[WRITER_DB] == "postgres" and hosts[READER_DB] == "postgres-replica"
+
+
+def test_aws_init_creates_what_the_services_use(moto_url: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "compose_aws_init", DEPLOY / "aws-init" / "create_resources.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
+    assert module.main() == 0
+    assert module.main() == 0  # idempotent
+    assert module.MAX_RECEIVES == lab_aws.MAX_RECEIVES
+
+    settings = env("catalog")
+    sqs = boto3.client("sqs", endpoint_url=moto_url, region_name="us-east-1")
+    queue_name = settings["SHOP_ORDER_QUEUE_URL"].rsplit("/", 1)[1]
+    queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+    redrive = json.loads(sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])["Attributes"]["RedrivePolicy"])
+    assert int(redrive["maxReceiveCount"]) == 10
+    assert redrive["deadLetterTargetArn"].endswith(f":{queue_name}-dlq")
+    dynamodb = boto3.client("dynamodb", endpoint_url=moto_url, region_name="us-east-1")
+    for table, key, key_type in ((settings["SHOP_PRODUCT_CACHE_TABLE"], "id", "N"),
+                                 (settings["SHOP_ORDER_STATUS_TABLE"], "order_id", "S")):
+        described = dynamodb.describe_table(TableName=table)["Table"]
+        assert described["KeySchema"] == [{"AttributeName": key, "KeyType": "HASH"}]
+        assert described["AttributeDefinitions"] == [
+            {"AttributeName": key, "AttributeType": key_type}]
+    # the same names the lab creates
+    lab = lab_aws.create_resources(moto_url)
+    assert (lab.queue_url.rsplit("/", 1)[1], lab.cache_table, lab.status_table) == (
+        queue_name, settings["SHOP_PRODUCT_CACHE_TABLE"], settings["SHOP_ORDER_STATUS_TABLE"])
+
+
+def test_the_compose_target_knows_the_published_ports() -> None:
+    ports = ComposePorts()
+    assert published("nginx")[8080] == ports.entry
+    assert published("catalog")[8000] == ports.catalog
+    assert published("orders")[8000] == ports.orders
+    assert published("order-worker")[8081] == ports.worker
+    assert published("postgres")[5432] == ports.postgres
+    assert published("postgres-replica")[5432] == ports.replica
+    assert published("pgbouncer")[6432] == ports.pgbouncer
+    assert published("moto")[5000] == ports.moto
+
+
+def _compose_command() -> list[str] | None:
+    """docker's compose plugin, or a standalone docker-compose v2; None when neither works."""
+    for command in (["docker", "compose"], ["docker-compose"]):
+        try:
+            version = subprocess.run([*command, "version"], capture_output=True, text=True,
+                                     timeout=20, check=False)
+        except FileNotFoundError:
+            continue
+        if version.returncode == 0 and "v2." in version.stdout:
+            return command
+    return None
+
+
+def test_docker_compose_accepts_the_file() -> None:
+    command = _compose_command()
+    if command is None:
+        pytest.skip("no docker compose v2 here (neither the docker plugin nor docker-compose)")
+    for profile in ([], ["--profile", "load"]):
+        result = subprocess.run(
+            [*command, "-f", str(ROOT / "docker-compose.yml"), *profile, "config", "-q"],
+            capture_output=True, text=True, timeout=60, check=False,
+            env={"POSTGRES_PASSWORD": "checking", "PATH": os.environ["PATH"],
+                 "HOME": str(Path.home())})
+        assert result.returncode == 0, result.stderr
+    # without the password the stack refuses to start, saying which variable is missing
+    result = subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+                            capture_output=True, text=True, timeout=60, check=False,
+                            env={"PATH": os.environ["PATH"], "HOME": str(Path.home())})
+    assert result.returncode != 0 and "POSTGRES_PASSWORD" in result.stderr

@@ -1,0 +1,273 @@
+"""The compose target's faults, with no Docker engine: a fake ``docker`` (and ``psql``) on
+PATH records every command and plays a small PostgreSQL pair (which node is the writer,
+whether a replica streams), so the exact ``docker compose`` commands of each step are
+asserted, and a failing command must surface as a LabError that says why."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chaos_lab.compose_target import ComposePorts, ComposeTarget
+from chaos_lab.experiment import FRAGILE_FAILOVER
+from chaos_lab.lab import RESILIENT
+from chaos_lab.processes import LabError
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ["docker", "compose", "-f", str(ROOT / "docker-compose.yml")]
+ROUTE = "/etc/chaos-shop/pgbouncer/route.sh"
+PSQL = ["psql", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-XAtq"]
+
+# Plays docker compose (and the host's psql) from a state file: the writer node, whether its
+# replica streams, which nodes are stopped. FAKE_FAIL makes a command containing it fail.
+FAKE = '''#!{python}
+import json, os, sys, time
+argv = [os.path.basename(sys.argv[0]), *sys.argv[1:]]
+state_file = os.environ["FAKE_STATE"]
+state = json.load(open(state_file))
+with open(os.environ["FAKE_LOG"], "a") as log:
+    log.write(json.dumps({{"argv": argv, "env": {{k: v for k, v in os.environ.items()
+                          if k.startswith(("SHOP_", "PGPASSWORD"))}}}}) + "\\n")
+time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
+line = " ".join(argv)
+if os.environ.get("FAKE_FAIL") and os.environ["FAKE_FAIL"] in line:
+    print("Error response from daemon: no such container", file=sys.stderr)
+    sys.exit(1)
+if argv[0] == "docker":
+    args = argv[4:]  # after: compose -f FILE
+    if args[0] == "exec":
+        service = args[2]
+        if service in state["stopped"]:
+            print(f"service {{service!r}} is not running", file=sys.stderr)
+            sys.exit(1)
+        if "SELECT pg_is_in_recovery()" in args:
+            print("f" if service == state["writer"] else "t")
+        elif any("pg_stat_replication" in a for a in args):
+            print(state["streaming"])
+        elif "SELECT pg_promote(true, 60)" in args:
+            state["writer"] = service
+    elif args[0] == "kill" and "-s" not in args:
+        state["stopped"].append(args[1])
+        state["streaming"] = 0
+    elif args[:3] == ["up", "-d", "--no-deps"]:
+        for node in args[3:]:
+            if node in state["stopped"]:
+                state["stopped"].remove(node)
+        state["streaming"] = 1
+json.dump(state, open(state_file, "w"))
+'''
+
+
+@pytest.fixture
+def docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The fake docker and psql first on PATH; yields the log of what they were asked."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("docker", "psql"):
+        fake = bin_dir / name
+        fake.write_text(FAKE.format(python=sys.executable))
+        fake.chmod(0o755)
+    log, state = tmp_path / "calls.jsonl", tmp_path / "state.json"
+    state.write_text(json.dumps({"writer": "postgres", "streaming": 1, "stopped": []}))
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    monkeypatch.setenv("FAKE_STATE", str(state))
+    monkeypatch.setenv("POSTGRES_PASSWORD", "s3cret")
+    return log
+
+
+def calls(log: Path) -> list[list[str]]:
+    if not log.exists():
+        return []
+    return [json.loads(line)["argv"] for line in log.read_text().splitlines()]
+
+
+def forget(log: Path) -> None:
+    """Start the record afresh (what came before was asserted already)."""
+    log.unlink(missing_ok=True)
+
+
+def envs(log: Path) -> list[dict[str, str]]:
+    return [json.loads(line)["env"] for line in log.read_text().splitlines()]
+
+
+@pytest.fixture
+def healthy_port() -> Iterator[int]:
+    """Answers 200 to everything: the services' deep health once they are up."""
+    class Healthy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"status": "healthy"}')
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Healthy)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def target(healthy_port: int) -> ComposeTarget:
+    ports = ComposePorts(catalog=healthy_port, orders=healthy_port)
+    return ComposeTarget(ROOT, ports=ports, ready_timeout=5, command_timeout=10)
+
+
+async def test_apply_recreates_the_services_with_the_settings(docker: Path,
+                                                              target: ComposeTarget) -> None:
+    await target.apply(dict(RESILIENT), lambda _: None)
+
+    assert calls(docker) == [
+        [*COMPOSE, "up", "-d", "--force-recreate", "catalog", "orders", "order-worker"]]
+    # the switches reach docker compose's environment, which the compose file interpolates
+    assert {k: v for k, v in envs(docker)[0].items() if k.startswith("SHOP_")} == RESILIENT
+
+
+async def test_apply_without_degradation_runs_no_worker(docker: Path,
+                                                        target: ComposeTarget) -> None:
+    await target.apply(dict(FRAGILE_FAILOVER), lambda _: None)
+
+    assert calls(docker) == [
+        [*COMPOSE, "up", "-d", "--force-recreate", "catalog", "orders"],
+        [*COMPOSE, "stop", "order-worker"],
+    ]
+    shop_env = {k: v for k, v in envs(docker)[0].items() if k.startswith("SHOP_")}
+    assert shop_env == FRAGILE_FAILOVER
+
+
+async def test_apply_refuses_a_setting_compose_does_not_pass(docker: Path,
+                                                             target: ComposeTarget) -> None:
+    with pytest.raises(LabError, match="SHOP_DB_POOL_MAX_SIZE"):
+        await target.apply({"SHOP_DB_POOL_MAX_SIZE": "3"}, lambda _: None)
+    assert not calls(docker)  # nothing was run
+
+
+async def test_failover_kills_the_writer_promotes_its_peer_and_repoints_pgbouncer(
+        docker: Path, target: ComposeTarget) -> None:
+    await target.inject("failover", 0, lambda _: None)
+
+    assert calls(docker) == [
+        [*COMPOSE, "exec", "-T", "postgres", *PSQL, "-c", "SELECT pg_is_in_recovery()"],
+        [*COMPOSE, "kill", "postgres"],
+        [*COMPOSE, "exec", "-T", "postgres-replica", *PSQL,
+         "-c", "SELECT pg_promote(true, 60)",
+         "-c", "ALTER SYSTEM SET synchronous_standby_names = ''",
+         "-c", "SELECT pg_reload_conf()"],
+        [*COMPOSE, "exec", "-T", "pgbouncer", "sh", ROUTE, "postgres-replica", "postgres-replica"],
+        [*COMPOSE, "kill", "-s", "SIGHUP", "pgbouncer"],
+    ]
+
+
+async def test_restore_after_failover_rejoins_the_old_writer_as_replica(
+        docker: Path, target: ComposeTarget) -> None:
+    await target.inject("failover", 0, lambda _: None)
+    forget(docker)
+
+    await target.restore("failover", lambda _: None)
+
+    streaming = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+    assert calls(docker) == [
+        # the killed node does not answer; the promoted one is the writer
+        [*COMPOSE, "exec", "-T", "postgres", *PSQL, "-c", "SELECT pg_is_in_recovery()"],
+        [*COMPOSE, "exec", "-T", "postgres-replica", *PSQL, "-c", "SELECT pg_is_in_recovery()"],
+        [*COMPOSE, "exec", "-T", "postgres-replica", *PSQL, "-c", streaming],
+        [*COMPOSE, "up", "-d", "--no-deps", "postgres"],
+        [*COMPOSE, "exec", "-T", "postgres-replica", *PSQL, "-c", streaming],
+        [*COMPOSE, "exec", "-T", "postgres-replica", *PSQL,
+         "-c", "ALTER SYSTEM SET synchronous_standby_names = '*'",
+         "-c", "SELECT pg_reload_conf()"],
+        [*COMPOSE, "exec", "-T", "pgbouncer", "sh", ROUTE, "postgres-replica", "postgres"],
+        [*COMPOSE, "kill", "-s", "SIGHUP", "pgbouncer"],
+    ]
+
+    # a second failover goes the other way
+    forget(docker)
+    await target.inject("failover", 0, lambda _: None)
+    assert [*COMPOSE, "kill", "postgres-replica"] in calls(docker)
+    assert [*COMPOSE, "exec", "-T", "pgbouncer", "sh", ROUTE, "postgres", "postgres"] \
+        in calls(docker)
+
+
+async def test_restore_without_a_fault_only_reasserts_the_routes(docker: Path,
+                                                                 target: ComposeTarget) -> None:
+    await target.restore("failover", lambda _: None)
+
+    assert [c[4:] for c in calls(docker) if c[4] in ("up", "kill")] == [
+        ["kill", "-s", "SIGHUP", "pgbouncer"]]
+    assert [*COMPOSE, "exec", "-T", "pgbouncer", "sh", ROUTE, "postgres", "postgres-replica"] \
+        in calls(docker)
+
+
+async def test_db_outage_disables_and_restores_pgbouncer_endpoints(docker: Path,
+                                                                   target: ComposeTarget) -> None:
+    admin = ["psql", "-h", "127.0.0.1", "-p", "6432", "-U", "pgbouncer", "-d", "pgbouncer"]
+
+    await target.inject("db-outage", 10, lambda _: None)
+    await target.restore("db-outage", lambda _: None)
+
+    assert calls(docker) == [
+        [*admin, "-v", "ON_ERROR_STOP=1", "-XAtq", "-c", "DISABLE shop", "-c", "KILL shop",
+         "-c", "DISABLE shop_reader", "-c", "KILL shop_reader"],
+        [*admin, "-XAtq", "-c", "RESUME shop", "-c", "ENABLE shop",
+         "-c", "RESUME shop_reader", "-c", "ENABLE shop_reader"],
+    ]
+    assert all(env["PGPASSWORD"] == "s3cret" for env in envs(docker))
+
+
+async def test_a_failing_docker_is_a_lab_error_with_its_stderr(
+        docker: Path, target: ComposeTarget, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_FAIL", "kill postgres")
+
+    with pytest.raises(LabError) as error:
+        await target.inject("failover", 0, lambda _: None)
+
+    message = str(error.value)
+    assert "compose -f" in message and "kill postgres" in message and "failed (1)" in message
+    assert "Error response from daemon: no such container" in message
+
+
+async def test_a_hanging_docker_is_a_lab_error(docker: Path, healthy_port: int,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_SLEEP", "5")
+    target = ComposeTarget(ROOT, ports=ComposePorts(catalog=healthy_port, orders=healthy_port),
+                           command_timeout=0.5)
+
+    with pytest.raises(LabError, match="did not finish within"):
+        await target.restore("db-outage", lambda _: None)
+
+
+async def test_no_docker_or_no_password_is_a_clear_lab_error(
+        docker: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(LabError, match="not found"):
+        await ComposeTarget(ROOT, docker="/nonexistent/docker").inject("failover", 0, print)
+
+    monkeypatch.delenv("POSTGRES_PASSWORD")
+    with pytest.raises(LabError, match="POSTGRES_PASSWORD"):
+        await ComposeTarget(ROOT).inject("db-outage", 0, print)
+
+
+async def test_unknown_fault_is_refused(docker: Path, target: ComposeTarget) -> None:
+    with pytest.raises(LabError, match="unknown fault"):
+        await target.inject("meteor", 0, lambda _: None)
+    with pytest.raises(LabError, match="unknown fault"):
+        await target.restore("meteor", lambda _: None)
+
+
+def test_it_points_where_docker_compose_publishes() -> None:
+    default = ComposeTarget(ROOT)
+    assert default.entry_url == "http://127.0.0.1:8080"
+    assert default.health_urls == ["http://127.0.0.1:8080/products",
+                                   "http://127.0.0.1:8001/health/deep",
+                                   "http://127.0.0.1:8002/health/deep"]

