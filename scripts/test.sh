@@ -7,4 +7,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
+echo "== infra (terraform fmt, checkov)"; bash scripts/check-infra.sh
 echo "== pytest"; .venv/bin/python -m pytest -p no:cacheprovider -q "$@"

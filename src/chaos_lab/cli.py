@@ -73,7 +73,8 @@ def experiment_run(
     preset: Annotated[str, typer.Option(help="default (the reference's timings) or short")]
     = "default",
     scale: Annotated[float, typer.Option(help="multiply the traffic rates")] = 1.0,
-    target: Annotated[str, typer.Option(help="where the shop runs: local")] = "local",
+    target: Annotated[str, typer.Option(help="where the shop runs: local (the lab), "
+                                             "compose or aws")] = "local",
     report_dir: Annotated[Path, typer.Option(help="where results go")] = Path("reports"),
     directory: LabDir = DEFAULT_DIR,
 ) -> None:
@@ -99,10 +100,20 @@ def experiment_run(
     _guard(go)
 
 
-TARGETS = ("local",)
+TARGETS = ("local", "compose", "aws")
 
 
 def _target(name: str, directory: Path) -> Target:
+    """local: the lab (brought up if it is not); compose: `docker compose up` from this
+    folder; aws: what `terraform apply` in infra/ deployed (read from its outputs)."""
+    if name == "compose":
+        from chaos_lab.compose_target import ComposeTarget
+
+        return ComposeTarget(Path.cwd())
+    if name == "aws":
+        from chaos_lab.aws_target import AwsTarget
+
+        return AwsTarget.from_infra(Path("infra"))
     lab = Lab(directory)
     lab.up(log=_say)
     return LocalTarget(lab)

@@ -1,0 +1,331 @@
+# Chaos Shop on AWS: catalog, orders and order-worker on ECS Fargate behind an ALB, Aurora
+# PostgreSQL behind RDS Proxy, the SQS/DynamoDB degradation path, and the FIS experiments.
+#
+# Two switches make the fragile and the resilient deployment one variable apart:
+#   enable_proxy       = false: the tasks talk straight to the cluster endpoints.
+#   enable_degradation = false: no cache table, no queue, no worker.
+
+provider "aws" {
+  region = var.region
+
+  default_tags {
+    tags = local.tags
+  }
+}
+
+locals {
+  tags = merge({ Project = "chaos-shop", ManagedBy = "terraform" }, var.tags)
+
+  container_port = 8000
+
+  # Every image, where it is built from, and how the load balancer reaches it. The worker has
+  # no route: it serves its /health on 8081 to the container's own probe only.
+  services = {
+    catalog = {
+      dockerfile        = "services/catalog/Dockerfile"
+      path_patterns     = ["/products*"]
+      priority          = 10
+      port              = local.container_port
+      needs_degradation = false
+    }
+    orders = {
+      dockerfile        = "services/orders/Dockerfile"
+      path_patterns     = ["/orders*"]
+      priority          = 20
+      port              = local.container_port
+      needs_degradation = false
+    }
+    order-worker = {
+      dockerfile        = "services/order-worker/Dockerfile"
+      path_patterns     = []
+      priority          = 0
+      port              = 8081 # SHOP_WORKER_HEALTH_PORT's default
+      needs_degradation = true
+    }
+  }
+
+  routes = {
+    for name, s in local.services : name => { path_patterns = s.path_patterns, priority = s.priority }
+    if length(s.path_patterns) > 0
+  }
+
+  # Without degradation there is nothing for the worker to drain: it is not deployed at all.
+  deployed_services = {
+    for name, s in local.services : name => s if var.enable_degradation || !s.needs_degradation
+  }
+
+  # FIS finds its targets by this tag (the cluster, and each service's tasks).
+  fis_tag_key = "chaos-shop:fis-target"
+  fis_tag_values = merge(
+    { aurora = "${var.name}-aurora" },
+    { for name in keys(local.services) : name => "${var.name}-${name}" },
+  )
+
+  # Database URLs: TLS always (rds.force_ssl on the cluster, require_tls on the proxy), the
+  # password never (it comes from Secrets Manager as SHOP_DATABASE_PASSWORD).
+  database_urls = {
+    proxy = {
+      SHOP_DATABASE_URL        = "postgresql://${module.aurora.master_username}@${module.rds_proxy.endpoint}:5432/${module.aurora.database_name}?sslmode=require"
+      SHOP_DATABASE_READER_URL = "postgresql://${module.aurora.master_username}@${module.rds_proxy.reader_endpoint}:5432/${module.aurora.database_name}?sslmode=require"
+    }
+    direct = {
+      SHOP_DATABASE_URL        = "postgresql://${module.aurora.master_username}@${module.aurora.writer_endpoint}:5432/${module.aurora.database_name}?sslmode=require"
+      SHOP_DATABASE_READER_URL = "postgresql://${module.aurora.master_username}@${module.aurora.reader_endpoint}:5432/${module.aurora.database_name}?sslmode=require"
+    }
+  }
+
+  common_environment = merge(local.database_urls[var.enable_proxy ? "proxy" : "direct"], {
+    SHOP_ENABLE_PROXY       = tostring(var.enable_proxy)
+    SHOP_ENABLE_DEGRADATION = tostring(var.enable_degradation)
+    SHOP_LOG_LEVEL          = var.log_level
+    AWS_REGION              = var.region
+    AWS_DEFAULT_REGION      = var.region
+  })
+
+  # The degradation path's resources, per service (only with enable_degradation).
+  degradation_environment = {
+    catalog = {
+      SHOP_PRODUCT_CACHE_TABLE = module.messaging.product_cache_table_name
+    }
+    orders = {
+      SHOP_ORDER_QUEUE_URL    = module.messaging.queue_url
+      SHOP_ORDER_STATUS_TABLE = module.messaging.order_status_table_name
+    }
+    order-worker = {
+      SHOP_ORDER_QUEUE_URL    = module.messaging.queue_url
+      SHOP_ORDER_STATUS_TABLE = module.messaging.order_status_table_name
+    }
+  }
+
+  database_secrets = {
+    SHOP_DATABASE_PASSWORD = "${module.aurora.master_user_secret_arn}:password::"
+  }
+
+  # Least privilege per task role: the calls each service makes, on its own resources.
+  kms_via_data_services = {
+    Effect   = "Allow"
+    Action   = ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+    Resource = [module.kms.key_arn]
+    Condition = {
+      StringEquals = {
+        "kms:ViaService" = ["sqs.${var.region}.amazonaws.com", "dynamodb.${var.region}.amazonaws.com"]
+      }
+    }
+  }
+
+  task_policies = {
+    catalog = jsonencode({
+      Version = "2012-10-17"
+      Statement = [
+        {
+          Sid      = "CatalogCopy"
+          Effect   = "Allow"
+          Action   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:Scan", "dynamodb:Query", "dynamodb:DescribeTable"]
+          Resource = [module.messaging.product_cache_table_arn]
+        },
+        local.kms_via_data_services,
+      ]
+    })
+    orders = jsonencode({
+      Version = "2012-10-17"
+      Statement = [
+        {
+          Sid      = "BufferOrders"
+          Effect   = "Allow"
+          Action   = ["sqs:SendMessage", "sqs:GetQueueAttributes"]
+          Resource = [module.messaging.queue_arn]
+        },
+        {
+          Sid      = "OrderStatus"
+          Effect   = "Allow"
+          Action   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:DescribeTable"]
+          Resource = [module.messaging.order_status_table_arn]
+        },
+        local.kms_via_data_services,
+      ]
+    })
+    order-worker = jsonencode({
+      Version = "2012-10-17"
+      Statement = [
+        {
+          Sid    = "DrainOrders"
+          Effect = "Allow"
+          Action = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:SendMessage"]
+          # The DLQ too: unparseable messages go there at once; `redrive` moves them back.
+          Resource = [module.messaging.queue_arn, module.messaging.dlq_arn]
+        },
+        {
+          Sid      = "OrderStatus"
+          Effect   = "Allow"
+          Action   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable"]
+          Resource = [module.messaging.order_status_table_arn]
+        },
+        local.kms_via_data_services,
+      ]
+    })
+  }
+
+  alb_url = format("%s://%s", module.alb.https ? "https" : "http", coalesce(var.domain_name, module.alb.dns_name))
+}
+
+module "kms" {
+  source = "./modules/kms"
+
+  name = var.name
+}
+
+module "network" {
+  source = "./modules/network"
+
+  name               = var.name
+  cidr               = var.vpc_cidr
+  az_count           = var.az_count
+  aws_api_access     = var.aws_api_access
+  kms_key_arn        = module.kms.key_arn
+  log_retention_days = var.log_retention_days
+}
+
+module "security_groups" {
+  source = "./modules/security_groups"
+
+  name           = var.name
+  vpc_id         = module.network.vpc_id
+  container_port = local.container_port
+  https          = var.certificate_arn != null
+  enable_proxy   = var.enable_proxy
+}
+
+module "alb" {
+  source = "./modules/alb"
+
+  name              = var.name
+  vpc_id            = module.network.vpc_id
+  subnet_ids        = module.network.public_subnet_ids
+  security_group_id = module.security_groups.alb_security_group_id
+  certificate_arn   = var.certificate_arn
+  container_port    = local.container_port
+  health_check_path = "/health"
+  routes            = local.routes
+}
+
+module "aurora" {
+  source = "./modules/aurora"
+
+  name              = var.name
+  subnet_ids        = module.network.private_subnet_ids
+  security_group_id = module.security_groups.database_security_group_id
+  engine_version    = var.aurora_engine_version
+  min_capacity      = var.aurora_min_acu
+  max_capacity      = var.aurora_max_acu
+  database_name     = var.database_name
+  master_username   = var.database_username
+  kms_key_arn       = module.kms.key_arn
+  fis_target_tags   = { (local.fis_tag_key) = local.fis_tag_values.aurora }
+}
+
+module "rds_proxy" {
+  source = "./modules/rds_proxy"
+
+  name                      = var.name
+  subnet_ids                = module.network.private_subnet_ids
+  security_group_id         = module.security_groups.proxy_security_group_id
+  secret_arn                = module.aurora.master_user_secret_arn
+  kms_key_arn               = module.kms.key_arn
+  cluster_identifier        = module.aurora.cluster_identifier
+  connection_borrow_timeout = var.proxy_borrow_timeout_seconds
+}
+
+module "messaging" {
+  source = "./modules/messaging"
+
+  name                       = var.name
+  kms_key_arn                = module.kms.key_arn
+  visibility_timeout_seconds = var.queue_visibility_timeout_seconds
+  max_receive_count          = var.max_receive_count
+}
+
+module "ecr" {
+  source = "./modules/ecr"
+
+  name         = var.name
+  repositories = keys(local.services)
+  kms_key_arn  = module.kms.key_arn
+}
+
+resource "aws_ecs_cluster" "this" {
+  name = var.name
+
+  setting {
+    name  = "containerInsights"
+    value = "enabled"
+  }
+}
+
+module "service" {
+  source   = "./modules/ecs_service"
+  for_each = local.deployed_services
+
+  name               = each.key
+  cluster_name       = aws_ecs_cluster.this.name
+  cluster_arn        = aws_ecs_cluster.this.arn
+  image              = "${module.ecr.repository_urls[each.key]}:${var.image_tag}"
+  cpu                = var.task_cpu
+  memory             = var.task_memory
+  cpu_architecture   = var.cpu_architecture
+  container_port     = each.value.port
+  health_check_port  = each.value.port
+  environment        = merge(local.common_environment, var.enable_degradation ? local.degradation_environment[each.key] : {})
+  secrets            = local.database_secrets
+  secret_arns        = [module.aurora.master_user_secret_arn]
+  kms_key_arn        = module.kms.key_arn
+  task_policy_json   = var.enable_degradation ? local.task_policies[each.key] : null
+  subnet_ids         = module.network.private_subnet_ids
+  security_group_ids = [module.security_groups.tasks_security_group_id]
+  target_group_arn   = lookup(module.alb.target_group_arns, each.key, null)
+  desired_count      = each.value.needs_degradation ? var.worker_min_count : var.service_min_count
+  min_capacity       = each.value.needs_degradation ? var.worker_min_count : var.service_min_count
+  max_capacity       = each.value.needs_degradation ? var.worker_max_count : var.service_max_count
+  cpu_target_percent = var.cpu_target_percent
+  queue_scaling = each.value.needs_degradation ? {
+    queue_name       = module.messaging.queue_name
+    backlog_per_task = var.worker_backlog_per_task
+  } : null
+  log_retention_days = var.log_retention_days
+
+  tags = { Service = each.key, (local.fis_tag_key) = local.fis_tag_values[each.key] }
+}
+
+module "observability" {
+  source = "./modules/observability"
+
+  name                      = var.name
+  alb_arn_suffix            = module.alb.arn_suffix
+  target_group_arn_suffixes = module.alb.target_group_arn_suffixes
+  proxy_name                = module.rds_proxy.name
+  cluster_identifier        = module.aurora.cluster_identifier
+  queue_name                = module.messaging.queue_name
+  dlq_name                  = module.messaging.dlq_name
+  alb_5xx_percent           = var.alb_5xx_percent
+  alarm_actions             = var.alarm_actions
+}
+
+module "fis" {
+  source = "./modules/fis"
+
+  name                    = var.name
+  cluster_arn             = module.aurora.cluster_arn
+  cluster_identifier      = module.aurora.cluster_identifier
+  proxy_name              = module.rds_proxy.name
+  proxy_arn               = module.rds_proxy.arn
+  proxy_target_group_name = module.rds_proxy.target_group_name
+  proxy_target_group_arn  = module.rds_proxy.target_group_arn
+  ecs_cluster_name        = aws_ecs_cluster.this.name
+  ecs_cluster_arn         = aws_ecs_cluster.this.arn
+  services                = keys(local.deployed_services)
+  fis_target_tag_key      = local.fis_tag_key
+  fis_target_tag_values   = local.fis_tag_values
+  stop_alarm_arn          = module.observability.alb_5xx_alarm_arn
+  db_outage_seconds       = var.db_outage_seconds
+  kms_key_arn             = module.kms.key_arn
+  log_retention_days      = var.log_retention_days
+}

@@ -1,0 +1,125 @@
+locals {
+  https = var.certificate_arn != null
+  # The listener that carries the path rules: HTTPS when there is a certificate (HTTP then only
+  # redirects), HTTP otherwise.
+  listener_arn = local.https ? aws_lb_listener.https[0].arn : aws_lb_listener.http.arn
+}
+
+resource "aws_lb" "this" {
+  #checkov:skip=CKV_AWS_91:access logs need an S3 bucket of their own; a short-lived lab reads the ALB's CloudWatch metrics instead
+  #checkov:skip=CKV2_AWS_28:no WAF in front of a lab; the experiments measure the shop, not a filter in front of it
+  #checkov:skip=CKV_AWS_150:the lab is torn down with terraform destroy after the experiments
+  #checkov:skip=CKV2_AWS_20:port 80 redirects to HTTPS when certificate_arn is set (a dynamic block checkov cannot follow); without a certificate there is no HTTPS to redirect to
+  name                       = var.name
+  load_balancer_type         = "application"
+  internal                   = false
+  security_groups            = [var.security_group_id]
+  subnets                    = var.subnet_ids
+  drop_invalid_header_fields = true
+  enable_deletion_protection = false
+  idle_timeout               = 30
+
+  tags = var.tags
+}
+
+resource "aws_lb_target_group" "this" {
+  #checkov:skip=CKV_AWS_378:TLS ends at the load balancer; ALB to task traffic stays inside the VPC's private subnets
+  for_each = var.routes
+
+  name                 = "${var.name}-${each.key}"
+  port                 = var.container_port
+  protocol             = "HTTP"
+  target_type          = "ip"
+  vpc_id               = var.vpc_id
+  deregistration_delay = 15
+
+  # The cheap liveness route: it answers 200 at once, database or not. A deep check here
+  # would take every task out of the load balancer during a database outage, which is the
+  # application outage degradation exists to avoid.
+  health_check {
+    path                = var.health_check_path
+    matcher             = "200"
+    interval            = 10
+    timeout             = 5
+    healthy_threshold   = 2
+    unhealthy_threshold = 3
+  }
+
+  tags = merge(var.tags, { Service = each.key })
+}
+
+resource "aws_lb_listener" "http" {
+  #checkov:skip=CKV_AWS_2:port 80 redirects to HTTPS when certificate_arn is set; without a certificate the lab serves plain HTTP
+  #checkov:skip=CKV_AWS_103:see CKV_AWS_2: the HTTPS listener uses a TLS 1.2+ policy
+  load_balancer_arn = aws_lb.this.arn
+  port              = 80
+  protocol          = "HTTP"
+
+  dynamic "default_action" {
+    for_each = local.https ? [1] : []
+    content {
+      type = "redirect"
+      redirect {
+        port        = "443"
+        protocol    = "HTTPS"
+        status_code = "HTTP_301"
+      }
+    }
+  }
+
+  dynamic "default_action" {
+    for_each = local.https ? [] : [1]
+    content {
+      type = "fixed-response"
+      fixed_response {
+        content_type = "application/json"
+        message_body = "{\"detail\":\"Not Found\"}"
+        status_code  = "404"
+      }
+    }
+  }
+
+  tags = var.tags
+}
+
+resource "aws_lb_listener" "https" {
+  count = local.https ? 1 : 0
+
+  load_balancer_arn = aws_lb.this.arn
+  port              = 443
+  protocol          = "HTTPS"
+  ssl_policy        = var.ssl_policy
+  certificate_arn   = var.certificate_arn
+
+  default_action {
+    type = "fixed-response"
+    fixed_response {
+      content_type = "application/json"
+      message_body = "{\"detail\":\"Not Found\"}"
+      status_code  = "404"
+    }
+  }
+
+  tags = var.tags
+}
+
+# One rule a service: /products* -> catalog, /orders* -> orders.
+resource "aws_lb_listener_rule" "this" {
+  for_each = var.routes
+
+  listener_arn = local.listener_arn
+  priority     = each.value.priority
+
+  action {
+    type             = "forward"
+    target_group_arn = aws_lb_target_group.this[each.key].arn
+  }
+
+  condition {
+    path_pattern {
+      values = each.value.path_patterns
+    }
+  }
+
+  tags = var.tags
+}

@@ -1,0 +1,39 @@
+output "cluster_identifier" {
+  description = "Identifier of the cluster."
+  value       = try(aws_rds_cluster.this.cluster_identifier, null)
+}
+
+output "cluster_arn" {
+  description = "ARN of the cluster."
+  value       = try(aws_rds_cluster.this.arn, null)
+}
+
+output "writer_endpoint" {
+  description = "Cluster (writer) endpoint: follows the writer across a failover."
+  value       = try(aws_rds_cluster.this.endpoint, null)
+}
+
+output "reader_endpoint" {
+  description = "Reader endpoint of the cluster."
+  value       = try(aws_rds_cluster.this.reader_endpoint, null)
+}
+
+output "port" {
+  description = "PostgreSQL port."
+  value       = try(aws_rds_cluster.this.port, null)
+}
+
+output "master_user_secret_arn" {
+  description = "Secrets Manager secret holding the master user's username and password."
+  value       = try(aws_rds_cluster.this.master_user_secret[0].secret_arn, null)
+}
+
+output "database_name" {
+  description = "The shop's database."
+  value       = try(aws_rds_cluster.this.database_name, null)
+}
+
+output "master_username" {
+  description = "The user the shop connects as."
+  value       = try(aws_rds_cluster.this.master_username, null)
+}

@@ -1,0 +1,115 @@
+variable "name" {
+  description = "Cluster identifier and prefix of its instances."
+  type        = string
+}
+
+variable "subnet_ids" {
+  description = "Private subnets of the cluster (two or more AZs)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.subnet_ids) >= 2
+    error_message = "Aurora needs subnets in at least two availability zones."
+  }
+}
+
+variable "security_group_id" {
+  description = "Security group of the cluster."
+  type        = string
+}
+
+variable "engine_version" {
+  description = "Aurora PostgreSQL version, e.g. 16.6."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9]+\\.[0-9]+$", var.engine_version))
+    error_message = "engine_version must look like 16.6."
+  }
+}
+
+variable "min_capacity" {
+  description = "Serverless v2 minimum ACUs per instance."
+  type        = number
+
+  validation {
+    condition     = var.min_capacity >= 0.5
+    error_message = "Serverless v2 capacity starts at 0.5 ACU."
+  }
+}
+
+variable "max_capacity" {
+  description = "Serverless v2 maximum ACUs per instance."
+  type        = number
+
+  validation {
+    condition     = var.max_capacity >= 1 && var.max_capacity <= 256
+    error_message = "max_capacity must be between 1 and 256 ACUs."
+  }
+}
+
+variable "database_name" {
+  description = "The database the shop uses."
+  type        = string
+}
+
+variable "master_username" {
+  description = "Master user (the shop connects as it; its password lives in Secrets Manager)."
+  type        = string
+}
+
+variable "port" {
+  description = "PostgreSQL port."
+  type        = number
+  default     = 5432
+}
+
+variable "kms_key_arn" {
+  description = "KMS key of the storage, the master secret and Performance Insights."
+  type        = string
+}
+
+variable "backup_retention_days" {
+  description = "Days of automated backups."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.backup_retention_days >= 1 && var.backup_retention_days <= 35
+    error_message = "backup_retention_days must be 1 to 35."
+  }
+}
+
+variable "deletion_protection" {
+  description = "Refuse terraform destroy of the cluster."
+  type        = bool
+  default     = false
+}
+
+variable "skip_final_snapshot" {
+  description = "Destroy without a final snapshot."
+  type        = bool
+  default     = true
+}
+
+variable "monitoring_interval" {
+  description = "Enhanced Monitoring interval, seconds (0 turns it off)."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = contains([0, 1, 5, 10, 15, 30, 60], var.monitoring_interval)
+    error_message = "monitoring_interval must be one of 0, 1, 5, 10, 15, 30, 60."
+  }
+}
+
+variable "fis_target_tags" {
+  description = "Tags by which the FIS failover template finds the cluster."
+  type        = map(string)
+}
+
+variable "tags" {
+  description = "Tags for every resource."
+  type        = map(string)
+  default     = {}
+}

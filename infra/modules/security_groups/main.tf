@@ -1,0 +1,154 @@
+# The only path through the shop: internet -> ALB -> tasks -> RDS Proxy -> Aurora.
+# Each hop admits exactly the hop before it, by security group, on one port. The fragile
+# deployment (enable_proxy = false) adds the one shortcut it needs: tasks -> Aurora.
+
+resource "aws_security_group" "alb" {
+  #checkov:skip=CKV2_AWS_5:attached to the load balancer in another module; the root module wires the output through
+  name        = "${var.name}-alb"
+  description = "Load balancer: HTTP(S) from the internet"
+  vpc_id      = var.vpc_id
+
+  tags = merge(var.tags, { Name = "${var.name}-alb" })
+}
+
+resource "aws_security_group" "tasks" {
+  #checkov:skip=CKV2_AWS_5:attached to the ECS services in another module; the root module wires the output through
+  name        = "${var.name}-tasks"
+  description = "ECS tasks: the services and the worker"
+  vpc_id      = var.vpc_id
+
+  tags = merge(var.tags, { Name = "${var.name}-tasks" })
+}
+
+resource "aws_security_group" "proxy" {
+  #checkov:skip=CKV2_AWS_5:attached to RDS Proxy and its reader endpoint in another module; the root module wires the output through
+  name        = "${var.name}-proxy"
+  description = "RDS Proxy: PostgreSQL from the tasks"
+  vpc_id      = var.vpc_id
+
+  tags = merge(var.tags, { Name = "${var.name}-proxy" })
+}
+
+resource "aws_security_group" "database" {
+  #checkov:skip=CKV2_AWS_5:attached to the Aurora cluster in another module; the root module wires the output through
+  name        = "${var.name}-database"
+  description = "Aurora: PostgreSQL from the proxy (and the tasks when there is no proxy)"
+  vpc_id      = var.vpc_id
+
+  tags = merge(var.tags, { Name = "${var.name}-database" })
+}
+
+# internet -> ALB
+
+resource "aws_vpc_security_group_ingress_rule" "alb_http" {
+  #checkov:skip=CKV_AWS_260:the load balancer is the shop's public entry; port 80 answers or redirects to HTTPS
+  security_group_id = aws_security_group.alb.id
+  description       = "HTTP from the internet (redirected to HTTPS when a certificate is set)"
+  ip_protocol       = "tcp"
+  from_port         = 80
+  to_port           = 80
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
+resource "aws_vpc_security_group_ingress_rule" "alb_https" {
+  count = var.https ? 1 : 0
+
+  security_group_id = aws_security_group.alb.id
+  description       = "HTTPS from the internet"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
+resource "aws_vpc_security_group_egress_rule" "alb_to_tasks" {
+  security_group_id            = aws_security_group.alb.id
+  description                  = "To the services' containers"
+  ip_protocol                  = "tcp"
+  from_port                    = var.container_port
+  to_port                      = var.container_port
+  referenced_security_group_id = aws_security_group.tasks.id
+}
+
+# ALB -> tasks
+
+resource "aws_vpc_security_group_ingress_rule" "tasks_from_alb" {
+  security_group_id            = aws_security_group.tasks.id
+  description                  = "From the load balancer only"
+  ip_protocol                  = "tcp"
+  from_port                    = var.container_port
+  to_port                      = var.container_port
+  referenced_security_group_id = aws_security_group.alb.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "tasks_to_proxy" {
+  security_group_id            = aws_security_group.tasks.id
+  description                  = "PostgreSQL to RDS Proxy"
+  ip_protocol                  = "tcp"
+  from_port                    = var.database_port
+  to_port                      = var.database_port
+  referenced_security_group_id = aws_security_group.proxy.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "tasks_to_database" {
+  count = var.enable_proxy ? 0 : 1
+
+  security_group_id            = aws_security_group.tasks.id
+  description                  = "PostgreSQL straight to Aurora (fragile deployment, no proxy)"
+  ip_protocol                  = "tcp"
+  from_port                    = var.database_port
+  to_port                      = var.database_port
+  referenced_security_group_id = aws_security_group.database.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "tasks_https" {
+  #checkov:skip=CKV_AWS_382:tasks reach ECR, CloudWatch Logs, Secrets Manager, SQS and DynamoDB over HTTPS through the NAT gateway (or the VPC endpoints); port 443 only
+  security_group_id = aws_security_group.tasks.id
+  description       = "HTTPS to the AWS APIs"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
+# tasks -> proxy
+
+resource "aws_vpc_security_group_ingress_rule" "proxy_from_tasks" {
+  security_group_id            = aws_security_group.proxy.id
+  description                  = "PostgreSQL from the tasks"
+  ip_protocol                  = "tcp"
+  from_port                    = var.database_port
+  to_port                      = var.database_port
+  referenced_security_group_id = aws_security_group.tasks.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "proxy_to_database" {
+  security_group_id            = aws_security_group.proxy.id
+  description                  = "PostgreSQL to Aurora"
+  ip_protocol                  = "tcp"
+  from_port                    = var.database_port
+  to_port                      = var.database_port
+  referenced_security_group_id = aws_security_group.database.id
+}
+
+# proxy -> Aurora (and tasks -> Aurora without a proxy)
+
+resource "aws_vpc_security_group_ingress_rule" "database_from_proxy" {
+  security_group_id            = aws_security_group.database.id
+  description                  = "PostgreSQL from RDS Proxy"
+  ip_protocol                  = "tcp"
+  from_port                    = var.database_port
+  to_port                      = var.database_port
+  referenced_security_group_id = aws_security_group.proxy.id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "database_from_tasks" {
+  count = var.enable_proxy ? 0 : 1
+
+  security_group_id            = aws_security_group.database.id
+  description                  = "PostgreSQL from the tasks (fragile deployment, no proxy)"
+  ip_protocol                  = "tcp"
+  from_port                    = var.database_port
+  to_port                      = var.database_port
+  referenced_security_group_id = aws_security_group.tasks.id
+}

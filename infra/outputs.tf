@@ -1,0 +1,101 @@
+# What `chaos-shop experiment run ... --target aws` reads (terraform output -json).
+
+output "alb_url" {
+  description = "The shop's entry: /products and /orders."
+  value       = local.alb_url
+}
+
+output "enable_proxy" {
+  description = "The deployed value of the enable_proxy switch."
+  value       = var.enable_proxy
+}
+
+output "enable_degradation" {
+  description = "The deployed value of the enable_degradation switch."
+  value       = var.enable_degradation
+}
+
+output "region" {
+  description = "Region of the deployment."
+  value       = var.region
+}
+
+output "fis_failover_template_id" {
+  description = "FIS experiment template: Aurora writer failover."
+  value       = try(module.fis.failover_template_id, null)
+}
+
+output "fis_db_outage_template_id" {
+  description = "FIS experiment template: RDS Proxy without its target for db_outage_seconds."
+  value       = try(module.fis.db_outage_template_id, null)
+}
+
+output "fis_db_outage_seconds" {
+  description = "How long the db-outage template holds the outage."
+  value       = var.db_outage_seconds
+}
+
+output "fis_stop_task_template_ids" {
+  description = "FIS experiment template per service: stop one task."
+  value       = try(module.fis.stop_task_template_ids, {})
+}
+
+output "order_queue_url" {
+  description = "URL of the order queue."
+  value       = try(module.messaging.queue_url, null)
+}
+
+output "order_dlq_url" {
+  description = "URL of the order dead-letter queue."
+  value       = try(module.messaging.dlq_url, null)
+}
+
+output "cluster_writer_endpoint" {
+  description = "Aurora cluster (writer) endpoint."
+  value       = try(module.aurora.writer_endpoint, null)
+}
+
+output "cluster_reader_endpoint" {
+  description = "Aurora reader endpoint."
+  value       = try(module.aurora.reader_endpoint, null)
+}
+
+output "proxy_endpoint" {
+  description = "RDS Proxy default (writer) endpoint."
+  value       = try(module.rds_proxy.endpoint, null)
+}
+
+output "proxy_reader_endpoint" {
+  description = "RDS Proxy READ_ONLY endpoint."
+  value       = try(module.rds_proxy.reader_endpoint, null)
+}
+
+output "database_secret_arn" {
+  description = "Secrets Manager secret with the database user and password (the ARN, not the password)."
+  value       = try(module.aurora.master_user_secret_arn, null)
+}
+
+output "ecr_repositories" {
+  description = "Per service: the ECR repository to push to and the Dockerfile to build (context: the repository root)."
+  value = {
+    for name, s in local.services : name => {
+      url        = try(module.ecr.repository_urls[name], null)
+      dockerfile = s.dockerfile
+    }
+  }
+}
+
+output "ecs_cluster_name" {
+  description = "Name of the ECS cluster."
+  value       = try(aws_ecs_cluster.this.name, null)
+}
+
+output "dashboard_name" {
+  description = "CloudWatch dashboard of the experiments."
+  value       = try(module.observability.dashboard_name, null)
+}
+
+output "alb_5xx_alarm_name" {
+  description = "The customer-impact alarm every FIS template stops on."
+  value       = try(module.observability.alb_5xx_alarm_name, null)
+}

@@ -1,0 +1,280 @@
+# The two switches ------------------------------------------------------------------------
+
+variable "enable_proxy" {
+  description = "true: the services reach Aurora through RDS Proxy (writer and READ_ONLY endpoints) and run the resilient database settings. false: the fragile baseline, straight to the cluster endpoints."
+  type        = bool
+  default     = true
+}
+
+variable "enable_degradation" {
+  description = "true: circuit breakers, the DynamoDB catalog copy, the SQS order buffer and the worker. false: none of them (no queue or cache settings, no worker)."
+  type        = bool
+  default     = true
+}
+
+# Where and what ---------------------------------------------------------------------------
+
+variable "name" {
+  description = "Prefix of every resource's name; the queues are <name>-orders and <name>-orders-dlq."
+  type        = string
+  default     = "chaos-shop"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,19}$", var.name))
+    error_message = "name must be 2 to 20 lowercase letters, digits or dashes, starting with a letter (it prefixes ALB target group names)."
+  }
+}
+
+variable "region" {
+  description = "AWS region of the whole deployment."
+  type        = string
+  default     = "eu-west-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]$", var.region))
+    error_message = "region must be an AWS region name such as eu-west-1."
+  }
+}
+
+variable "image_tag" {
+  description = "Tag of the three images in ECR (pushed before the full apply, e.g. the git commit). The repositories are immutable: a new build needs a new tag."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag))
+    error_message = "image_tag must be a valid Docker tag."
+  }
+}
+
+variable "tags" {
+  description = "Extra tags for every resource."
+  type        = map(string)
+  default     = {}
+}
+
+# Network and entry ------------------------------------------------------------------------
+
+variable "vpc_cidr" {
+  description = "CIDR block of the VPC."
+  type        = string
+  default     = "10.40.0.0/16"
+
+  validation {
+    condition     = can(cidrhost(var.vpc_cidr, 0))
+    error_message = "vpc_cidr must be an IPv4 CIDR block."
+  }
+}
+
+variable "az_count" {
+  description = "Availability zones the subnets span (2 or 3)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.az_count >= 2 && var.az_count <= 3
+    error_message = "az_count must be 2 or 3."
+  }
+}
+
+variable "aws_api_access" {
+  description = "How tasks reach the AWS APIs: \"nat\" (one NAT gateway, about 33 USD a month plus data) or \"endpoints\" (interface endpoints, about 88 USD a month over two AZs, no internet path)."
+  type        = string
+  default     = "nat"
+
+  validation {
+    condition     = contains(["nat", "endpoints"], var.aws_api_access)
+    error_message = "aws_api_access must be \"nat\" or \"endpoints\"."
+  }
+}
+
+variable "certificate_arn" {
+  description = "ACM certificate for the ALB. Set: HTTPS on 443 and HTTP redirected to it. null: plain HTTP on 80."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:", var.certificate_arn))
+    error_message = "certificate_arn must be an ACM certificate ARN (or null)."
+  }
+}
+
+variable "domain_name" {
+  description = "DNS name pointing at the ALB (you create the record); used in the alb_url output. null: the ALB's own DNS name."
+  type        = string
+  default     = null
+}
+
+# Containers -------------------------------------------------------------------------------
+
+variable "task_cpu" {
+  description = "CPU units of every task."
+  type        = number
+  default     = 256
+}
+
+variable "task_memory" {
+  description = "Memory of every task, MiB."
+  type        = number
+  default     = 512
+}
+
+variable "cpu_architecture" {
+  description = "X86_64 or ARM64: what the images were built for."
+  type        = string
+  default     = "X86_64"
+}
+
+variable "service_min_count" {
+  description = "Tasks per web service (catalog, orders) at least: two, so one stopped task is no outage."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.service_min_count >= 1
+    error_message = "service_min_count must be at least 1."
+  }
+}
+
+variable "service_max_count" {
+  description = "Tasks per web service at most."
+  type        = number
+  default     = 4
+}
+
+variable "worker_min_count" {
+  description = "order-worker tasks at least."
+  type        = number
+  default     = 1
+}
+
+variable "worker_max_count" {
+  description = "order-worker tasks at most."
+  type        = number
+  default     = 3
+}
+
+variable "cpu_target_percent" {
+  description = "Average CPU every service is scaled to keep."
+  type        = number
+  default     = 60
+}
+
+variable "worker_backlog_per_task" {
+  description = "Queued orders per worker task the worker is scaled to keep."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.worker_backlog_per_task > 0
+    error_message = "worker_backlog_per_task must be positive."
+  }
+}
+
+variable "log_level" {
+  description = "SHOP_LOG_LEVEL of every service."
+  type        = string
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
+    error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of every log group, days."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a retention CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, ... 365, ...)."
+  }
+}
+
+# Database ---------------------------------------------------------------------------------
+
+variable "aurora_engine_version" {
+  description = "Aurora PostgreSQL version."
+  type        = string
+  default     = "16.6"
+}
+
+variable "aurora_min_acu" {
+  description = "Serverless v2 minimum capacity per instance, ACUs."
+  type        = number
+  default     = 0.5
+}
+
+variable "aurora_max_acu" {
+  description = "Serverless v2 maximum capacity per instance, ACUs."
+  type        = number
+  default     = 4
+}
+
+variable "database_name" {
+  description = "The shop's database."
+  type        = string
+  default     = "shop"
+}
+
+variable "database_username" {
+  description = "Master user the shop connects as; RDS keeps its password in Secrets Manager."
+  type        = string
+  default     = "shop"
+}
+
+variable "proxy_borrow_timeout_seconds" {
+  description = "RDS Proxy connection borrow timeout: how long a client waits for a database connection before the proxy gives up. Keep it near the services' own budget (a few seconds)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.proxy_borrow_timeout_seconds >= 1 && var.proxy_borrow_timeout_seconds <= 300
+    error_message = "proxy_borrow_timeout_seconds must be 1 to 300."
+  }
+}
+
+# Degradation path -------------------------------------------------------------------------
+
+variable "queue_visibility_timeout_seconds" {
+  description = "Order queue visibility timeout; longer than the worker's processing (it asks for 30 s per receive)."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.queue_visibility_timeout_seconds > 30
+    error_message = "queue_visibility_timeout_seconds must exceed the worker's 30 s."
+  }
+}
+
+variable "max_receive_count" {
+  description = "Receives before an order message goes to the dead-letter queue."
+  type        = number
+  default     = 10
+}
+
+# Experiments ------------------------------------------------------------------------------
+
+variable "db_outage_seconds" {
+  description = "How long the db-outage experiment keeps the proxy without its target (the reference: 3 minutes)."
+  type        = number
+  default     = 180
+
+  validation {
+    condition     = var.db_outage_seconds >= 10 && var.db_outage_seconds <= 3600
+    error_message = "db_outage_seconds must be 10 s to 1 hour."
+  }
+}
+
+variable "alb_5xx_percent" {
+  description = "Share of 5xx answers, percent, over two minutes that fires the customer-impact alarm and stops any running experiment."
+  type        = number
+  default     = 50
+}
+
+variable "alarm_actions" {
+  description = "SNS topic ARNs notified by the alarms."
+  type        = list(string)
+  default     = []
+}

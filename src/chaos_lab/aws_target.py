@@ -1,0 +1,403 @@
+"""The shop deployed by ``infra/`` (Terraform) as an experiment target: faults are FIS
+experiments started from the templates Terraform made, the shop is reached through its ALB.
+
+What it reads comes from ``terraform output -json`` (:func:`load_outputs`), so nothing is
+configured twice. What it cannot do on AWS it says so:
+
+* ``apply``: the switches are Terraform variables. A run that needs other switches than the
+  deployed ones stops with the ``terraform apply`` to run, instead of measuring the wrong shop.
+* ``reset``: the database sits in private subnets, out of reach from here; nothing is deleted
+  from a deployment. The runner reads the starting and final stock through the public API and
+  checks every order it placed by its id, so a reset is not needed for the invariants.
+* ``stock_in_db`` / ``confirmed_in_db`` / ``statuses_in_db``: ``None`` (not reachable).
+
+Every AWS call has connect and read timeouts and a bounded number of retries, and every wait
+has a deadline. ``AWS_ENDPOINT_URL`` (and per-service ``AWS_ENDPOINT_URL_<SERVICE>``) are
+honoured by botocore itself; ``endpoint_url`` / ``endpoints`` override them explicitly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aioboto3
+from aiobotocore.config import AioConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chaos_lab.processes import LabError
+from chaos_lab.target import FAULT_NAMES, Say
+
+# The outputs of infra/outputs.tf this driver reads (the infra tests check they exist).
+REQUIRED_OUTPUTS = (
+    "alb_url",
+    "region",
+    "enable_proxy",
+    "enable_degradation",
+    "fis_failover_template_id",
+    "fis_db_outage_template_id",
+    "fis_db_outage_seconds",
+    "order_queue_url",
+    "order_dlq_url",
+)
+TEMPLATE_OUTPUTS = {"failover": "fis_failover_template_id",
+                    "db-outage": "fis_db_outage_template_id"}
+
+# FIS experiment states (GetExperiment's state.status).
+STARTING = frozenset({"pending", "initiating"})
+TERMINAL = frozenset({"completed", "stopped", "failed", "cancelled"})
+
+AWS_ERRORS = (BotoCoreError, ClientError, asyncio.TimeoutError, OSError)
+
+
+def load_outputs(infra_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
+    """``terraform output -json`` of ``infra_dir``, as {name: value}."""
+    cmd = ["terraform", f"-chdir={infra_dir}", "output", "-json"]
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                check=False)
+    except FileNotFoundError as exc:
+        raise LabError("terraform is not installed: the AWS target reads "
+                       "`terraform output -json` of the deployment") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise LabError(f"`{' '.join(cmd)}` did not answer within {timeout:g}s") from exc
+    if result.returncode != 0:
+        raise LabError(f"`{' '.join(cmd)}` failed ({result.returncode}): "
+                       f"{(result.stderr or result.stdout).strip()[-1000:]}")
+    try:
+        raw = json.loads(result.stdout or "{}")
+    except json.JSONDecodeError as exc:
+        raise LabError(f"`{' '.join(cmd)}` printed no JSON: {exc}") from exc
+    if not raw:
+        raise LabError(f"{infra_dir} has no Terraform outputs: deploy it first "
+                       f"(terraform -chdir={infra_dir} apply)")
+    return _unwrap(raw)
+
+
+def _unwrap(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Accept both ``terraform output -json`` ({"x": {"value": ...}}) and plain values."""
+    return {name: value["value"] if isinstance(value, dict) and "value" in value else value
+            for name, value in outputs.items()}
+
+
+def _switch(settings: Mapping[str, str], name: str) -> bool:
+    """A SHOP_* boolean as pydantic reads it; a missing one takes the Settings default (on)."""
+    value = settings.get(name)
+    if value is None:
+        return True
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise LabError(f"{name}={value!r} is not a boolean")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What ``infra/`` deployed, as far as the experiments need to know."""
+
+    alb_url: str
+    region: str
+    enable_proxy: bool
+    enable_degradation: bool
+    templates: dict[str, str]  # fault -> FIS experiment template id
+    outage_seconds: float
+    queue_url: str
+    dlq_url: str
+
+    @classmethod
+    def from_outputs(cls, outputs: Mapping[str, Any]) -> Deployment:
+        values = _unwrap(outputs)
+        missing = [name for name in REQUIRED_OUTPUTS if values.get(name) is None]
+        if missing:
+            raise LabError(
+                f"terraform outputs lack {', '.join(missing)}: is infra/ deployed with this "
+                f"version of the code? (terraform -chdir=infra apply)")
+        alb_url = str(values["alb_url"]).rstrip("/")
+        if not alb_url.startswith(("http://", "https://")):
+            raise LabError(f"alb_url {alb_url!r} is not an http(s) URL")
+        for name in ("enable_proxy", "enable_degradation"):
+            if not isinstance(values[name], bool):
+                raise LabError(f"output {name} must be a boolean, not {values[name]!r}")
+        try:
+            outage_seconds = float(values["fis_db_outage_seconds"])
+        except (TypeError, ValueError) as exc:
+            raise LabError("output fis_db_outage_seconds must be a number") from exc
+        return cls(
+            alb_url=alb_url,
+            region=str(values["region"]),
+            enable_proxy=values["enable_proxy"],
+            enable_degradation=values["enable_degradation"],
+            templates={fault: str(values[name]) for fault, name in TEMPLATE_OUTPUTS.items()},
+            outage_seconds=outage_seconds,
+            queue_url=str(values["order_queue_url"]),
+            dlq_url=str(values["order_dlq_url"]),
+        )
+
+
+@dataclass
+class ExperimentOutcome:
+    """One FIS experiment of a run, as it ended (kept for the report)."""
+
+    fault: str
+    experiment_id: str
+    template_id: str
+    status: str = "pending"
+    reason: str = ""
+    stopped_by_us: bool = False
+
+    @property
+    def stopped_by_condition(self) -> bool:
+        return self.status == "stopped" and not self.stopped_by_us
+
+
+class AwsTarget:
+    name = "aws"
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        *,
+        endpoint_url: str | None = None,
+        endpoints: Mapping[str, str] | None = None,
+        call_timeout: float = 10.0,
+        poll_seconds: float = 5.0,
+        start_timeout: float = 120.0,
+        experiment_timeout: float | None = None,
+        session: aioboto3.Session | None = None,
+    ) -> None:
+        self.deployment = deployment
+        self.endpoint_url = endpoint_url
+        self.endpoints = dict(endpoints or {})
+        self.call_timeout = call_timeout
+        self.poll_seconds = poll_seconds
+        self.start_timeout = start_timeout
+        self.experiment_timeout = experiment_timeout
+        self.session = session or aioboto3.Session()
+        self.outcomes: list[ExperimentOutcome] = []
+        self._running: dict[str, ExperimentOutcome] = {}
+
+    @classmethod
+    def from_outputs(cls, outputs: Mapping[str, Any], **options: Any) -> AwsTarget:
+        return cls(Deployment.from_outputs(outputs), **options)
+
+    @classmethod
+    def from_infra(cls, infra_dir: Path = Path("infra"), **options: Any) -> AwsTarget:
+        return cls.from_outputs(load_outputs(infra_dir), **options)
+
+    # What the runner reads --------------------------------------------------------------
+
+    @property
+    def entry_url(self) -> str:
+        return self.deployment.alb_url
+
+    @property
+    def health_urls(self) -> list[str]:
+        """The ALB routes only /products* and /orders*: the services' /health/deep is not
+        public. GET /products reads the database (its answer names its ``source``: database
+        or cache); /products/1 the per-product route of the same reader."""
+        return [f"{self.entry_url}/products", f"{self.entry_url}/products/1"]
+
+    # Settings ---------------------------------------------------------------------------
+
+    async def apply(self, settings: dict[str, str], say: Say) -> None:
+        wanted = {"enable_proxy": _switch(settings, "SHOP_ENABLE_PROXY"),
+                  "enable_degradation": _switch(settings, "SHOP_ENABLE_DEGRADATION")}
+        deployed = {"enable_proxy": self.deployment.enable_proxy,
+                    "enable_degradation": self.deployment.enable_degradation}
+        if wanted != deployed:
+            def show(values: dict[str, bool]) -> str:
+                return ", ".join(f"{k}={str(v).lower()}" for k, v in values.items())
+            variables = " ".join(f"-var {k}={str(v).lower()}" for k, v in wanted.items())
+            raise LabError(
+                f"the AWS deployment runs {show(deployed)} but this run needs {show(wanted)}. "
+                f"On AWS the switches are Terraform variables: run `terraform -chdir=infra "
+                f"apply {variables} -var image_tag=<your tag>`, wait for the services to be "
+                f"stable, then start the run again")
+        others = sorted(k for k in settings
+                        if k not in ("SHOP_ENABLE_PROXY", "SHOP_ENABLE_DEGRADATION"))
+        if others:
+            say(f"[aws] settings {', '.join(others)} are not changed on AWS: the task "
+                f"definitions keep their deployed values")
+        say(f"[aws] deployment matches: {', '.join(f'{k}={v}' for k, v in deployed.items())}")
+
+    async def reset(self) -> None:
+        """Nothing to do on AWS, by design: see the module docstring."""
+
+    # Faults: FIS experiments ------------------------------------------------------------
+
+    async def inject(self, fault: str, hold: float, say: Say) -> None:
+        if fault not in FAULT_NAMES:
+            raise LabError(f"unknown fault {fault!r}; choose from {list(FAULT_NAMES)}")
+        if fault in self._running:
+            raise LabError(f"a {fault} experiment ({self._running[fault].experiment_id}) is "
+                           f"still running: restore it first")
+        template = self.deployment.templates[fault]
+        if fault == "db-outage" and hold and abs(hold - self.deployment.outage_seconds) > 1:
+            say(f"[aws] note: the FIS template holds the outage "
+                f"{self.deployment.outage_seconds:g}s (Terraform variable db_outage_seconds), "
+                f"not the {hold:g}s asked for; FIS restores the target itself")
+        async with self._client("fis") as fis:
+            try:
+                response = await self._call(fis.start_experiment(
+                    experimentTemplateId=template, clientToken=str(uuid.uuid4()),
+                    tags={"chaos-shop:fault": fault}))
+            except AWS_ERRORS as exc:
+                raise LabError(f"FIS could not start the {fault} experiment from template "
+                               f"{template}: {_describe(exc)}") from exc
+            experiment = response["experiment"]
+            outcome = ExperimentOutcome(fault, experiment["id"], template)
+            self._update(outcome, experiment)
+            self.outcomes.append(outcome)
+            self._running[fault] = outcome
+            say(f"[aws] FIS experiment {outcome.experiment_id} started from template "
+                f"{template}: {outcome.status}")
+            # The fault is on once the experiment runs; a start that fails is an error now,
+            # not a puzzling result two minutes later.
+            deadline = time.monotonic() + self.start_timeout
+            while outcome.status in STARTING:
+                if time.monotonic() > deadline:
+                    raise LabError(f"FIS experiment {outcome.experiment_id} ({fault}) still "
+                                   f"{outcome.status} after {self.start_timeout:g}s")
+                await asyncio.sleep(self.poll_seconds)
+                await self._refresh(fis, outcome)
+        if outcome.status == "failed":
+            del self._running[fault]
+            raise LabError(f"FIS experiment {outcome.experiment_id} ({fault}) failed to start: "
+                           f"{outcome.reason or 'no reason given'}")
+        if outcome.stopped_by_condition:
+            say(self._stopped_message(outcome))
+        say(f"[aws] FIS experiment {outcome.experiment_id}: {outcome.status}")
+
+    async def restore(self, fault: str, say: Say) -> None:
+        """Wait for the experiment to end (FIS and the outage runbook restore the fault
+        themselves). Past its deadline the experiment is stopped. Idempotent."""
+        outcome = self._running.get(fault)
+        if outcome is None:
+            return
+        deadline = time.monotonic() + self._timeout_for(fault)
+        async with self._client("fis") as fis:
+            while outcome.status not in TERMINAL:
+                if time.monotonic() > deadline:
+                    await self._stop(fis, outcome, say)
+                    break
+                await asyncio.sleep(self.poll_seconds)
+                await self._refresh(fis, outcome)
+        del self._running[fault]
+        if outcome.status == "failed":
+            raise LabError(f"FIS experiment {outcome.experiment_id} ({fault}) failed: "
+                           f"{outcome.reason or 'no reason given'} (see the FIS log group)")
+        if outcome.stopped_by_us and outcome.status != "stopped":
+            raise LabError(f"FIS experiment {outcome.experiment_id} ({fault}) did not end "
+                           f"within {self._timeout_for(fault):g}s and did not stop: "
+                           f"{outcome.status}")
+        if outcome.stopped_by_us:
+            raise LabError(f"FIS experiment {outcome.experiment_id} ({fault}) did not end "
+                           f"within {self._timeout_for(fault):g}s: stopped it")
+        if outcome.stopped_by_condition:
+            say(self._stopped_message(outcome))
+            return
+        say(f"[aws] FIS experiment {outcome.experiment_id} ({fault}) {outcome.status}")
+
+    def _timeout_for(self, fault: str) -> float:
+        if self.experiment_timeout is not None:
+            return self.experiment_timeout
+        # A failover takes a minute or two; the outage its hold plus the restore's own wait.
+        return 600.0 if fault == "failover" else self.deployment.outage_seconds + 900.0
+
+    async def _stop(self, fis: Any, outcome: ExperimentOutcome, say: Say) -> None:
+        say(f"[aws] FIS experiment {outcome.experiment_id} still {outcome.status}: stopping it")
+        outcome.stopped_by_us = True
+        try:
+            await self._call(fis.stop_experiment(id=outcome.experiment_id))
+        except AWS_ERRORS as exc:
+            raise LabError(f"could not stop FIS experiment {outcome.experiment_id}: "
+                           f"{_describe(exc)}; stop it in the console") from exc
+        deadline = time.monotonic() + 120
+        while outcome.status not in TERMINAL and time.monotonic() < deadline:
+            await asyncio.sleep(self.poll_seconds)
+            await self._refresh(fis, outcome)
+
+    @staticmethod
+    def _stopped_message(outcome: ExperimentOutcome) -> str:
+        return (f"[aws] FIS STOPPED experiment {outcome.experiment_id} ({outcome.fault}) "
+                f"before its end: {outcome.reason or 'stopped'}. Its stop condition is the "
+                f"ALB 5xx-rate alarm: customer impact crossed the threshold, so the fault was "
+                f"cut short (the outage runbook still restores the proxy's target). The run "
+                f"measured a shortened fault.")
+
+    async def _refresh(self, fis: Any, outcome: ExperimentOutcome) -> None:
+        try:
+            response = await self._call(fis.get_experiment(id=outcome.experiment_id))
+        except AWS_ERRORS as exc:
+            raise LabError(f"could not read FIS experiment {outcome.experiment_id}: "
+                           f"{_describe(exc)}") from exc
+        self._update(outcome, response["experiment"])
+
+    @staticmethod
+    def _update(outcome: ExperimentOutcome, experiment: Mapping[str, Any]) -> None:
+        state = experiment.get("state", {})
+        outcome.status = str(state.get("status", "unknown"))
+        reason = str(state.get("reason") or "")
+        error = state.get("error") or {}
+        if error:
+            reason = f"{reason} ({error.get('code', '')}: {error.get('location', '')})".strip()
+        outcome.reason = reason
+
+    # Reads ------------------------------------------------------------------------------
+
+    async def queue_depths(self) -> tuple[int, int]:
+        async with self._client("sqs") as sqs:
+            depths = []
+            for url in (self.deployment.queue_url, self.deployment.dlq_url):
+                try:
+                    response = await self._call(sqs.get_queue_attributes(
+                        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages",
+                                                      "ApproximateNumberOfMessagesNotVisible"]))
+                except AWS_ERRORS as exc:
+                    raise LabError(f"could not read the depth of {url}: "
+                                   f"{_describe(exc)}") from exc
+                depths.append(sum(int(v) for v in response.get("Attributes", {}).values()))
+        return depths[0], depths[1]
+
+    async def stock_in_db(self, product_id: int) -> int | None:
+        return None
+
+    async def confirmed_in_db(self, product_id: int) -> int | None:
+        return None
+
+    async def statuses_in_db(self, order_ids: list[str]) -> dict[str, str] | None:
+        return None
+
+    # AWS clients ------------------------------------------------------------------------
+
+    def _client(self, service: str) -> Any:
+        config = AioConfig(connect_timeout=self.call_timeout, read_timeout=self.call_timeout,
+                           retries={"max_attempts": 3, "mode": "standard"})
+        endpoint = self.endpoints.get(service, self.endpoint_url)
+        options: dict[str, Any] = {"region_name": self.deployment.region, "config": config}
+        if endpoint is not None:
+            options["endpoint_url"] = endpoint
+        return self.session.client(service, **options)
+
+    async def _call(self, call: Any) -> Any:
+        """One AWS call, bounded as a whole (connect + read timeouts times the retries)."""
+        async with asyncio.timeout(self.call_timeout * 4):
+            return await call
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code', 'error')}: {error.get('Message', str(exc))}"
+    if isinstance(exc, asyncio.TimeoutError):
+        return "no answer in time"
+    return f"{type(exc).__name__}: {exc}"

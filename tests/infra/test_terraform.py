@@ -1,0 +1,755 @@
+"""The Terraform of infra/, read as data (python-hcl2): every reference resolves, the security
+group chain admits nothing wider than internet -> ALB -> tasks -> proxy -> Aurora, the ALB
+routes, the two switches change what they should, each FIS template targets what it claims,
+and the task definitions' environment speaks the services' own settings names.
+
+No provider can be downloaded here, so ``terraform validate`` cannot run; these tests are what
+checks the wiring. They need neither AWS nor PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+import yaml
+
+from chaos_lab.aws_target import REQUIRED_OUTPUTS
+from shop.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+MODULES = sorted(p for p in (INFRA / "modules").iterdir() if p.is_dir())
+ALL_MODULE_DIRS = [INFRA, *MODULES]
+
+# Keys of a module call that are meta-arguments, not variables.
+META_ARGUMENTS = {"source", "version", "for_each", "count", "depends_on", "providers"}
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+def _clean(node: Any) -> Any:
+    """python-hcl2 keeps the quotes of strings and labels and adds marker keys: drop both."""
+    if isinstance(node, dict):
+        return {_unquote(k): _clean(v) for k, v in node.items() if not k.startswith("__")}
+    if isinstance(node, list):
+        return [_clean(v) for v in node]
+    if isinstance(node, str):
+        return _unquote(node)
+    return node
+
+
+@dataclass
+class Module:
+    path: Path
+    variables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    locals: dict[str, Any] = field(default_factory=dict)
+    resources: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    data: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    modules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    comments: list[str] = field(default_factory=list)
+    text: str = ""
+
+    def resource(self, kind: str, name: str) -> dict[str, Any]:
+        return self.resources[(kind, name)]
+
+    def of_kind(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {name: body for (k, name), body in self.resources.items() if k == kind}
+
+
+@cache
+def load(path: Path) -> Module:
+    module = Module(path)
+    for tf in sorted(path.glob("*.tf")):
+        raw = tf.read_text()
+        module.text += raw
+        module.comments += re.findall(r"#(checkov:[^\n]*)", raw)
+        parsed = _clean(hcl2.loads(raw))
+        for block in parsed.get("variable", []):
+            module.variables.update(block)
+        for block in parsed.get("locals", []):
+            module.locals.update(block)
+        for block in parsed.get("output", []):
+            module.outputs.update(block)
+        for block in parsed.get("module", []):
+            module.modules.update(block)
+        for section, target in (("resource", module.resources), ("data", module.data)):
+            for block in parsed.get(section, []):
+                for kind, named in block.items():
+                    for name, body in named.items():
+                        target[(kind, name)] = body
+    return module
+
+
+def root() -> Module:
+    return load(INFRA)
+
+
+def sub(name: str) -> Module:
+    return load(INFRA / "modules" / name)
+
+
+def strings(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from strings(value)
+    elif isinstance(node, str):
+        yield node
+
+
+def expressions(node: Any) -> Iterator[str]:
+    """Strings that carry Terraform expressions (interpolations)."""
+    return (s for s in strings(node) if "${" in s)
+
+
+def squash(expr: str) -> str:
+    return re.sub(r"\s+", "", expr)
+
+
+def module_call(name: str) -> dict[str, Any]:
+    return root().modules[name]
+
+
+# Every module is complete and documented --------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ALL_MODULE_DIRS, ids=lambda p: p.name)
+def test_module_has_the_four_files(path: Path) -> None:
+    for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
+        assert (path / name).is_file(), f"{path.relative_to(ROOT)} lacks {name}"
+
+
+@pytest.mark.parametrize("path", ALL_MODULE_DIRS, ids=lambda p: p.name)
+def test_every_variable_has_description_and_type(path: Path) -> None:
+    module = load(path)
+    assert module.variables, f"{path.name} declares no variable"
+    for name, spec in module.variables.items():
+        assert spec.get("description"), f"{path.name}: variable {name} has no description"
+        assert spec.get("type"), f"{path.name}: variable {name} has no type"
+
+
+@pytest.mark.parametrize("path", ALL_MODULE_DIRS, ids=lambda p: p.name)
+def test_every_output_is_described(path: Path) -> None:
+    for name, spec in load(path).outputs.items():
+        assert spec.get("description"), f"{path.name}: output {name} has no description"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)
+def test_module_outputs_go_through_try(path: Path) -> None:
+    """terraform-aws-modules style: an output never fails the plan of its caller."""
+    for name, spec in load(path).outputs.items():
+        value = squash(str(spec["value"]))
+        assert value.startswith("${try(") or value.startswith("${{for") \
+            or value.startswith("${local."), f"{path.name}: output {name} = {value}"
+
+
+def test_inputs_are_validated() -> None:
+    validated = [n for n, v in root().variables.items() if v.get("validation")]
+    for name in ("name", "region", "image_tag", "az_count", "aws_api_access",
+                 "queue_visibility_timeout_seconds", "db_outage_seconds", "certificate_arn"):
+        assert name in validated, f"variable {name} has no validation block"
+
+
+def test_every_checkov_skip_gives_a_reason() -> None:
+    for path in ALL_MODULE_DIRS:
+        for comment in load(path).comments:
+            match = re.fullmatch(r"checkov:skip=(CKV2?_AWS_\d+):(.+)", comment.strip())
+            assert match, f"{path.name}: malformed checkov comment {comment!r}"
+            assert len(match.group(2).split()) >= 4, f"{path.name}: {comment!r} gives no reason"
+
+
+# Every reference resolves -----------------------------------------------------------------
+
+
+REFERENCE = {
+    "var": re.compile(r"(?<![\w.])var\.([A-Za-z_][\w-]*)"),
+    "local": re.compile(r"(?<![\w.])local\.([A-Za-z_][\w-]*)"),
+    "module": re.compile(r"(?<![\w.])module\.([A-Za-z_][\w-]*)"),
+    "data": re.compile(r"(?<![\w.])data\.([a-z0-9_]+)\.([A-Za-z_][\w-]*)"),
+    "resource": re.compile(r"(?<![\w.])(aws_[a-z0-9_]+)\.([A-Za-z_][\w-]*)"),
+}
+
+
+def references(module: Module) -> dict[str, set[Any]]:
+    found: dict[str, set[Any]] = {kind: set() for kind in REFERENCE}
+    everything = [module.variables, module.locals, module.outputs, module.modules,
+                  list(module.resources.values()), list(module.data.values())]
+    for expr in expressions(everything):
+        for kind, pattern in REFERENCE.items():
+            for match in pattern.finditer(expr):
+                found[kind].add(match.groups() if kind in ("data", "resource") else match.group(1))
+    return found
+
+
+@pytest.mark.parametrize("path", ALL_MODULE_DIRS, ids=lambda p: p.name)
+def test_every_reference_resolves_within_its_module(path: Path) -> None:
+    module = load(path)
+    refs = references(module)
+    assert refs["var"] <= set(module.variables), \
+        f"{path.name}: undeclared variables {refs['var'] - set(module.variables)}"
+    assert refs["local"] <= set(module.locals), \
+        f"{path.name}: undeclared locals {refs['local'] - set(module.locals)}"
+    assert refs["module"] <= set(module.modules), \
+        f"{path.name}: unknown modules {refs['module'] - set(module.modules)}"
+    assert refs["data"] <= set(module.data), \
+        f"{path.name}: unknown data sources {refs['data'] - set(module.data)}"
+    assert refs["resource"] <= set(module.resources), \
+        f"{path.name}: unknown resources {refs['resource'] - set(module.resources)}"
+
+
+def test_reference_check_can_fail() -> None:
+    """The scanner sees references inside interpolations, for expressions and jsonencode."""
+    module = Module(INFRA, locals={"x": "${jsonencode({a = var.nope, b = aws_lb.gone.arn})}"})
+    refs = references(module)
+    assert "nope" in refs["var"]
+    assert ("aws_lb", "gone") in refs["resource"]
+
+
+@pytest.mark.parametrize("name", sorted(load(INFRA).modules))
+def test_module_call_matches_the_module_variables(name: str) -> None:
+    call = module_call(name)
+    source = call["source"]
+    assert source.startswith("./modules/"), f"module {name}: only local modules ({source})"
+    target = load((INFRA / source).resolve())
+    passed = set(call) - META_ARGUMENTS
+    declared = set(target.variables)
+    required = {v for v, spec in target.variables.items() if "default" not in spec}
+    assert passed <= declared, f"module {name} passes undeclared {passed - declared}"
+    assert required <= passed, f"module {name} misses required {required - passed}"
+
+
+@pytest.mark.parametrize("name", sorted(load(INFRA).modules))
+def test_module_call_uses_only_outputs_that_exist(name: str) -> None:
+    used: set[tuple[str, str]] = set()
+    for expr in expressions([root().locals, root().modules, root().outputs]):
+        used |= set(re.findall(r"(?<![\w.])module\.([\w-]+)(?:\[[^\]]*\])?\.(\w+)", expr))
+    target = load((INFRA / module_call(name)["source"]).resolve())
+    for module_name, output in used:
+        if module_name == name:
+            assert output in target.outputs, f"module.{name}.{output} is not an output"
+
+
+# Security groups: internet -> ALB -> tasks -> proxy -> Aurora, nothing wider --------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    direction: str
+    group: str
+    source: str  # "sg:<name>" or the CIDR
+    from_port: Any
+    to_port: Any
+    count: str | None
+
+
+def sg_rules() -> list[Rule]:
+    module = sub("security_groups")
+    rules = []
+    for direction in ("ingress", "egress"):
+        for body in module.of_kind(f"aws_vpc_security_group_{direction}_rule").values():
+            group = re.search(r"aws_security_group\.(\w+)\.id", body["security_group_id"])
+            assert group, body
+            if "referenced_security_group_id" in body:
+                peer = re.search(r"aws_security_group\.(\w+)\.id",
+                                 body["referenced_security_group_id"])
+                assert peer, body
+                source = f"sg:{peer.group(1)}"
+            else:
+                source = body.get("cidr_ipv4") or body.get("cidr_ipv6") or "?"
+            rules.append(Rule(direction, group.group(1), source, body.get("from_port"),
+                              body.get("to_port"), body.get("count")))
+    return rules
+
+
+def ingress(group: str) -> list[Rule]:
+    return [r for r in sg_rules() if r.direction == "ingress" and r.group == group]
+
+
+def test_security_groups_have_no_inline_rules() -> None:
+    for path in ALL_MODULE_DIRS:
+        for name, body in load(path).of_kind("aws_security_group").items():
+            assert "ingress" not in body and "egress" not in body, \
+                f"{path.name}: aws_security_group.{name} has inline rules"
+
+
+def test_only_the_alb_is_open_to_the_internet_on_80_and_443() -> None:
+    for path in ALL_MODULE_DIRS:
+        module = load(path)
+        for kind in ("aws_vpc_security_group_ingress_rule", "aws_security_group_rule"):
+            for name, body in module.of_kind(kind).items():
+                cidr = body.get("cidr_ipv4") or body.get("cidr_ipv6") or body.get("cidr_blocks")
+                if cidr and ("0.0.0.0/0" in str(cidr) or "::/0" in str(cidr)):
+                    assert path.name == "security_groups" and "aws_security_group.alb" in \
+                        body["security_group_id"], f"{path.name}: {name} open to the internet"
+                    assert (body["from_port"], body["to_port"]) in ((80, 80), (443, 443)), name
+    alb = ingress("alb")
+    assert {r.from_port for r in alb} == {80, 443}
+    assert all(r.source == "0.0.0.0/0" for r in alb)
+    https = next(r for r in alb if r.from_port == 443)
+    assert https.count and "var.https" in https.count, "443 only when a certificate is set"
+
+
+def test_tasks_admit_only_the_alb() -> None:
+    rules = ingress("tasks")
+    assert [r.source for r in rules] == ["sg:alb"]
+    assert rules[0].from_port == rules[0].to_port == "${var.container_port}"
+
+
+def test_proxy_admits_only_the_tasks_on_postgres() -> None:
+    rules = ingress("proxy")
+    assert [r.source for r in rules] == ["sg:tasks"]
+    assert rules[0].from_port == rules[0].to_port == "${var.database_port}"
+    assert sub("security_groups").variables["database_port"]["default"] == 5432
+
+
+def test_aurora_admits_the_proxy_and_the_tasks_only_without_proxy() -> None:
+    rules = {r.source: r for r in ingress("database")}
+    assert set(rules) == {"sg:proxy", "sg:tasks"}
+    assert rules["sg:proxy"].count is None, "the proxy always reaches Aurora"
+    assert squash(rules["sg:tasks"].count or "") == "${var.enable_proxy?0:1}", \
+        "tasks reach Aurora directly only in the fragile deployment"
+    for rule in rules.values():
+        assert rule.from_port == rule.to_port == "${var.database_port}"
+
+
+def test_egress_follows_the_chain() -> None:
+    egress = {(r.group, r.source): r for r in sg_rules() if r.direction == "egress"}
+    assert set(egress) == {("alb", "sg:tasks"), ("tasks", "sg:proxy"), ("tasks", "sg:database"),
+                           ("tasks", "0.0.0.0/0"), ("proxy", "sg:database")}
+    assert egress[("tasks", "0.0.0.0/0")].from_port == 443, "tasks go out for AWS APIs only"
+    assert squash(egress[("tasks", "sg:database")].count or "") == "${var.enable_proxy?0:1}"
+
+
+def test_each_tier_gets_its_own_security_group() -> None:
+    wiring = {
+        "alb": ("security_group_id", "alb_security_group_id"),
+        "rds_proxy": ("security_group_id", "proxy_security_group_id"),
+        "aurora": ("security_group_id", "database_security_group_id"),
+        "service": ("security_group_ids", "tasks_security_group_id"),
+    }
+    for name, (argument, output) in wiring.items():
+        assert f"module.security_groups.{output}" in str(module_call(name)[argument]), name
+    assert module_call("security_groups")["enable_proxy"] == "${var.enable_proxy}"
+
+
+def test_nothing_gets_a_public_ip() -> None:
+    network = sub("network")
+    assert network.resource("aws_subnet", "public")["map_public_ip_on_launch"] is False
+    service = sub("ecs_service").resource("aws_ecs_service", "this")
+    assert service["network_configuration"][0]["assign_public_ip"] is False
+    assert module_call("service")["subnet_ids"] == "${module.network.private_subnet_ids}"
+    for name in ("aurora", "rds_proxy"):
+        assert module_call(name)["subnet_ids"] == "${module.network.private_subnet_ids}"
+    assert module_call("alb")["subnet_ids"] == "${module.network.public_subnet_ids}"
+
+
+# The load balancer ------------------------------------------------------------------------
+
+
+def test_alb_routes_products_to_catalog_and_orders_to_orders() -> None:
+    services = root().locals["services"]
+    assert services["catalog"]["path_patterns"] == ["/products*"]
+    assert services["orders"]["path_patterns"] == ["/orders*"]
+    assert services["order-worker"]["path_patterns"] == [], "the worker has no load balancer"
+    assert module_call("alb")["routes"] == "${local.routes}"
+    assert "length(s.path_patterns)>0" in squash(root().locals["routes"])
+    rule = sub("alb").resource("aws_lb_listener_rule", "this")
+    assert rule["for_each"] == "${var.routes}"
+    assert rule["action"][0]["type"] == "forward"
+    assert rule["action"][0]["target_group_arn"] == "${aws_lb_target_group.this[each.key].arn}"
+    assert rule["condition"][0]["path_pattern"][0]["values"] == "${each.value.path_patterns}"
+    assert rule["listener_arn"] == "${local.listener_arn}"
+
+
+def test_target_groups_probe_the_cheap_health_route_on_8000() -> None:
+    group = sub("alb").resource("aws_lb_target_group", "this")
+    assert group["health_check"][0]["path"] == "${var.health_check_path}"
+    assert group["health_check"][0]["matcher"] == "200"
+    assert group["port"] == "${var.container_port}" and group["target_type"] == "ip"
+    assert module_call("alb")["health_check_path"] == "/health"
+    assert root().locals["container_port"] == 8000
+
+
+def test_https_with_a_certificate_and_http_redirects() -> None:
+    alb = sub("alb")
+    assert squash(alb.locals["https"]) == "${var.certificate_arn!=null}"
+    https = alb.resource("aws_lb_listener", "https")
+    assert squash(https["count"]) == "${local.https?1:0}"
+    assert https["protocol"] == "HTTPS" and https["port"] == 443
+    assert "TLS13" in alb.variables["ssl_policy"]["default"]
+    http = alb.resource("aws_lb_listener", "http")
+    redirect = next(d["default_action"] for d in http["dynamic"]
+                    if d["default_action"]["content"][0]["type"] == "redirect")
+    assert squash(redirect["for_each"]) == "${local.https?[1]:[]}"
+    assert redirect["content"][0]["redirect"][0]["protocol"] == "HTTPS"
+    assert squash(alb.locals["listener_arn"]) == \
+        "${local.https?aws_lb_listener.https[0].arn:aws_lb_listener.http.arn}"
+    assert module_call("alb")["certificate_arn"] == "${var.certificate_arn}"
+
+
+# The two switches -------------------------------------------------------------------------
+
+
+def test_enable_proxy_switches_the_database_urls() -> None:
+    urls = root().locals["database_urls"]
+    assert "module.rds_proxy.endpoint" in urls["proxy"]["SHOP_DATABASE_URL"]
+    assert "module.rds_proxy.reader_endpoint" in urls["proxy"]["SHOP_DATABASE_READER_URL"]
+    assert "module.aurora.writer_endpoint" in urls["direct"]["SHOP_DATABASE_URL"]
+    assert "module.aurora.reader_endpoint" in urls["direct"]["SHOP_DATABASE_READER_URL"]
+    common = squash(root().locals["common_environment"])
+    assert 'local.database_urls[var.enable_proxy?"proxy":"direct"]' in common
+    assert "SHOP_ENABLE_PROXY=tostring(var.enable_proxy)" in common
+
+
+def test_database_urls_use_tls_and_carry_no_password() -> None:
+    for mode in root().locals["database_urls"].values():
+        for url in mode.values():
+            assert url.endswith("?sslmode=require"), url
+            assert re.match(r"postgresql://\$\{[^}]+\}@", url), f"a password in {url}?"
+    assert root().locals["database_secrets"]["SHOP_DATABASE_PASSWORD"].endswith(":password::")
+    assert module_call("service")["secrets"] == "${local.database_secrets}"
+    proxy = sub("rds_proxy").resource("aws_db_proxy", "this")
+    assert proxy["require_tls"] is True
+    parameters = sub("aurora").resource("aws_rds_cluster_parameter_group", "this")["parameter"]
+    assert {"name": "rds.force_ssl", "value": "1"} in parameters
+
+
+def test_enable_degradation_switches_queue_cache_and_worker() -> None:
+    services = root().locals["services"]
+    assert services["order-worker"]["needs_degradation"] is True
+    assert services["catalog"]["needs_degradation"] is False
+    assert services["orders"]["needs_degradation"] is False
+    deployed = squash(root().locals["deployed_services"])
+    assert "ifvar.enable_degradation||!s.needs_degradation" in deployed
+    call = module_call("service")
+    assert call["for_each"] == "${local.deployed_services}"
+    assert "var.enable_degradation?local.degradation_environment[each.key]:{}" in \
+        squash(call["environment"])
+    assert "var.enable_degradation?local.task_policies[each.key]:null" in \
+        squash(call["task_policy_json"])
+    degradation = root().locals["degradation_environment"]
+    assert set(degradation["catalog"]) == {"SHOP_PRODUCT_CACHE_TABLE"}
+    assert set(degradation["orders"]) == {"SHOP_ORDER_QUEUE_URL", "SHOP_ORDER_STATUS_TABLE"}
+    assert set(degradation["order-worker"]) == {"SHOP_ORDER_QUEUE_URL", "SHOP_ORDER_STATUS_TABLE"}
+    common = root().locals["common_environment"]
+    for name in ("SHOP_ORDER_QUEUE_URL", "SHOP_PRODUCT_CACHE_TABLE", "SHOP_ORDER_STATUS_TABLE"):
+        assert name not in common, f"{name} must come only with enable_degradation"
+    assert "SHOP_ENABLE_DEGRADATION=tostring(var.enable_degradation)" in squash(common)
+    assert module_call("fis")["services"] == "${keys(local.deployed_services)}"
+
+
+# Task definitions speak the services' settings ------------------------------------------
+
+
+def environment_names() -> set[str]:
+    names: set[str] = set()
+    for local in ("database_urls", "common_environment", "degradation_environment",
+                  "database_secrets"):
+        text = str(root().locals[local])
+        names |= set(re.findall(r"\b([A-Z][A-Z0-9]*_[A-Z0-9_]+)\b\s*['\"]?\s*[=:]", text))
+    return names
+
+
+def test_environment_names_are_settings_fields_or_aws() -> None:
+    allowed = {f"SHOP_{name.upper()}" for name in Settings.model_fields}
+    names = environment_names()
+    unknown = {n for n in names if n not in allowed and not n.startswith("AWS_")}
+    assert not unknown, f"not a field of shop.settings.Settings: {unknown}"
+    assert {"SHOP_DATABASE_URL", "SHOP_DATABASE_READER_URL", "SHOP_DATABASE_PASSWORD",
+            "SHOP_ENABLE_PROXY", "SHOP_ENABLE_DEGRADATION", "SHOP_ORDER_QUEUE_URL",
+            "SHOP_PRODUCT_CACHE_TABLE", "SHOP_ORDER_STATUS_TABLE"} <= names
+
+
+def test_environment_name_check_can_fail() -> None:
+    allowed = {f"SHOP_{name.upper()}" for name in Settings.model_fields}
+    assert "SHOP_DATABASE_URL" in allowed
+    assert "SHOP_DB_URL" not in allowed and "SHOP_QUEUE_URL" not in allowed
+
+
+def test_containers_get_only_the_environment_they_are_given() -> None:
+    service = sub("ecs_service")
+    task = service.resource("aws_ecs_task_definition", "this")
+    container = squash(task["container_definitions"])
+    assert "environment=local.environment" in container
+    assert "secrets=local.secrets" in container
+    assert "var.environment" in service.locals["environment"]
+    assert "var.secrets" in service.locals["secrets"]
+    assert not re.search(r"\bSHOP_[A-Z_]+", service.text), "names belong to the root module"
+
+
+def test_worker_and_web_ports_match_the_services() -> None:
+    services = root().locals["services"]
+    assert services["catalog"]["port"] == services["orders"]["port"] == "${local.container_port}"
+    assert services["order-worker"]["port"] == Settings().worker_health_port == 8081
+    assert module_call("service")["health_check_port"] == "${each.value.port}"
+
+
+def test_images_map_to_the_services_dockerfiles() -> None:
+    services = root().locals["services"]
+    assert module_call("ecr")["repositories"] == "${keys(local.services)}"
+    assert "module.ecr.repository_urls[each.key]" in module_call("service")["image"]
+    missing = [s["dockerfile"] for s in services.values()
+               if not (ROOT / s["dockerfile"]).is_file()]
+    assert not missing, f"Dockerfiles referenced by infra/ do not exist: {missing}"
+    for name, spec in services.items():
+        assert spec["dockerfile"] == f"services/{name}/Dockerfile"
+
+
+def test_deployments_roll_back_and_tasks_carry_the_fis_tag() -> None:
+    service = sub("ecs_service").resource("aws_ecs_service", "this")
+    breaker = service["deployment_circuit_breaker"][0]
+    assert breaker == {"enable": True, "rollback": True}
+    assert service["propagate_tags"] == "SERVICE"
+    tags = module_call("service")["tags"]
+    assert tags["${(local.fis_tag_key)}"] == "${local.fis_tag_values[each.key]}"
+
+
+def test_autoscaling_on_cpu_and_the_worker_on_its_backlog() -> None:
+    service = sub("ecs_service")
+    cpu = service.resource("aws_appautoscaling_policy", "cpu")
+    spec = cpu["target_tracking_scaling_policy_configuration"][0]
+    assert spec["predefined_metric_specification"][0]["predefined_metric_type"] == \
+        "ECSServiceAverageCPUUtilization"
+    queue = service.resource("aws_appautoscaling_policy", "queue")
+    assert squash(queue["count"]) == "${var.queue_scaling==null?0:1}"
+    assert "ApproximateNumberOfMessagesVisible" in str(queue)
+    assert "each.value.needs_degradation?{" in squash(module_call("service")["queue_scaling"])
+
+
+# Task roles: least privilege ---------------------------------------------------------------
+
+
+def test_each_task_role_reaches_only_its_own_resources() -> None:
+    policies = {k: squash(v) for k, v in root().locals["task_policies"].items()}
+    catalog, orders, worker = policies["catalog"], policies["orders"], policies["order-worker"]
+    assert "product_cache_table_arn" in catalog
+    assert "queue_arn" not in catalog and "order_status_table_arn" not in catalog
+    assert '"sqs:SendMessage"' in orders and "sqs:ReceiveMessage" not in orders
+    assert "order_status_table_arn" in orders and "product_cache" not in orders
+    for action in ("ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility"):
+        assert f'"sqs:{action}"' in worker
+    assert "module.messaging.dlq_arn" in worker, "redrive reads the DLQ"
+    assert "product_cache" not in worker
+    for text in policies.values():
+        assert '"*"' not in text and "Resource=\"*\"" not in text
+
+
+# Messaging --------------------------------------------------------------------------------
+
+
+def test_queue_names_redrive_visibility_and_encryption() -> None:
+    messaging = sub("messaging")
+    orders = messaging.resource("aws_sqs_queue", "orders")
+    dlq = messaging.resource("aws_sqs_queue", "dlq")
+    assert root().variables["name"]["default"] == "chaos-shop"
+    assert orders["name"] == "${var.name}-orders" and dlq["name"] == "${var.name}-orders-dlq"
+    assert "deadLetterTargetArn=aws_sqs_queue.dlq.arn" in squash(orders["redrive_policy"])
+    assert "maxReceiveCount=var.max_receive_count" in squash(orders["redrive_policy"])
+    assert messaging.variables["max_receive_count"]["default"] == 10
+    assert root().variables["max_receive_count"]["default"] == 10
+    visibility = messaging.variables["visibility_timeout_seconds"]["default"]
+    assert visibility > Settings().worker_visibility_timeout
+    assert root().variables["queue_visibility_timeout_seconds"]["default"] > \
+        Settings().worker_visibility_timeout
+    for queue in (orders, dlq):
+        assert queue.get("kms_master_key_id") or queue.get("sqs_managed_sse_enabled")
+
+
+def test_tables_keys_and_protection() -> None:
+    messaging = sub("messaging")
+    keys = {"product_cache": ("id", "N"), "order_status": ("order_id", "S")}
+    for name, (key, kind) in keys.items():
+        table = messaging.resource("aws_dynamodb_table", name)
+        assert table["hash_key"] == key
+        assert table["attribute"] == [{"name": key, "type": kind}]
+        assert table["billing_mode"] == "PAY_PER_REQUEST"
+        assert table["point_in_time_recovery"] == [{"enabled": True}]
+        assert table["server_side_encryption"][0]["enabled"] is True
+
+
+def test_alarms_on_dlq_depth_and_queue_age() -> None:
+    alarms = sub("observability").of_kind("aws_cloudwatch_metric_alarm")
+    assert alarms["dlq_depth"]["dimensions"] == {"QueueName": "${var.dlq_name}"}
+    assert alarms["queue_age"]["dimensions"] == {"QueueName": "${var.queue_name}"}
+    assert alarms["dlq_depth"]["metric_name"] == "ApproximateNumberOfMessagesVisible"
+    assert alarms["queue_age"]["metric_name"] == "ApproximateAgeOfOldestMessage"
+
+
+# Aurora -----------------------------------------------------------------------------------
+
+
+def test_aurora_writer_and_reader_serverless_encrypted_secret_managed() -> None:
+    aurora = sub("aurora")
+    cluster = aurora.resource("aws_rds_cluster", "this")
+    assert cluster["storage_encrypted"] is True
+    assert cluster["manage_master_user_password"] is True
+    assert "master_password" not in cluster
+    assert cluster["serverlessv2_scaling_configuration"][0]["min_capacity"] == \
+        "${var.min_capacity}"
+    writer = aurora.resource("aws_rds_cluster_instance", "writer")
+    reader = aurora.resource("aws_rds_cluster_instance", "reader")
+    assert writer["promotion_tier"] == 0 and reader["promotion_tier"] == 1
+    assert writer["instance_class"] == reader["instance_class"] == "db.serverless"
+    assert "aws_rds_cluster_instance.writer" in str(reader["depends_on"])
+    for output in root().outputs.values():
+        assert "master_user_secret[0].secret_string" not in str(output["value"])
+
+
+def test_proxy_endpoints_and_target() -> None:
+    proxy = sub("rds_proxy")
+    assert proxy.resource("aws_db_proxy_endpoint", "reader")["target_role"] == "READ_ONLY"
+    target = proxy.resource("aws_db_proxy_target", "this")
+    assert target["db_cluster_identifier"] == "${var.cluster_identifier}"
+    pool = proxy.resource("aws_db_proxy_default_target_group", "this")["connection_pool_config"]
+    assert pool[0]["connection_borrow_timeout"] == "${var.connection_borrow_timeout}"
+    assert proxy.resource("aws_db_proxy", "this")["auth"][0]["secret_arn"] == "${var.secret_arn}"
+
+
+# FIS --------------------------------------------------------------------------------------
+
+
+def templates() -> dict[str, dict[str, Any]]:
+    return sub("fis").of_kind("aws_fis_experiment_template")
+
+
+def test_one_template_per_failure_mode() -> None:
+    assert set(templates()) == {"failover", "db_outage", "stop_task"}
+
+
+def test_failover_template_targets_the_cluster_by_its_tag() -> None:
+    template = templates()["failover"]
+    (action,) = template["action"]
+    assert action["action_id"] == "aws:rds:failover-db-cluster"
+    (target,) = template["target"]
+    assert action["target"] == [{"key": "Clusters", "value": target["name"]}]
+    assert target["resource_type"] == "aws:rds:cluster"
+    assert target["resource_tag"] == [{"key": "${var.fis_target_tag_key}",
+                                       "value": "${var.fis_target_tag_values.aurora}"}]
+    # ... and the cluster carries exactly that tag.
+    cluster = sub("aurora").resource("aws_rds_cluster", "this")
+    assert "var.fis_target_tags" in cluster["tags"]
+    assert module_call("aurora")["fis_target_tags"] == \
+        {"${(local.fis_tag_key)}": "${local.fis_tag_values.aurora}"}
+    assert module_call("fis")["fis_target_tag_key"] == "${local.fis_tag_key}"
+    assert module_call("fis")["fis_target_tag_values"] == "${local.fis_tag_values}"
+    assert module_call("fis")["cluster_arn"] == "${module.aurora.cluster_arn}"
+
+
+def test_stop_task_template_for_each_service() -> None:
+    template = templates()["stop_task"]
+    assert template["for_each"] == "${toset(var.services)}"
+    (action,) = template["action"]
+    assert action["action_id"] == "aws:ecs:stop-task"
+    (target,) = template["target"]
+    assert target["resource_type"] == "aws:ecs:task"
+    assert target["resource_tag"][0]["value"] == "${var.fis_target_tag_values[each.key]}"
+    assert set(root().locals["services"]) <= {"catalog", "orders", "order-worker"}
+    assert "for name in keys(local.services)" in root().locals["fis_tag_values"]
+
+
+def outage_document() -> dict[str, Any]:
+    document = sub("fis").resource("aws_ssm_document", "db_outage")
+    assert document["document_type"] == "Automation"
+    match = re.fullmatch(r'\$\{file\("\$\{path\.module\}/([\w.-]+)"\)\}', document["content"])
+    assert match, document["content"]
+    loaded: dict[str, Any] = yaml.safe_load((INFRA / "modules/fis" / match.group(1)).read_text())
+    return loaded
+
+
+def test_outage_template_runs_the_ssm_runbook() -> None:
+    template = templates()["db_outage"]
+    (action,) = template["action"]
+    assert action["action_id"] == "aws:ssm:start-automation-execution"
+    parameters = {p["key"]: p["value"] for p in action["parameter"]}
+    assert parameters["documentArn"] == "${aws_ssm_document.db_outage.arn}"
+    assert parameters["maxDuration"].startswith("PT")
+    passed = set(re.findall(r"(\w+)\s*=", parameters["documentParameters"]))
+    declared = outage_document()["parameters"]
+    required = {name for name, spec in declared.items() if "default" not in spec}
+    assert required <= passed <= set(declared)
+    assert "var.proxy_name" in parameters["documentParameters"]
+    assert "var.db_outage_seconds" in parameters["documentParameters"]
+
+
+def test_outage_runbook_removes_holds_and_always_restores() -> None:
+    steps = outage_document()["mainSteps"]
+    names = [s["name"] for s in steps]
+    remove, hold, restore = steps
+    assert remove["action"] == "aws:executeAwsApi"
+    assert remove["inputs"]["Api"] == "DeregisterDBProxyTargets"
+    assert hold["action"] == "aws:sleep"
+    assert restore["isEnd"] is True and names[-1] == restore["name"]
+    assert "register_db_proxy_targets" in restore["inputs"]["Script"]
+    assert "AVAILABLE" in restore["inputs"]["Script"], "restore waits for the target"
+    for step in (remove, hold):
+        # A failure or FIS's cancellation (stop condition) still goes to the restore.
+        assert step["onFailure"] == f"step:{restore['name']}", step["name"]
+        assert step["onCancel"] == f"step:{restore['name']}", step["name"]
+    # The restore must not hide its own failure.
+    assert restore.get("onFailure", "Abort") == "Abort"
+
+
+def test_every_template_stops_on_the_5xx_alarm_and_logs() -> None:
+    for name, template in templates().items():
+        assert template["stop_condition"] == [{"source": "aws:cloudwatch:alarm",
+                                               "value": "${var.stop_alarm_arn}"}], name
+        logging = template["log_configuration"][0]
+        assert "aws_cloudwatch_log_group.this.arn" in \
+            logging["cloudwatch_logs_configuration"][0]["log_group_arn"], name
+        assert template["experiment_options"][0]["empty_target_resolution_mode"] == "fail"
+    assert module_call("fis")["stop_alarm_arn"] == "${module.observability.alb_5xx_alarm_arn}"
+    alarm = sub("observability").resource("aws_cloudwatch_metric_alarm", "alb_5xx_rate")
+    metrics = str(alarm["metric_query"])
+    assert "HTTPCode_ELB_5XX_Count" in metrics and "HTTPCode_Target_5XX_Count" in metrics
+    assert "RequestCount" in metrics
+
+
+def test_fis_role_is_limited_to_its_actions() -> None:
+    policy = squash(sub("fis").resource("aws_iam_role_policy", "fis")["policy"])
+    actions = {action for listed in re.findall(r"Action=\[([^\]]*)\]", policy)
+               for action in re.findall(r'"([\w-]+:\w+)"', listed)}
+    assert actions == {
+        "rds:FailoverDBCluster", "rds:DescribeDBClusters", "ecs:StopTask", "ecs:DescribeTasks",
+        "ecs:ListTasks", "tag:GetResources", "ssm:StartAutomationExecution",
+        "ssm:GetAutomationExecution", "ssm:StopAutomationExecution", "iam:PassRole",
+        "logs:CreateLogDelivery", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+        "logs:DescribeLogGroups",
+    }
+    assert "Resource=[aws_iam_role.automation.arn]" in policy, "PassRole of one role only"
+
+
+def test_dashboard_shows_what_the_experiments_watch() -> None:
+    observability = sub("observability")
+    body = str([observability.resource("aws_cloudwatch_dashboard", "this"), observability.locals])
+    for metric in ("RequestCount", "HTTPCode_ELB_5XX_Count", "TargetResponseTime",
+                   "HealthyHostCount", "ClientConnections", "DatabaseConnections",
+                   "ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"):
+        assert metric in body, metric
+
+
+# What the AWS experiment driver reads ----------------------------------------------------
+
+
+def test_outputs_give_the_driver_what_it_needs() -> None:
+    missing = set(REQUIRED_OUTPUTS) - set(root().outputs)
+    assert not missing, f"chaos_lab.aws_target reads outputs infra/ does not have: {missing}"
+    assert root().outputs["enable_proxy"]["value"] == "${var.enable_proxy}"
+    assert root().outputs["enable_degradation"]["value"] == "${var.enable_degradation}"
+    for name in ("proxy_endpoint", "proxy_reader_endpoint", "cluster_writer_endpoint",
+                 "fis_stop_task_template_ids", "ecr_repositories"):
+        assert name in root().outputs
+    for name, output in root().outputs.items():
+        assert not output.get("sensitive"), f"{name}: outputs hold no secrets"

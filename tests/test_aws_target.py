@@ -1,0 +1,339 @@
+"""The AWS experiment driver against moto's server over HTTP: FIS experiments that complete,
+fail to start, fail, are stopped by their stop condition or overrun their deadline; SQS queue
+depths; the switches that only Terraform can change; the outputs it reads."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+
+from chaos_lab.aws_target import REQUIRED_OUTPUTS, AwsTarget, Deployment, load_outputs
+from chaos_lab.processes import LabError
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
+
+
+def client(service: str, moto_url: str) -> Any:
+    return boto3.client(service, endpoint_url=moto_url, region_name=REGION)
+
+
+class Said(list[str]):
+    def __call__(self, message: str) -> None:
+        self.append(message)
+
+    def text(self) -> str:
+        return "\n".join(self)
+
+
+def create_template(moto_url: str, action_id: str) -> str:
+    fis = client("fis", moto_url)
+    response = fis.create_experiment_template(
+        clientToken=str(uuid.uuid4()),
+        description=f"test {action_id}",
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/chaos-shop-fis",
+        stopConditions=[{"source": "aws:cloudwatch:alarm",
+                         "value": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:5xx"}],
+        targets={"cluster": {"resourceType": "aws:rds:cluster", "selectionMode": "ALL",
+                             "resourceArns": [f"arn:aws:rds:{REGION}:{ACCOUNT}:cluster:shop"]}},
+        actions={"fault": {"actionId": action_id, "targets": {"Clusters": "cluster"}}},
+    )
+    template_id: str = response["experimentTemplate"]["id"]
+    return template_id
+
+
+@pytest.fixture
+def outputs(moto_url: str) -> dict[str, Any]:
+    """What `terraform output -json` gives for a resilient deployment, on moto."""
+    sqs = client("sqs", moto_url)
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    dlq = sqs.create_queue(QueueName=f"{prefix}-orders-dlq")["QueueUrl"]
+    queue = sqs.create_queue(QueueName=f"{prefix}-orders")["QueueUrl"]
+    values: dict[str, Any] = {
+        "alb_url": "http://chaos-shop-123.elb.example/",
+        "region": REGION,
+        "enable_proxy": True,
+        "enable_degradation": True,
+        "fis_failover_template_id": create_template(moto_url, "aws:rds:failover-db-cluster"),
+        "fis_db_outage_template_id": create_template(moto_url,
+                                                     "aws:ssm:start-automation-execution"),
+        "fis_db_outage_seconds": 180,
+        "order_queue_url": queue,
+        "order_dlq_url": dlq,
+    }
+    # The shape terraform prints: {"name": {"sensitive": false, "type": ..., "value": ...}}.
+    return {k: {"sensitive": False, "type": "string", "value": v} for k, v in values.items()}
+
+
+def target(outputs: dict[str, Any], moto_url: str, **options: Any) -> AwsTarget:
+    options = {"poll_seconds": 0.01, "start_timeout": 5, "call_timeout": 5, **options}
+    return AwsTarget.from_outputs(outputs, endpoint_url=moto_url, **options)
+
+
+def set_progression(moto_url: str, times: int | None) -> None:
+    """moto's FIS experiments move one state per GetExperiment (times=1), stay where they are
+    (a large times), or go straight to the end (None: moto's default)."""
+    base = f"{moto_url}/moto-api/state-manager"
+    if times is None:
+        response = httpx.post(f"{base}/unset-transition",
+                              json={"model_name": "fis::experiment"}, timeout=5)
+    else:
+        response = httpx.post(f"{base}/set-transition", timeout=5, json={
+            "model_name": "fis::experiment",
+            "transition": {"progression": "manual", "times": times}})
+    response.raise_for_status()
+
+
+@pytest.fixture
+def stepwise(moto_url: str) -> Iterator[None]:
+    set_progression(moto_url, 1)
+    yield
+    set_progression(moto_url, None)
+
+
+def force_state(experiment_id: str, status: str) -> None:
+    """What AWS would do on its own (an action failing): set the state in moto's backend,
+    which runs in this process (ThreadedMotoServer)."""
+    from moto.fis.models import fis_backends
+
+    fis_backends[ACCOUNT][REGION].experiments[experiment_id].status = status
+
+
+# The outputs ------------------------------------------------------------------------------
+
+
+def test_from_outputs_reads_terraform_output_json(outputs: dict[str, Any]) -> None:
+    deployment = Deployment.from_outputs(outputs)
+    assert deployment.alb_url == "http://chaos-shop-123.elb.example"
+    assert deployment.templates["failover"] == outputs["fis_failover_template_id"]["value"]
+    assert deployment.templates["db-outage"] == outputs["fis_db_outage_template_id"]["value"]
+    assert deployment.enable_proxy is True and deployment.outage_seconds == 180
+
+
+def test_missing_outputs_are_named(outputs: dict[str, Any]) -> None:
+    del outputs["fis_db_outage_template_id"]
+    outputs["order_dlq_url"] = {"value": None}
+    with pytest.raises(LabError) as error:
+        AwsTarget.from_outputs(outputs)
+    message = str(error.value)
+    assert "fis_db_outage_template_id" in message and "order_dlq_url" in message
+    assert "terraform -chdir=infra apply" in message
+    with pytest.raises(LabError, match="alb_url"):
+        AwsTarget.from_outputs({})
+
+
+def test_entry_and_health_go_through_the_alb(outputs: dict[str, Any]) -> None:
+    aws = AwsTarget.from_outputs(outputs)
+    assert aws.name == "aws"
+    assert aws.entry_url == "http://chaos-shop-123.elb.example"
+    assert aws.health_urls[0] == "http://chaos-shop-123.elb.example/products"
+    assert all(u.startswith(aws.entry_url + "/products") for u in aws.health_urls), \
+        "the ALB routes only /products* and /orders*"
+
+
+def test_load_outputs_runs_terraform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "bin" / "terraform"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n"
+                    "[ \"$1 $2 $3\" = \"-chdir=infra-dir output -json\" ] || exit 3\n"
+                    "echo '{\"alb_url\": {\"value\": \"http://x\", \"type\": \"string\"}}'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+    assert load_outputs(Path("infra-dir")) == {"alb_url": "http://x"}
+    with pytest.raises(LabError, match="failed \\(3\\)"):
+        load_outputs(Path("elsewhere"))
+    fake.write_text("#!/bin/sh\necho '{}'\n")
+    with pytest.raises(LabError, match="deploy it first"):
+        load_outputs(Path("infra-dir"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(LabError, match="terraform is not installed"):
+        load_outputs(Path("infra-dir"))
+
+
+def test_required_outputs_are_what_from_outputs_checks() -> None:
+    with pytest.raises(LabError) as error:
+        Deployment.from_outputs({})
+    for name in REQUIRED_OUTPUTS:
+        assert name in str(error.value)
+
+
+# The switches -----------------------------------------------------------------------------
+
+
+async def test_apply_refuses_switches_the_deployment_does_not_have(
+        outputs: dict[str, Any]) -> None:
+    aws = AwsTarget.from_outputs(outputs)
+    said = Said()
+    with pytest.raises(LabError) as error:
+        await aws.apply({"SHOP_ENABLE_PROXY": "false", "SHOP_ENABLE_DEGRADATION": "false"}, said)
+    message = str(error.value)
+    assert "runs enable_proxy=true, enable_degradation=true" in message
+    assert "-var enable_proxy=false -var enable_degradation=false" in message
+    assert "terraform -chdir=infra apply" in message
+
+
+async def test_apply_accepts_the_deployed_switches(outputs: dict[str, Any]) -> None:
+    aws = AwsTarget.from_outputs(outputs)
+    said = Said()
+    await aws.apply({"SHOP_ENABLE_PROXY": "true", "SHOP_ENABLE_DEGRADATION": "true",
+                     "SHOP_BREAKER_FAIL_MAX": "5"}, said)
+    assert "deployment matches" in said.text()
+    assert "SHOP_BREAKER_FAIL_MAX" in said.text(), "a setting AWS ignores is said, not hidden"
+    outputs["enable_degradation"]["value"] = False
+    await AwsTarget.from_outputs(outputs).apply(
+        {"SHOP_ENABLE_PROXY": "true", "SHOP_ENABLE_DEGRADATION": "false"}, said)
+
+
+async def test_reset_and_database_reads_say_not_reachable(outputs: dict[str, Any]) -> None:
+    aws = AwsTarget.from_outputs(outputs)
+    await aws.reset()
+    assert await aws.stock_in_db(2) is None
+    assert await aws.confirmed_in_db(2) is None
+    assert await aws.statuses_in_db(["x"]) is None
+
+
+# Queue depths -----------------------------------------------------------------------------
+
+
+async def test_queue_depths_count_visible_and_in_flight(
+        outputs: dict[str, Any], moto_url: str) -> None:
+    sqs = client("sqs", moto_url)
+    queue, dlq = outputs["order_queue_url"]["value"], outputs["order_dlq_url"]["value"]
+    for body in ("a", "b", "c"):
+        sqs.send_message(QueueUrl=queue, MessageBody=body)
+    sqs.send_message(QueueUrl=dlq, MessageBody="dead")
+    sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=1, VisibilityTimeout=60)
+    assert await target(outputs, moto_url).queue_depths() == (3, 1)
+
+
+async def test_endpoints_per_service_and_aws_endpoint_url(
+        outputs: dict[str, Any], moto_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    only_sqs = AwsTarget.from_outputs(outputs, endpoints={"sqs": moto_url}, call_timeout=5)
+    assert await only_sqs.queue_depths() == (0, 0)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)  # botocore reads it itself
+    assert await AwsTarget.from_outputs(outputs, call_timeout=5).queue_depths() == (0, 0)
+
+
+async def test_unreachable_queue_is_a_lab_error(outputs: dict[str, Any], moto_url: str) -> None:
+    outputs["order_dlq_url"]["value"] = f"{moto_url}/{ACCOUNT}/no-such-queue"
+    with pytest.raises(LabError, match="no-such-queue"):
+        await target(outputs, moto_url).queue_depths()
+
+
+# FIS experiments --------------------------------------------------------------------------
+
+
+async def test_failover_experiment_runs_to_completion(
+        outputs: dict[str, Any], moto_url: str, stepwise: None) -> None:
+    aws = target(outputs, moto_url)
+    said = Said()
+    await aws.inject("failover", 0, said)
+    (outcome,) = aws.outcomes
+    assert outcome.status == "running", "inject returns once the fault is on"
+    assert outcome.template_id == outputs["fis_failover_template_id"]["value"]
+    await aws.restore("failover", said)
+    assert outcome.status == "completed"
+    assert f"FIS experiment {outcome.experiment_id} (failover) completed" in said.text()
+    experiment = client("fis", moto_url).get_experiment(id=outcome.experiment_id)["experiment"]
+    assert experiment["experimentTemplateId"] == outputs["fis_failover_template_id"]["value"]
+    await aws.restore("failover", said)  # idempotent: nothing left to wait for
+
+
+async def test_outage_hold_is_the_templates(outputs: dict[str, Any], moto_url: str) -> None:
+    aws = target(outputs, moto_url)
+    said = Said()
+    await aws.inject("db-outage", 10, said)
+    assert "holds the outage 180s" in said.text() and "not the 10s" in said.text()
+    await aws.restore("db-outage", said)
+    assert aws.outcomes[0].status == "completed"
+
+
+async def test_experiment_that_fails_to_start(outputs: dict[str, Any], moto_url: str) -> None:
+    outputs["fis_failover_template_id"]["value"] = "EXTdoesnotexist"
+    aws = target(outputs, moto_url)
+    with pytest.raises(LabError) as error:
+        await aws.inject("failover", 0, Said())
+    message = str(error.value)
+    assert "FIS could not start the failover experiment" in message
+    assert "EXTdoesnotexist" in message and "ResourceNotFoundException" in message
+    await aws.restore("failover", Said())  # the rollback after a failed start does nothing
+
+
+async def test_experiment_stopped_by_its_stop_condition_is_reported(
+        outputs: dict[str, Any], moto_url: str, stepwise: None) -> None:
+    aws = target(outputs, moto_url)
+    said = Said()
+    await aws.inject("db-outage", 180, said)
+    (outcome,) = aws.outcomes
+    # The 5xx alarm fires: FIS stops the experiment itself.
+    client("fis", moto_url).stop_experiment(id=outcome.experiment_id)
+    await aws.restore("db-outage", said)
+    assert outcome.status == "stopped"
+    assert outcome.stopped_by_condition and not outcome.stopped_by_us
+    assert f"FIS STOPPED experiment {outcome.experiment_id} (db-outage)" in said.text()
+    assert "stop condition" in said.text() and "shortened fault" in said.text()
+
+
+async def test_experiment_that_fails_is_an_error(
+        outputs: dict[str, Any], moto_url: str, stepwise: None) -> None:
+    aws = target(outputs, moto_url)
+    await aws.inject("failover", 0, Said())
+    (outcome,) = aws.outcomes
+    force_state(outcome.experiment_id, "failed")
+    with pytest.raises(LabError, match=f"{outcome.experiment_id} \\(failover\\) failed"):
+        await aws.restore("failover", Said())
+    await aws.restore("failover", Said())  # reported once, then nothing left
+
+
+async def test_experiment_failing_at_start_is_an_error(
+        outputs: dict[str, Any], moto_url: str, monkeypatch: pytest.MonkeyPatch,
+        stepwise: None) -> None:
+    aws = target(outputs, moto_url)
+    original = AwsTarget._update
+
+    def fail_when_initiating(outcome: Any, experiment: Any) -> None:
+        if experiment.get("state", {}).get("status") == "initiating":
+            force_state(experiment["id"], "failed")
+            experiment = {**experiment, "state": {"status": "failed",
+                                                  "reason": "Target resolution failed"}}
+        original(outcome, experiment)
+
+    monkeypatch.setattr(AwsTarget, "_update", staticmethod(fail_when_initiating))
+    with pytest.raises(LabError, match="failed to start: Target resolution failed"):
+        await aws.inject("failover", 0, Said())
+
+
+async def test_experiment_past_its_deadline_is_stopped(
+        outputs: dict[str, Any], moto_url: str, stepwise: None) -> None:
+    aws = target(outputs, moto_url, experiment_timeout=0)
+    said = Said()
+    await aws.inject("failover", 0, said)
+    set_progression(moto_url, 3)  # slower: still running when the deadline passes
+    with pytest.raises(LabError, match="did not end within 0s: stopped it"):
+        await aws.restore("failover", said)
+    outcome = aws.outcomes[0]
+    assert outcome.status == "stopped" and outcome.stopped_by_us
+    assert not outcome.stopped_by_condition
+    assert "stopping it" in said.text()
+
+
+async def test_one_experiment_per_fault_at_a_time(
+        outputs: dict[str, Any], moto_url: str, stepwise: None) -> None:
+    aws = target(outputs, moto_url)
+    await aws.inject("failover", 0, Said())
+    with pytest.raises(LabError, match="still running"):
+        await aws.inject("failover", 0, Said())
+    await aws.restore("failover", Said())
+    with pytest.raises(LabError, match="unknown fault"):
+        await aws.inject("meteor", 0, Said())
+
+
+def test_outputs_fixture_matches_terraform_json_shape(outputs: dict[str, Any]) -> None:
+    assert json.loads(json.dumps(outputs))["alb_url"]["value"].startswith("http")
