@@ -9,10 +9,12 @@ import sys
 import time
 import uuid
 from collections import Counter
+from contextlib import AsyncExitStack
 from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from catalog.main import app as catalog_app
 from chaos_lab.aws import ShopResources, client, queue_depth
@@ -20,6 +22,8 @@ from chaos_lab.processes import free_port
 from conftest import Cluster
 from order_worker.app import app as worker_app
 from orders.main import app as orders_app
+from shop.aws import AWS_ERRORS, ProductCache, open_clients
+from shop.settings import Settings
 from support import eventually, serve
 
 DOWN = "postgresql://shop@127.0.0.1:1/shop"  # nothing listens there
@@ -244,3 +248,48 @@ async def test_redrive_moves_the_dlq_back(moto_url: str, aws: ShopResources,
     assert result.returncode == 0, result.stderr
     assert "moved 1 message" in result.stdout
     assert queue_depth(moto_url, aws.queue_url) == 1 and dlq_depth(moto_url, aws) == 0
+
+
+async def test_cache_copy_outlives_dynamodb_going_away(
+        aws: ShopResources, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB timing out too (moto saturated, a regional blip): the copy last read keeps
+    being served, its age growing; a process that never read one has nothing to serve."""
+    for name, value in aws_env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(aws_timeout=0.5)
+    products = [{"id": 1, "name": "Widget", "price": 9.5, "stock": 3}]
+    async with AsyncExitStack() as stack:
+        (dynamodb,) = await open_clients(stack, settings, "dynamodb")
+        cache = ProductCache(dynamodb, aws.cache_table, refresh_seconds=1)
+        await cache.write(products)
+        assert (await cache.read_all())[0] == products
+
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing
+        (gone,) = await open_clients(stack, settings, "dynamodb")
+        cache.dynamodb = gone
+        await asyncio.sleep(1.1)  # past the one-second memo: the next read scans again
+        stale, age = await cache.read_all()
+        assert stale == products and age is not None and age >= 1
+
+        cold = ProductCache(gone, aws.cache_table, refresh_seconds=1)
+        with pytest.raises(AWS_ERRORS):
+            await cold.read_all()
+
+
+async def test_long_poll_outlasts_the_read_timeout(
+        aws: ShopResources, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's receive waits up to SHOP_WORKER_WAIT_SECONDS on an empty queue: a read
+    timeout shorter than that turns every quiet poll into 'queue unreachable'."""
+    for name, value in aws_env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(aws_timeout=0.5, worker_wait_seconds=2)
+    receive = {"QueueUrl": aws.queue_url, "WaitTimeSeconds": settings.worker_wait_seconds}
+    async with AsyncExitStack() as stack:
+        (plain,) = await open_clients(stack, settings, "sqs")
+        (polling,) = await open_clients(stack, settings, "sqs",
+                                        long_poll_seconds=settings.worker_wait_seconds)
+        with pytest.raises(AWS_ERRORS):
+            await plain.receive_message(**receive)
+        started = time.monotonic()
+        assert (await polling.receive_message(**receive)).get("Messages", []) == []
+        assert time.monotonic() - started >= 1.5  # it did wait: moto long-polls too

@@ -23,7 +23,7 @@ class Experiment:
     fault_at: float  # seconds after the traffic starts
     hold: float  # seconds the fault lasts before it is restored (0: restored after the run)
     fragile: dict[str, str]  # the BEFORE settings; AFTER is RESILIENT
-    drain_timeout: float = 60.0
+    drain_timeout: float = 300.0  # a wait for the queue to empty, not a sleep
 
 
 FRAGILE_FAILOVER = {"SHOP_ENABLE_PROXY": "false", "SHOP_ENABLE_DEGRADATION": "false"}

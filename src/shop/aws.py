@@ -23,7 +23,7 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shop.errors import FallbackUnavailable
-from shop.metrics import CACHE_REFRESHES
+from shop.metrics import CACHE_READS, CACHE_REFRESHES
 from shop.orders import Order
 from shop.settings import Settings
 
@@ -32,20 +32,22 @@ log = logging.getLogger(__name__)
 AWS_ERRORS = (BotoCoreError, ClientError, OSError, asyncio.TimeoutError)
 
 
-def client_config(settings: Settings) -> AioConfig:
+def client_config(settings: Settings, long_poll_seconds: float = 0) -> AioConfig:
     """Every AWS call is bounded: connect and read timeouts, one retry at most (the
-    Builders' Library rule: retry at one layer only, and the caller already has a fallback)."""
+    Builders' Library rule: retry at one layer only, and the caller already has a fallback).
+    A client that long-polls waits that long on top of the read timeout."""
     return AioConfig(
         connect_timeout=settings.aws_timeout,
-        read_timeout=settings.aws_timeout,
+        read_timeout=settings.aws_timeout + long_poll_seconds,
         retries={"max_attempts": 2, "mode": "standard"},
     )
 
 
-async def open_clients(stack: AsyncExitStack, settings: Settings, *names: str) -> list[Any]:
+async def open_clients(stack: AsyncExitStack, settings: Settings, *names: str,
+                       long_poll_seconds: float = 0) -> list[Any]:
     """aioboto3 clients for the process's lifetime (closed with ``stack``)."""
     session = aioboto3.Session()
-    config = client_config(settings)
+    config = client_config(settings, long_poll_seconds)
     return [await stack.enter_async_context(session.client(name, config=config))
             for name in names]
 
@@ -64,6 +66,7 @@ class ProductCache:
         self._latest: dict[int, dict[str, Any]] = {}
         self._dirty = asyncio.Event()
         self._memo: tuple[float, list[dict[str, Any]]] | None = None
+        self._scan_lock = asyncio.Lock()
 
     def offer(self, products: list[dict[str, Any]]) -> None:
         """Called with every successful database read; costs a dict update, no I/O."""
@@ -108,21 +111,40 @@ class ProductCache:
         return [_public(p) for p in snapshot], round(time.time() - oldest, 1)
 
     async def _snapshot(self) -> list[dict[str, Any]]:
-        """The table, memoised for a second: while the breaker is open every read lands here,
-        and one scan a second is plenty for a copy that changes only when the database is back.
+        """The table, memoised for a second and scanned by one caller at a time: while the
+        breaker is open every read lands here, and one scan a second is plenty for a copy that
+        changes only when the database is back. When DynamoDB does not answer either, the copy
+        last read stays in use (its age keeps growing in the answers); with none, it raises.
         """
-        now = time.monotonic()
-        if self._memo is None or now - self._memo[0] > 1.0:
-            items: list[dict[str, Any]] = []
-            kwargs: dict[str, Any] = {"TableName": self.table}
-            while True:
-                page = await self.dynamodb.scan(**kwargs)
-                items.extend(page.get("Items", []))
-                if "LastEvaluatedKey" not in page:
-                    break
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-            self._memo = (now, sorted((self._product(i) for i in items), key=lambda p: p["id"]))
-        return self._memo[1]
+        if self._memo is not None and time.monotonic() - self._memo[0] <= 1.0:
+            return self._memo[1]
+        async with self._scan_lock:
+            if self._memo is not None and time.monotonic() - self._memo[0] <= 1.0:
+                return self._memo[1]  # another caller scanned while this one waited
+            try:
+                items = await self._scan()
+            except AWS_ERRORS as exc:
+                if self._memo is None:
+                    raise
+                log.warning("catalog cache unreachable (%s): serving the copy read %.0f s ago",
+                            exc, time.monotonic() - self._memo[0])
+                CACHE_READS.labels(outcome="stale").inc()
+                self._memo = (time.monotonic(), self._memo[1])  # try DynamoDB again in 1 s
+                return self._memo[1]
+            CACHE_READS.labels(outcome="ok").inc()
+            self._memo = (time.monotonic(),
+                          sorted((self._product(i) for i in items), key=lambda p: p["id"]))
+            return self._memo[1]
+
+    async def _scan(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"TableName": self.table}
+        while True:
+            page = await self.dynamodb.scan(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     @staticmethod
     def _product(item: dict[str, Any]) -> dict[str, Any]:

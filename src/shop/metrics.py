@@ -21,6 +21,10 @@ FALLBACKS = Counter(
 CACHE_REFRESHES = Counter(
     "shop_cache_refreshes_total", "Catalog cache refreshes written to DynamoDB", ["outcome"]
 )
+CACHE_READS = Counter(
+    "shop_cache_reads_total",
+    "Catalog cache scans: ok, or stale (DynamoDB out, the copy last read served)", ["outcome"],
+)
 WORKER_MESSAGES = Counter(
     "shop_worker_messages_total", "Queued orders handled by the worker, by outcome", ["outcome"]
 )

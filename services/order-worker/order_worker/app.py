@@ -30,7 +30,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         writer = await stack.enter_async_context(
             open_endpoint("worker-writer", settings.writer_url, settings, migrate=True)
         )
-        sqs, dynamodb = await open_clients(stack, settings, "sqs", "dynamodb")
+        # The receive long-polls for up to worker_wait_seconds: its read timeout must outlast it.
+        (sqs,) = await open_clients(stack, settings, "sqs",
+                                    long_poll_seconds=settings.worker_wait_seconds)
+        (dynamodb,) = await open_clients(stack, settings, "dynamodb")
         buffer = OrderBuffer(sqs, dynamodb, settings.order_queue_url,
                              settings.order_status_table)
         worker = OrderWorker(settings, writer, sqs, buffer)
