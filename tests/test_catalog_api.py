@@ -1,5 +1,7 @@
 """The catalog's HTTP contract against a real PostgreSQL."""
 
+import asyncpg
+
 from catalog.main import app
 from support import serve
 
@@ -48,3 +50,19 @@ async def test_reader_url_is_used_for_reads(shop_db: str) -> None:
         response = await client.get("/products")
     assert response.status_code == 503
     assert response.json() == {"error": "database not ready"}
+
+
+async def test_product_list_is_kept_for_its_max_age(shop_db: str, db: asyncpg.Connection) -> None:
+    """One database read per max age however many customers browse; 0 reads every time."""
+    async with serve(app, SHOP_DATABASE_URL=shop_db, SHOP_CATALOG_MAX_AGE_SECONDS="30") as client:
+        first = await client.get("/products")
+        await db.execute("UPDATE products SET stock = 149 WHERE id = 2")
+        second = await client.get("/products")
+    assert first.content == second.content and second.headers["age"] in ("0", "1")
+    assert second.json()["source"] == "database"
+    async with serve(app, SHOP_DATABASE_URL=shop_db, SHOP_CATALOG_MAX_AGE_SECONDS="0") as client:
+        fresh = await client.get("/products")
+        await db.execute("UPDATE products SET stock = 148 WHERE id = 2")
+        fresher = await client.get("/products")
+    stock = {r.json()["products"][1]["stock"] for r in (fresh, fresher)}
+    assert stock == {149, 148}

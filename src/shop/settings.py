@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     retry_budget_seconds: float = Field(3.0, ge=0)
     migrate_max_backoff_seconds: float = Field(5.0, gt=0)
 
+    # How long the catalog keeps its encoded product list (0: every request reads).
+    catalog_max_age_seconds: float = Field(1.0, ge=0)
+
     # Circuit breakers (one per database endpoint per process).
     breaker_fail_max: int = Field(3, ge=1)
     breaker_reset_seconds: float = Field(5.0, gt=0)
@@ -47,7 +50,8 @@ class Settings(BaseSettings):
     cache_refresh_seconds: float = Field(5.0, gt=0)
 
     # order-worker
-    worker_concurrency: int = Field(10, ge=1, le=10)
+    worker_concurrency: int = Field(10, ge=1, le=10)  # messages per receive (SQS: 10 at most)
+    worker_pollers: int = Field(4, ge=1, le=50)  # receive loops side by side
     worker_wait_seconds: int = Field(5, ge=0, le=20)
     worker_visibility_timeout: int = Field(30, ge=1)
     worker_health_port: int = Field(8081, ge=0, le=65535)

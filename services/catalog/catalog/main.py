@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from catalog.routes import router
+from catalog.routes import RecentList, router
 from shop.aws import ProductCache, open_clients
 from shop.background import run_in_background
 from shop.db import open_endpoint
@@ -28,6 +28,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             open_endpoint("reader", settings.reader_url, settings, migrate=False)
         )
         app.state.cache = None
+        app.state.recent_list = RecentList(settings.catalog_max_age_seconds)
         if settings.enable_degradation and settings.product_cache_table:
             (dynamodb,) = await open_clients(stack, settings, "dynamodb")
             cache = ProductCache(dynamodb, settings.product_cache_table,
