@@ -83,15 +83,18 @@ class Breaker:
         opened_at = self._cb._state_storage.opened_at
         return opened_at is None or datetime.utcnow() >= opened_at + self._cb.timeout_duration
 
-    async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        """Run ``operation`` if the breaker allows it, else raise DatabaseUnavailable at once."""
+    async def call(self, operation: Callable[[], Awaitable[T]],
+                   trial: Callable[[], Awaitable[T]] | None = None) -> T:
+        """Run ``operation`` if the breaker allows it, else raise DatabaseUnavailable at once.
+        In half-open, ``trial`` (one attempt, no retries) runs instead when given: the trial
+        caller should learn quickly whether the database is back, not spend a retry budget."""
         state = self.state
         if state == "closed":
             return await self._observe(operation)
         if state == "open" or self._trial.locked():
             raise DatabaseUnavailable(self.name, CircuitBreakerError("breaker open", None))
         async with self._trial:  # the single trial call of the half-open state
-            return await self._observe(operation)
+            return await self._observe(trial or operation)
 
     async def _observe(self, operation: Callable[[], Awaitable[T]]) -> T:
         try:

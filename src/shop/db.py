@@ -139,7 +139,8 @@ class Endpoint:
             return await self._run_fragile(operation)
         if self.breaker is None:
             return await self._run_with_retry(operation)
-        return await self.breaker.call(lambda: self._run_with_retry(operation))
+        return await self.breaker.call(lambda: self._run_with_retry(operation),
+                                       trial=lambda: self._run_single(operation))
 
     async def timed(self, operation: Operation[T]) -> tuple[T, float]:
         """``run`` plus how long it took, in milliseconds (reported as ``db_latency_ms``)."""
@@ -173,6 +174,15 @@ class Endpoint:
                 raise DatabaseUnavailable(self.name, exc) from exc
             raise
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _run_single(self, operation: Operation[T]) -> T:
+        """One attempt, its connection errors as DatabaseUnavailable: a half-open trial."""
+        try:
+            return await self._run_once(operation)
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise DatabaseUnavailable(self.name, exc) from exc
+            raise
 
     async def _run_once(self, operation: Operation[T]) -> T:
         assert self._pool is not None, "Endpoint.open() was not awaited"
