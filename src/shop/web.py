@@ -116,7 +116,9 @@ def create_app(
 # Health -------------------------------------------------------------------------------------
 
 
-def main_endpoint(request: Request) -> Endpoint:
+async def main_endpoint(request: Request) -> Endpoint:
+    # async on purpose, as every dependency here: FastAPI runs a plain ``def`` dependency in
+    # its thread pool, a thread hop per request (the costliest line of the catalog's profile).
     endpoint: Endpoint = request.app.state.endpoint
     return endpoint
 

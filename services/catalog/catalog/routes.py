@@ -29,7 +29,7 @@ PRODUCT_COLUMNS = "id, name, price::float8 AS price, stock"
 DB_OUT = (DatabaseUnavailable, DatabaseNotReady)
 
 
-def product_cache(request: Request) -> ProductCache | None:
+async def product_cache(request: Request) -> ProductCache | None:
     cache: ProductCache | None = request.app.state.cache
     return cache
 
@@ -74,7 +74,7 @@ class RecentList:
         return Response(self.body, media_type="application/json", headers={"Age": str(age)})
 
 
-def recent_list(request: Request) -> RecentList:
+async def recent_list(request: Request) -> RecentList:
     recent: RecentList = request.app.state.recent_list
     return recent
 

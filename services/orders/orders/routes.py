@@ -26,7 +26,7 @@ class OrderCreate(BaseModel):
     quantity: int = Field(ge=1, le=100)
 
 
-def order_buffer(request: Request) -> OrderBuffer | None:
+async def order_buffer(request: Request) -> OrderBuffer | None:
     buffer: OrderBuffer | None = request.app.state.buffer
     return buffer
 
