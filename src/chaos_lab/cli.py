@@ -100,6 +100,29 @@ def experiment_run(
     _guard(go)
 
 
+@app.command("bench")
+def bench(
+    runs: Annotated[int, typer.Option(min=1, help="runs per figure (the median is kept)")] = 3,
+    seconds: Annotated[float, typer.Option(min=1, help="length of each load run")] = 10,
+    connections: Annotated[int, typer.Option(min=1, help="wrk's open connections")] = 50,
+    markdown: Annotated[Path | None, typer.Option(help="also write the figures here")] = None,
+    directory: LabDir = DEFAULT_DIR,
+) -> None:
+    """Throughput and latency against a sync baseline and the ceiling, degraded paths, the
+    worker's drain rate and memory, on the local lab."""
+    from chaos_lab.bench import runner
+
+    def go() -> None:
+        lab = Lab(directory)
+        lab.up(log=_say)
+        text = runner.run(lab, runs, seconds, connections, say=_say).markdown()
+        console.print(text, markup=False, highlight=False)
+        if markdown is not None:
+            markdown.write_text(text)
+
+    _guard(go)
+
+
 TARGETS = ("local", "compose", "aws")
 
 

@@ -1,0 +1,1 @@
+"""The benchmark suite: ``chaos-shop bench`` (see ``runner``)."""
