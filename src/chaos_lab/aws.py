@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from chaos_lab.processes import port_open, spawn, stop_process, wait_until
 
@@ -19,7 +20,9 @@ MAX_RECEIVES = 10  # then the dead-letter queue, as in the reference
 
 def client(service: str, endpoint_url: str) -> Any:
     return boto3.client(service, endpoint_url=endpoint_url, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+                        aws_access_key_id="testing", aws_secret_access_key="testing",
+                        config=Config(connect_timeout=5, read_timeout=10,
+                                      retries={"max_attempts": 3, "mode": "standard"}))
 
 
 @dataclass
