@@ -28,11 +28,11 @@ from functools import partial
 from pathlib import Path
 
 import asyncpg
-import httpx
 
 from chaos_lab.aws import ShopResources, client, purge, queue_depth
+from chaos_lab.lab import get_ok
 from chaos_lab.processes import LabError
-from chaos_lab.target import FAULT_NAMES, Say
+from chaos_lab.target import FAULT_NAMES, Say, WriterChecks, fetch_from
 from shop.db import reset_catalog
 
 NODES = ("postgres", "postgres-replica")
@@ -69,7 +69,7 @@ def peer(node: str) -> str:
     return NODES[1] if node == NODES[0] else NODES[0]
 
 
-class ComposeTarget:
+class ComposeTarget(WriterChecks):
     """The shop as ``docker compose up`` runs it (``--target compose``)."""
 
     name = "compose"
@@ -199,7 +199,7 @@ class ComposeTarget:
             self.compose("stop", "order-worker")
         # Ready means the schema is in place: the first deep health check that passes.
         for url in self.health_urls[1:]:
-            self._wait(partial(_get_ok, url), url, self.ready_timeout)
+            self._wait(partial(get_ok, url), url, self.ready_timeout)
 
     async def reset(self) -> None:
         dsn = await self._writer_dsn()
@@ -299,35 +299,9 @@ class ComposeTarget:
         dsn = await self._writer_dsn()
         if dsn is None:
             return None
-        conn = await asyncpg.connect(dsn, password=self.password, timeout=5)
-        try:
-            return list(await conn.fetch(query, *args, timeout=5))
-        finally:
-            await conn.close(timeout=5)
-
-    async def stock_in_db(self, product_id: int) -> int | None:
-        rows = await self._fetch("SELECT stock FROM products WHERE id = $1", product_id)
-        return int(rows[0]["stock"]) if rows else None
-
-    async def confirmed_in_db(self, product_id: int) -> int | None:
-        rows = await self._fetch(
-            "SELECT count(*) AS n FROM orders WHERE product_id = $1 AND status = 'confirmed'",
-            product_id)
-        return None if rows is None else int(rows[0]["n"])
-
-    async def statuses_in_db(self, order_ids: list[str]) -> dict[str, str] | None:
-        rows = await self._fetch("SELECT id::text AS id, status FROM orders "
-                                 "WHERE id::text = ANY($1)", order_ids)
-        return None if rows is None else {row["id"]: row["status"] for row in rows}
+        return await fetch_from(dsn, query, *args, password=self.password)
 
 
 def _each(*commands: str) -> list[str]:
     """PgBouncer admin commands for both endpoints, in the lab's order."""
     return [f"{command} {endpoint}" for endpoint in ENDPOINTS for command in commands]
-
-
-def _get_ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False

@@ -15,7 +15,7 @@ import asyncpg
 from chaos_lab.aws import queue_depth
 from chaos_lab.lab import Lab
 from chaos_lab.processes import LabError
-from chaos_lab.target import Say
+from chaos_lab.target import Say, WriterChecks, fetch_from
 
 
 class Fault(Protocol):
@@ -56,7 +56,7 @@ class DbOutage:
 FAULTS: dict[str, Callable[[], Fault]] = {"failover": Failover, "db-outage": DbOutage}
 
 
-class LocalTarget:
+class LocalTarget(WriterChecks):
     """The shop as local processes (``chaos-shop lab up``)."""
 
     name = "local"
@@ -96,24 +96,5 @@ class LocalTarget:
         return (await asyncio.to_thread(queue_depth, moto, resources.queue_url),
                 await asyncio.to_thread(queue_depth, moto, resources.dlq_url))
 
-    async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(self.lab.primary.dsn(), timeout=5)
-        try:
-            return list(await conn.fetch(query, *args, timeout=5))
-        finally:
-            await conn.close(timeout=5)
-
-    async def stock_in_db(self, product_id: int) -> int | None:
-        rows = await self._fetch("SELECT stock FROM products WHERE id = $1", product_id)
-        return int(rows[0]["stock"]) if rows else None
-
-    async def confirmed_in_db(self, product_id: int) -> int | None:
-        rows = await self._fetch(
-            "SELECT count(*) AS n FROM orders WHERE product_id = $1 AND status = 'confirmed'",
-            product_id)
-        return int(rows[0]["n"])
-
-    async def statuses_in_db(self, order_ids: list[str]) -> dict[str, str] | None:
-        rows = await self._fetch("SELECT id::text AS id, status FROM orders "
-                                 "WHERE id::text = ANY($1)", order_ids)
-        return {row["id"]: row["status"] for row in rows}
+    async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record] | None:
+        return await fetch_from(self.lab.primary.dsn(), query, *args)

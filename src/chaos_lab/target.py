@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+import asyncpg
+
 Say = Callable[[str], None]
 
 FAULT_NAMES = ("failover", "db-outage")
@@ -57,3 +59,36 @@ class Target(Protocol):
     async def statuses_in_db(self, order_ids: list[str]) -> dict[str, str] | None:
         """Order statuses straight from the writer, for when the API does not answer;
         None when not reachable."""
+
+
+class WriterChecks:
+    """The invariants' queries on the writer, for targets that can reach it: a subclass says
+    how to run a query there (None: the writer cannot be found)."""
+
+    async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record] | None:
+        raise NotImplementedError
+
+    async def stock_in_db(self, product_id: int) -> int | None:
+        rows = await self._fetch("SELECT stock FROM products WHERE id = $1", product_id)
+        return int(rows[0]["stock"]) if rows else None
+
+    async def confirmed_in_db(self, product_id: int) -> int | None:
+        rows = await self._fetch(
+            "SELECT count(*) AS n FROM orders WHERE product_id = $1 AND status = 'confirmed'",
+            product_id)
+        return None if rows is None else int(rows[0]["n"])
+
+    async def statuses_in_db(self, order_ids: list[str]) -> dict[str, str] | None:
+        rows = await self._fetch("SELECT id::text AS id, status FROM orders "
+                                 "WHERE id::text = ANY($1)", order_ids)
+        return None if rows is None else {row["id"]: row["status"] for row in rows}
+
+
+async def fetch_from(dsn: str, query: str, *args: object,
+                     password: str | None = None) -> list[asyncpg.Record]:
+    """One query on its own short-lived connection, every step bounded."""
+    conn = await asyncpg.connect(dsn, password=password, timeout=5)
+    try:
+        return list(await conn.fetch(query, *args, timeout=5))
+    finally:
+        await conn.close(timeout=5)
