@@ -169,6 +169,9 @@ async def test_database_down_order_is_202_and_pending_until_the_worker_decides(
         assert queued.json()["status"] == "pending"
         pending = await orders.get(f"/orders/{order_id}")
         assert pending.status_code == 200 and pending.json()["status"] == "pending"
+        # An order the buffer never saw may well be in the unreachable database: not a 404.
+        unknown = await orders.get(f"/orders/{uuid.uuid4()}")
+        assert unknown.status_code == 503, unknown.text
     await run_worker_until_drained({**env, "SHOP_DATABASE_URL": shop_db}, moto_url, aws)
     async with serve(orders_app, **env, SHOP_DATABASE_URL=shop_db) as orders:
         decided = await orders.get(f"/orders/{order_id}")
@@ -184,7 +187,7 @@ async def test_queue_unreachable_is_503_never_202(aws_env: dict[str, str]) -> No
         unknown = await orders.get(f"/orders/{order_id}")
     assert response.status_code == 503
     assert response.json() == {"error": "database unavailable, order queue unreachable"}
-    assert unknown.status_code == 404
+    assert unknown.status_code == 503  # the database is out: unknown, not "not found"
 
 
 async def test_empty_cache_is_503_and_breaker_in_deep_health(aws_env: dict[str, str]) -> None:

@@ -76,18 +76,23 @@ async def get_order(order_id: uuid.UUID, writer: EndpointDep,
             raise OrderNotFound()
         return found
 
+    database_out: Exception | None = None
     try:
         found, latency_ms = await writer.timed(select)
         return {**found.public(), "source": "database", "served_by": SERVED_BY,
                 "db_latency_ms": latency_ms}
-    except (*DB_OUT, OrderNotFound):
+    except (*DB_OUT, OrderNotFound) as exc:
         # Not in the database (yet), or the database is out: a buffered order's status.
         if buffer is None:
             raise
+        if isinstance(exc, DB_OUT):
+            database_out = exc
     try:
         buffered = await buffer.status(order_id)
     except AWS_ERRORS as exc:
         raise FallbackUnavailable("database unavailable, order status unreachable") from exc
     if buffered is None:
-        raise OrderNotFound()
+        # 404 only when the database said so: with it out, an order placed directly (201)
+        # has no buffered status, and "not found" would be a lie.
+        raise database_out or OrderNotFound()
     return {**buffered.public(), "source": "queue", "served_by": SERVED_BY}
