@@ -21,8 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -31,7 +30,7 @@ import asyncpg
 
 from chaos_lab.aws import ShopResources, client, purge, queue_depth
 from chaos_lab.lab import get_ok
-from chaos_lab.processes import LabError
+from chaos_lab.processes import LabError, wait_until
 from chaos_lab.target import FAULT_NAMES, Say, WriterChecks, fetch_from
 from shop.db import reset_catalog
 
@@ -164,14 +163,6 @@ class ComposeTarget(WriterChecks):
                 continue  # stopped, killed, or starting
         return None
 
-    def _wait(self, check: Callable[[], bool], what: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if check():
-                return
-            time.sleep(1)
-        raise LabError(f"timed out after {timeout:.0f}s waiting for {what}")
-
     def _streaming(self, writer: str) -> bool:
         try:
             return self.psql(writer, "SELECT count(*) FROM pg_stat_replication "
@@ -199,7 +190,7 @@ class ComposeTarget(WriterChecks):
             self.compose("stop", "order-worker")
         # Ready means the schema is in place: the first deep health check that passes.
         for url in self.health_urls[1:]:
-            self._wait(partial(get_ok, url), url, self.ready_timeout)
+            wait_until(partial(get_ok, url), url, self.ready_timeout, interval=1)
 
     async def reset(self) -> None:
         dsn = await self._writer_dsn()
@@ -253,16 +244,16 @@ class ComposeTarget(WriterChecks):
         if writer is None:  # the writer was killed but nothing was promoted: start it again
             say("compose: no writer; starting both nodes as they were")
             self.compose("up", "-d", "--no-deps", *NODES, timeout=300)
-            self._wait(lambda: self.writer() is not None, "a PostgreSQL writer",
-                       self.ready_timeout)
+            wait_until(lambda: self.writer() is not None, "a PostgreSQL writer",
+                       self.ready_timeout, interval=1)
             writer = self.writer()
             assert writer is not None
         replica = peer(writer)
         if not self._streaming(writer):
             say(f"compose: {replica} rejoins as a replica of {writer}")
             self.compose("up", "-d", "--no-deps", replica, timeout=300)
-            self._wait(lambda: self._streaming(writer), f"{replica} to stream from {writer}",
-                       max(self.ready_timeout, 180))
+            wait_until(lambda: self._streaming(writer), f"{replica} to stream from {writer}",
+                       max(self.ready_timeout, 180), interval=1)
         self.psql(writer, "ALTER SYSTEM SET synchronous_standby_names = '*'",
                   "SELECT pg_reload_conf()")
         self.route(writer, replica)

@@ -116,11 +116,11 @@ class ProductCache:
         changes only when the database is back. When DynamoDB does not answer either, the copy
         last read stays in use (its age keeps growing in the answers); with none, it raises.
         """
-        if self._memo is not None and time.monotonic() - self._memo[0] <= 1.0:
-            return self._memo[1]
+        if (memo := self._fresh_memo()) is not None:
+            return memo
         async with self._scan_lock:
-            if self._memo is not None and time.monotonic() - self._memo[0] <= 1.0:
-                return self._memo[1]  # another caller scanned while this one waited
+            if (memo := self._fresh_memo()) is not None:
+                return memo  # another caller scanned while this one waited
             try:
                 items = await self._scan()
             except AWS_ERRORS as exc:
@@ -135,6 +135,11 @@ class ProductCache:
             self._memo = (time.monotonic(),
                           sorted((self._product(i) for i in items), key=lambda p: p["id"]))
             return self._memo[1]
+
+    def _fresh_memo(self) -> list[dict[str, Any]] | None:
+        if self._memo is not None and time.monotonic() - self._memo[0] <= 1.0:
+            return self._memo[1]
+        return None
 
     async def _scan(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []

@@ -23,12 +23,12 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from chaos_lab.experiment import NO_DEGRADATION
 from chaos_lab.lab import Lab, get_ok
 from chaos_lab.processes import LabError, free_port, spawn, stop_process, wait_until
-from chaos_lab.target import RESILIENT, Say
+from chaos_lab.target import RESILIENT, Say, fetch_from
 
 HERE = Path(__file__).parent
-NO_DEGRADATION = {"SHOP_ENABLE_PROXY": "true", "SHOP_ENABLE_DEGRADATION": "false"}
 BIG_STOCK = 1_000_000
 
 
@@ -248,15 +248,12 @@ class Bench:
 
     async def _oversold(self) -> bool:
         """Stock below zero, or stock that does not add up to the confirmed orders."""
-        conn = await asyncpg.connect(self.lab.primary.dsn(), timeout=5)
-        try:
-            bad = await conn.fetchval(
-                "SELECT count(*) FROM products p WHERE p.stock < 0 OR p.stock <> $1 - "
-                "(SELECT coalesce(sum(quantity), 0) FROM orders o "
-                " WHERE o.product_id = p.id AND o.status = 'confirmed')", BIG_STOCK)
-        finally:
-            await conn.close()
-        return bool(bad)
+        rows = await fetch_from(
+            self.lab.primary.dsn(),
+            "SELECT count(*) AS bad FROM products p WHERE p.stock < 0 OR p.stock <> $1 - "
+            "(SELECT coalesce(sum(quantity), 0) FROM orders o "
+            " WHERE o.product_id = p.id AND o.status = 'confirmed')", BIG_STOCK)
+        return bool(rows[0]["bad"])
 
     async def degraded(self, samples: int = 200) -> None:
         """With the proxy's target gone: once the breaker is open, a read is served from
