@@ -64,3 +64,10 @@ def test_ratio_is_the_median_of_paired_runs() -> None:
 def test_no_figures_is_an_error() -> None:
     with pytest.raises(LabError, match="wrk gave no figures"):
         parse_wrk("unable to connect")
+
+
+def test_markdown_shows_only_the_parts_that_ran() -> None:
+    figures = Figures("m", 1, 1, 1, drain=(1000, 50.0), rss_mib={"worker": 90.0})
+    text = figures.markdown()
+    assert "**20 orders/s**" in text and "| worker | 90 |" in text
+    assert "Catalog" not in text and "POST /orders" not in text and "Degraded" not in text

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from chaos_lab import experiment as experiments
 from chaos_lab import report
+from chaos_lab.bench import BenchPart
 from chaos_lab.lab import DEFAULT_DIR, Lab
 from chaos_lab.local_target import LocalTarget
 from chaos_lab.processes import LabError
@@ -106,16 +107,20 @@ def bench(
     seconds: Annotated[float, typer.Option(min=1, help="length of each load run")] = 10,
     connections: Annotated[int, typer.Option(min=1, help="wrk's open connections")] = 50,
     markdown: Annotated[Path | None, typer.Option(help="also write the figures here")] = None,
+    part: Annotated[list[BenchPart] | None, typer.Option(
+        help="run only this part (repeat the option for several); all by default")] = None,
     directory: LabDir = DEFAULT_DIR,
 ) -> None:
     """Throughput and latency against a sync baseline and the ceiling, degraded paths, the
     worker's drain rate and memory, on the local lab."""
     from chaos_lab.bench import runner
 
+    parts = tuple(p.value for p in part) if part else runner.PARTS
+
     def go() -> None:
         lab = Lab(directory)
         lab.up(log=_say)
-        text = runner.run(lab, runs, seconds, connections, say=_say).markdown()
+        text = runner.run(lab, runs, seconds, connections, say=_say, parts=parts).markdown()
         console.print(text, markup=False, highlight=False)
         if markdown is not None:
             markdown.write_text(text)

@@ -21,6 +21,10 @@ class Settings(BaseSettings):
     database_password: str | None = None
 
     log_level: str = "INFO"
+    # FastAPI's native OpenTelemetry (traces, metrics, logs to the global providers). Off: the
+    # shop's metrics are Prometheus at /metrics, and with no provider configured FastAPI still
+    # looks the providers up on every request (a tenth of a cached read's CPU, BENCHMARKS.md).
+    opentelemetry: bool = False
 
     # The reference's two switches.
     enable_proxy: bool = True  # False: the fragile baseline (one connection, no retry)

@@ -3,23 +3,25 @@ answers, health routes, request metrics and the request-body limit."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop.db import Endpoint
 from shop.errors import ShopError
 from shop.metrics import REQUEST_SECONDS, REQUESTS
+from shop.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -91,21 +93,34 @@ class RequestGuard:
 
     @staticmethod
     def _record(scope: Scope, status: int, started: float) -> None:
-        route = scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        REQUESTS.labels(route=name, method=scope["method"], status=str(status)).inc()
-        REQUEST_SECONDS.labels(route=name, method=scope["method"]).observe(
-            time.perf_counter() - started
-        )
+        route = getattr(scope.get("route"), "path", "unmatched")
+        count, seconds = _request_metrics(route, scope["method"], status)
+        count.inc()
+        seconds.observe(time.perf_counter() - started)
+
+
+@functools.cache
+def _request_metrics(route: str, method: str, status: int) -> tuple[Counter, Histogram]:
+    """The labelled children, looked up once per route, method and status (``labels()`` was a
+    tenth of a cached read's CPU)."""
+    return (REQUESTS.labels(route=route, method=method, status=str(status)),
+            REQUEST_SECONDS.labels(route=route, method=method))
 
 
 def create_app(
     title: str,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
     routers: list[APIRouter],
+    middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = (),
 ) -> FastAPI:
-    app = FastAPI(title=title, lifespan=lifespan)
+    """``middleware``: the service's own pure ASGI middleware, innermost first; all of it runs
+    inside ``RequestGuard`` (body limit, metrics)."""
+    otel = Settings().opentelemetry  # read when the app is built: FastAPI takes it here
+    app = FastAPI(title=title, lifespan=lifespan,
+                  telemetry={"tracing": otel, "metrics": otel, "logs": otel})
     install_error_handlers(app)
+    for cls in middleware:
+        app.add_middleware(cls)
     app.add_middleware(RequestGuard)
     app.include_router(health_router(title))
     for router in routers:

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from catalog.routes import RecentList, router
+from catalog.routes import RecentList, RecentListMiddleware, router
 from shop.aws import ProductCache, open_clients
 from shop.background import run_in_background
 from shop.db import open_endpoint
@@ -47,4 +47,4 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 configure_logging()
-app = create_app("catalog", lifespan, [router])
+app = create_app("catalog", lifespan, [router], middleware=[RecentListMiddleware])

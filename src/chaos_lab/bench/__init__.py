@@ -1,1 +1,12 @@
 """The benchmark suite: ``chaos-shop bench`` (see ``runner``)."""
+
+from enum import StrEnum
+
+
+class BenchPart(StrEnum):
+    """The suite's parts, in the order they run (``chaos-shop bench --part``)."""
+
+    catalog = "catalog"
+    orders = "orders"
+    degraded = "degraded"
+    drain = "drain"
