@@ -23,6 +23,7 @@ from conftest import Cluster
 from order_worker.app import app as worker_app
 from orders.main import app as orders_app
 from shop.aws import AWS_ERRORS, ProductCache, open_clients
+from shop.orders import order_id_for
 from shop.settings import Settings
 from support import eventually, serve
 
@@ -179,15 +180,40 @@ async def test_database_down_order_is_202_and_pending_until_the_worker_decides(
     assert await db.fetchval("SELECT stock FROM products WHERE id = 2") == 146
 
 
-async def test_queue_unreachable_is_503_never_202(aws_env: dict[str, str]) -> None:
+async def test_queue_unreachable_is_503_never_202(moto_url: str, aws: ShopResources,
+                                                  aws_env: dict[str, str]) -> None:
     env = {**aws_env, **FAST, "SHOP_ORDER_QUEUE_URL": aws_env["SHOP_ORDER_QUEUE_URL"] + "-gone"}
     async with serve(orders_app, ready=False, **env, SHOP_DATABASE_URL=DOWN) as orders:
-        response = await orders.post("/orders", json={"product_id": 2, "quantity": 1})
+        response = await orders.post("/orders", json={"product_id": 2, "quantity": 1},
+                                     headers={"Idempotency-Key": "never-queued"})
         order_id = str(uuid.uuid4())
         unknown = await orders.get(f"/orders/{order_id}")
     assert response.status_code == 503
     assert response.json() == {"error": "database unavailable, order queue unreachable"}
     assert unknown.status_code == 503  # the database is out: unknown, not "not found"
+    # The pending status written beside the failed send was withdrawn.
+    status = client("dynamodb", moto_url).get_item(
+        TableName=aws.status_table, Key={"order_id": {"S": str(order_id_for("never-queued"))}},
+        ConsistentRead=True)
+    assert "Item" not in status
+
+
+async def test_status_table_unreachable_still_queues_the_order(
+        shop_db: str, db: asyncpg.Connection, moto_url: str, aws: ShopResources,
+        aws_env: dict[str, str]) -> None:
+    """The message is the order: with it on the queue the answer is 202 even though the
+    pending status could not be written, and the worker still applies it."""
+    env = {**aws_env, **FAST, "SHOP_ORDER_STATUS_TABLE": aws.status_table + "-gone"}
+    async with serve(orders_app, ready=False, **env, SHOP_DATABASE_URL=DOWN) as orders:
+        response = await orders.post("/orders", json={"product_id": 2, "quantity": 3})
+        metrics = (await orders.get("/metrics")).text
+    assert response.status_code == 202, response.text
+    assert 'shop_fallbacks_total{kind="order_status_unwritten"} 1.0' in metrics
+    assert queue_depth(moto_url, aws.queue_url) == 1
+    await run_worker_until_drained({**aws_env, **FAST, "SHOP_DATABASE_URL": shop_db},
+                                   moto_url, aws)
+    assert await db.fetchval("SELECT status FROM orders WHERE id = $1",
+                             uuid.UUID(response.json()["order_id"])) == "confirmed"
 
 
 async def test_empty_cache_is_503_and_breaker_in_deep_health(aws_env: dict[str, str]) -> None:

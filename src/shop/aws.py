@@ -23,7 +23,7 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shop.errors import FallbackUnavailable
-from shop.metrics import CACHE_READS, CACHE_REFRESHES
+from shop.metrics import CACHE_READS, CACHE_REFRESHES, FALLBACKS
 from shop.orders import Order
 from shop.settings import Settings
 
@@ -50,6 +50,28 @@ async def open_clients(stack: AsyncExitStack, settings: Settings, *names: str,
     config = client_config(settings, long_poll_seconds)
     return [await stack.enter_async_context(session.client(name, config=config))
             for name in names]
+
+
+class UnprocessedWrites(BotoCoreError):  # type: ignore[misc]
+    fmt = "DynamoDB left {count} writes to {table} unprocessed"
+
+
+async def batch_put(dynamodb: Any, table: str, items: list[dict[str, Any]],
+                    attempts: int = 4) -> None:
+    """Put ``items``, 25 to a BatchWriteItem call (its limit). What DynamoDB leaves unprocessed
+    (throttling) is sent again after a short backoff; still unprocessed after ``attempts``
+    calls is an error (``UnprocessedWrites``, one of ``AWS_ERRORS``)."""
+    for start in range(0, len(items), 25):
+        pending = {table: [{"PutRequest": {"Item": item}} for item in items[start:start + 25]]}
+        for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(0.05 * 2 ** attempt)
+            response = await dynamodb.batch_write_item(RequestItems=pending)
+            pending = response.get("UnprocessedItems") or {}
+            if not pending:
+                break
+        else:
+            raise UnprocessedWrites(count=len(pending[table]), table=table)
 
 
 def _public(product: dict[str, Any]) -> dict[str, Any]:
@@ -91,16 +113,12 @@ class ProductCache:
 
     async def write(self, products: list[dict[str, Any]]) -> None:
         now = str(round(time.time(), 3))
-        for start in range(0, len(products), 25):  # BatchWriteItem takes 25 items
-            requests = [
-                {"PutRequest": {"Item": {
-                    "id": {"N": str(p["id"])}, "name": {"S": p["name"]},
-                    "price": {"N": str(p["price"])}, "stock": {"N": str(p["stock"])},
-                    "cached_at": {"N": str(now)},
-                }}}
-                for p in products[start:start + 25]
-            ]
-            await self.dynamodb.batch_write_item(RequestItems={self.table: requests})
+        await batch_put(self.dynamodb, self.table, [
+            {"id": {"N": str(p["id"])}, "name": {"S": p["name"]},
+             "price": {"N": str(p["price"])}, "stock": {"N": str(p["stock"])},
+             "cached_at": {"N": str(now)}}
+            for p in products
+        ])
 
     async def read_all(self) -> tuple[list[dict[str, Any]], float | None]:
         """All cached products, and the age of the oldest copy in seconds."""
@@ -213,16 +231,33 @@ class OrderBuffer:
         self.status_table = status_table
 
     async def enqueue(self, order: QueuedOrder) -> None:
-        """Durable before the customer hears "accepted": the pending status first (so that a
-        202 can always be looked up), then the message. If the message cannot be sent the
-        status is withdrawn and the customer gets a 503, never a 202."""
-        try:
-            await self._put_pending(order)
-            await self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=order.body())
-        except AWS_ERRORS as exc:
-            log.error("order %s could not be queued: %s", order.order_id, exc)
-            await self._withdraw(order)
-            raise FallbackUnavailable("database unavailable, order queue unreachable") from exc
+        """Durable before the customer hears "accepted": the pending status (so that a 202 can
+        be looked up) and the message, side by side, so the customer waits for the slower
+        of the two calls, not for both. No message, no 202: the status is withdrawn and the
+        customer gets a 503. A message whose status could not be written is still an
+        accepted order (the worker applies it and records the outcome): 202, logged and
+        counted (``shop_fallbacks_total{kind="order_status_unwritten"}``).
+
+        The worker may decide the order before the pending status lands: the status put is
+        conditional, so it never overwrites the decision."""
+        outcomes: tuple[Any, ...] = await asyncio.gather(
+            self._put_pending(order),
+            self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=order.body()),
+            return_exceptions=True,
+        )
+        status, sent = outcomes
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, AWS_ERRORS):
+                raise outcome
+        if isinstance(sent, BaseException):
+            log.error("order %s could not be queued: %s", order.order_id, sent)
+            if not isinstance(status, BaseException):
+                await self._withdraw(order)
+            raise FallbackUnavailable("database unavailable, order queue unreachable") from sent
+        if isinstance(status, BaseException):
+            log.warning("order %s queued, but its pending status was not written: %s",
+                        order.order_id, status)
+            FALLBACKS.labels(kind="order_status_unwritten").inc()
 
     async def _put_pending(self, order: QueuedOrder) -> None:
         try:
@@ -247,13 +282,14 @@ class OrderBuffer:
         except AWS_ERRORS as exc:
             log.warning("could not withdraw the status of order %s: %s", order.order_id, exc)
 
-    async def record(self, order: Order) -> None:
-        """The worker's decision, so that GET /orders sees it even if the database goes again."""
-        await self.dynamodb.put_item(
-            TableName=self.status_table,
-            Item=_status_item(order.order_id, order.product_id, order.quantity, order.status,
-                              order.reason),
-        )
+    async def record(self, orders: list[Order]) -> None:
+        """The worker's decisions, so that GET /orders sees them even if the database goes
+        again; one call for a whole batch. The same order twice in a batch (SQS delivers at
+        least once) is one item: DynamoDB refuses a batch with a key in it twice."""
+        once = {o.order_id: o for o in orders}.values()
+        await batch_put(self.dynamodb, self.status_table, [
+            _status_item(o.order_id, o.product_id, o.quantity, o.status, o.reason) for o in once
+        ])
 
     async def status(self, order_id: uuid.UUID) -> Order | None:
         response = await self.dynamodb.get_item(
