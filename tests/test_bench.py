@@ -7,7 +7,7 @@ from functools import partial
 
 import pytest
 
-from chaos_lab.bench.runner import Figures, WrkResult, parse_wrk, wrk
+from chaos_lab.bench.runner import ENQUEUE_ALONE, QUEUED, Figures, WrkResult, parse_wrk, wrk
 from chaos_lab.lab import get_ok
 from chaos_lab.processes import LabError, free_port, spawn, stop_process, wait_until
 
@@ -71,3 +71,8 @@ def test_markdown_shows_only_the_parts_that_ran() -> None:
     text = figures.markdown()
     assert "**20 orders/s**" in text and "| worker | 90 |" in text
     assert "Catalog" not in text and "POST /orders" not in text and "Degraded" not in text
+
+
+def test_queued_order_cost_beyond_its_aws_calls() -> None:
+    figures = Figures("m", 1, 1, 1, degraded_ms={QUEUED: (12.0, 20.0), ENQUEUE_ALONE: (10.0, 15.0)})
+    assert "**2.00 ms** at p50 (1.20x the calls alone)" in figures.markdown()
