@@ -155,9 +155,11 @@ locals {
           Resource = [module.messaging.queue_arn, module.messaging.dlq_arn]
         },
         {
-          Sid      = "OrderStatus"
-          Effect   = "Allow"
-          Action   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable"]
+          Sid    = "OrderStatus"
+          Effect = "Allow"
+          # BatchWriteItem: a batch's decisions in one call. SQS authorizes its batch calls
+          # (DeleteMessageBatch, ChangeMessageVisibilityBatch) by the single actions above.
+          Action   = ["dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable"]
           Resource = [module.messaging.order_status_table_arn]
         },
         local.kms_via_data_services,

@@ -541,6 +541,7 @@ def test_each_task_role_reaches_only_its_own_resources() -> None:
     assert "order_status_table_arn" in orders and "product_cache" not in orders
     for action in ("ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility"):
         assert f'"sqs:{action}"' in worker
+    assert '"dynamodb:BatchWriteItem"' in worker, "the worker records a batch in one call"
     assert "module.messaging.dlq_arn" in worker, "redrive reads the DLQ"
     assert "product_cache" not in worker
     for text in policies.values():
