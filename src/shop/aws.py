@@ -30,6 +30,8 @@ from shop.settings import Settings
 log = logging.getLogger(__name__)
 
 AWS_ERRORS = (BotoCoreError, ClientError, OSError, asyncio.TimeoutError)
+MAX_PRODUCT_ID = 2**31 - 1
+MAX_QUANTITY = 100
 
 
 def client_config(settings: Settings, long_poll_seconds: float = 0) -> AioConfig:
@@ -204,7 +206,9 @@ class QueuedOrder:
         """Raises ValueError (or KeyError, TypeError) for a message that can never succeed."""
         data = json.loads(body)
         product_id, quantity = data["product_id"], data["quantity"]
-        if not all(type(v) is int and v > 0 for v in (product_id, quantity)):
+        # The API's bounds (a product id is a PostgreSQL integer): outside them, never.
+        if not (type(product_id) is int and 0 < product_id <= MAX_PRODUCT_ID
+                and type(quantity) is int and 0 < quantity <= MAX_QUANTITY):
             raise ValueError(f"bad product_id or quantity in {body[:200]!r}")
         return cls(uuid.UUID(data["order_id"]), product_id, quantity)
 
@@ -245,31 +249,38 @@ class OrderBuffer:
             self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=order.body()),
             return_exceptions=True,
         )
-        status, sent = outcomes
+        wrote, sent = outcomes
         for outcome in outcomes:
-            if isinstance(outcome, BaseException) and not isinstance(outcome, AWS_ERRORS):
-                raise outcome
-        if isinstance(sent, BaseException):
-            log.error("order %s could not be queued: %s", order.order_id, sent)
-            if not isinstance(status, BaseException):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome  # cancelled: the caller goes away, nothing to answer
+        if isinstance(sent, Exception):
+            # Withdraw whatever this call may have written (a put that failed may still have
+            # landed), never the status of an earlier request with the same Idempotency-Key.
+            if wrote is not False:
                 await self._withdraw(order)
+            if not isinstance(sent, AWS_ERRORS):
+                raise sent
+            log.error("order %s could not be queued: %s", order.order_id, sent)
             raise FallbackUnavailable("database unavailable, order queue unreachable") from sent
-        if isinstance(status, BaseException):
+        if isinstance(wrote, Exception):
             log.warning("order %s queued, but its pending status was not written: %s",
-                        order.order_id, status)
+                        order.order_id, wrote)
             FALLBACKS.labels(kind="order_status_unwritten").inc()
 
-    async def _put_pending(self, order: QueuedOrder) -> None:
+    async def _put_pending(self, order: QueuedOrder) -> bool:
+        """False when the order already has a status (a repeated Idempotency-Key): it is left
+        as it is, pending or decided."""
         try:
             await self.dynamodb.put_item(
                 TableName=self.status_table,
                 Item=_status_item(order.order_id, order.product_id, order.quantity, "pending"),
-                # A repeated Idempotency-Key must not turn a decided order back into pending.
                 ConditionExpression="attribute_not_exists(order_id)",
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
+            return False
+        return True
 
     async def _withdraw(self, order: QueuedOrder) -> None:
         try:

@@ -94,9 +94,14 @@ class RequestGuard:
     @staticmethod
     def _record(scope: Scope, status: int, started: float) -> None:
         route = getattr(scope.get("route"), "path", "unmatched")
-        count, seconds = _request_metrics(route, scope["method"], status)
+        method = scope["method"] if scope["method"] in METHODS else "OTHER"
+        count, seconds = _request_metrics(route, method, status)
         count.inc()
         seconds.observe(time.perf_counter() - started)
+
+
+# Labels are bounded: a client's made-up method is "OTHER", an unknown path "unmatched".
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 @functools.cache

@@ -105,26 +105,39 @@ class OrderWorker:
     async def handle(self, messages: list[dict[str, Any]]) -> list[str]:
         """Apply a batch, its orders side by side; then one call records every decision and
         one deletes their messages (three AWS calls a batch, not two per order). Returns the
-        outcomes (also counted in metrics). If recording fails nothing is deleted: the
-        messages come back and place_order replays them."""
-        results = await asyncio.gather(*(self.apply(m) for m in messages))
-        decided = [(m, r) for m, r in zip(messages, results, strict=True) if isinstance(r, Order)]
-        retry = [m for m, r in zip(messages, results, strict=True) if r == "retry"]
+        outcomes (also counted in metrics). One message failing is that message's outcome
+        ("error": left for redelivery, and the redrive policy's DLQ after ten), never its
+        batch's. If recording fails nothing is deleted: the messages come back and
+        place_order replays them."""
+        results = await asyncio.gather(*(self.apply(m) for m in messages),
+                                       return_exceptions=True)
+        outcomes: list[Order | str] = []
+        for message, result in zip(messages, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result  # cancelled: stopping
+                log.error("message %s failed: %s: %s", message.get("MessageId"),
+                          type(result).__name__, result)
+                result = "error"
+            outcomes.append(result)
+        retry = [m for m, r in zip(messages, outcomes, strict=True) if r == "retry"]
+        if retry:
+            # Soon, so that the queue drains quickly once the database is back.
+            await self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"],
+                 "VisibilityTimeout": RETRY_VISIBILITY_SECONDS} for i, m in enumerate(retry)])
+        decided = [(m, r) for m, r in zip(messages, outcomes, strict=True)
+                   if isinstance(r, Order)]
         if decided:
             await self.buffer.record([order for _, order in decided])
             await self._delete([m for m, _ in decided])
             for _, order in decided:
                 log.info("order %s %s%s", order.order_id, order.status,
                          f" ({order.reason})" if order.reason else "")
-        if retry:
-            # Soon, so that the queue drains quickly once the database is back.
-            await self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"],
-                 "VisibilityTimeout": RETRY_VISIBILITY_SECONDS} for i, m in enumerate(retry)])
-        outcomes = [r.status if isinstance(r, Order) else r for r in results]
-        for outcome in outcomes:
-            WORKER_MESSAGES.labels(outcome=outcome).inc()
-        return outcomes
+        names = [r.status if isinstance(r, Order) else r for r in outcomes]
+        for name in names:
+            WORKER_MESSAGES.labels(outcome=name).inc()
+        return names
 
     async def apply(self, message: dict[str, Any]) -> Order | str:
         """One message: the order decided, "retry" (database out), or what became of a

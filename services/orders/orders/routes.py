@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from shop.aws import AWS_ERRORS, OrderBuffer, QueuedOrder
+from shop.aws import AWS_ERRORS, MAX_PRODUCT_ID, MAX_QUANTITY, OrderBuffer, QueuedOrder
 from shop.errors import DatabaseNotReady, DatabaseUnavailable, FallbackUnavailable, OrderNotFound
 from shop.metrics import FALLBACKS
 from shop.orders import Order, fetch_order, order_id_for, place_order, raise_for_rejection
@@ -22,8 +22,8 @@ DB_OUT = (DatabaseUnavailable, DatabaseNotReady)
 class OrderCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    product_id: int = Field(ge=1, le=2**31 - 1)
-    quantity: int = Field(ge=1, le=100)
+    product_id: int = Field(ge=1, le=MAX_PRODUCT_ID)
+    quantity: int = Field(ge=1, le=MAX_QUANTITY)
 
 
 async def order_buffer(request: Request) -> OrderBuffer | None:
