@@ -1,10 +1,14 @@
 """The catalog's HTTP contract against a real PostgreSQL."""
 
+from types import SimpleNamespace
+
 import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.types import Message, Receive, Scope, Send
 
 from catalog.main import app
+from catalog.routes import RecentList, RecentListMiddleware
 from support import serve
 
 
@@ -82,3 +86,43 @@ def listed(metrics: httpx.Response) -> float:
                     and sample.labels == {"route": "/products", "method": "GET", "status": "200"}):
                 return sample.value
     return 0.0
+
+
+async def test_fresh_list_is_answered_before_the_app_and_a_stale_one_is_not() -> None:
+    """RecentListMiddleware on its own: the app behind it must not be reached while the list
+    is fresh, and must be once it is stale."""
+    reached: list[str] = []
+
+    async def behind(scope: Scope, receive: Receive, send: Send) -> None:
+        reached.append(scope["path"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def encoded() -> bytes:
+        return b'{"products":[]}'
+
+    async def get(recent: RecentList, path: str = "/products") -> list[Message]:
+        sent: list[Message] = []
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b""}
+
+        scope = {"type": "http", "method": "GET", "path": path,
+                 "app": SimpleNamespace(state=SimpleNamespace(recent_list=recent))}
+        await RecentListMiddleware(behind)(scope, receive, send)
+        return sent
+
+    fresh = RecentList(max_age=30)
+    await fresh.refresh(encoded)
+    answered = await get(fresh)
+    assert reached == []
+    assert answered[0]["status"] == 200 and answered[1]["body"] == b'{"products":[]}'
+    assert dict(answered[0]["headers"])[b"age"] == b"0"
+    await get(fresh, "/products/1")
+    stale = RecentList(max_age=0)
+    await stale.refresh(encoded)
+    assert (await get(stale))[0]["status"] == 204
+    assert reached == ["/products/1", "/products"]
