@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 
 from shop.settings import get_settings
 
@@ -69,3 +70,12 @@ async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: fl
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def metric(metrics: httpx.Response, name: str, **labels: str) -> float:
+    """One sample's value in a ``/metrics`` answer; 0 when it has not been counted yet."""
+    for family in text_string_to_metric_families(metrics.text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0

@@ -3,13 +3,11 @@
 from types import SimpleNamespace
 
 import asyncpg
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Message, Receive, Scope, Send
 
 from catalog.main import app
 from catalog.routes import RecentList, RecentListMiddleware
-from support import serve
+from support import metric, serve
 
 
 async def test_lists_the_ten_seeded_products(shop_db: str) -> None:
@@ -58,34 +56,28 @@ async def test_reader_url_is_used_for_reads(shop_db: str) -> None:
     assert response.json() == {"error": "database not ready"}
 
 
+# GET /products answered 200, as RequestGuard labels it.
+LISTED = {"route": "/products", "method": "GET", "status": "200"}
+
+
 async def test_product_list_is_kept_for_its_max_age(shop_db: str, db: asyncpg.Connection) -> None:
     """One database read per max age however many customers browse; 0 reads every time."""
     async with serve(app, SHOP_DATABASE_URL=shop_db, SHOP_CATALOG_MAX_AGE_SECONDS="30") as client:
-        counted = listed(await client.get("/metrics"))
+        before = metric(await client.get("/metrics"), "shop_http_requests_total", **LISTED)
         first = await client.get("/products")
         await db.execute("UPDATE products SET stock = 149 WHERE id = 2")
-        second = await client.get("/products")  # answered by RecentListMiddleware
-        counted = listed(await client.get("/metrics")) - counted
+        second = await client.get("/products")  # answered by RecentListMiddleware (below)
+        after = metric(await client.get("/metrics"), "shop_http_requests_total", **LISTED)
     assert first.content == second.content and second.headers["age"] in ("0", "1")
     assert second.headers["content-type"] == first.headers["content-type"]
     assert second.json()["source"] == "database"
-    assert counted == 2  # both counted under the route's own label
+    assert after - before == 2  # both counted under the route's own label
     async with serve(app, SHOP_DATABASE_URL=shop_db, SHOP_CATALOG_MAX_AGE_SECONDS="0") as client:
         fresh = await client.get("/products")
         await db.execute("UPDATE products SET stock = 148 WHERE id = 2")
         fresher = await client.get("/products")
     stock = {r.json()["products"][1]["stock"] for r in (fresh, fresher)}
     assert stock == {149, 148}
-
-
-def listed(metrics: httpx.Response) -> float:
-    """``GET /products`` answered 200, as counted in the Prometheus text."""
-    for family in text_string_to_metric_families(metrics.text):
-        for sample in family.samples:
-            if (sample.name == "shop_http_requests_total"
-                    and sample.labels == {"route": "/products", "method": "GET", "status": "200"}):
-                return sample.value
-    return 0.0
 
 
 async def test_fresh_list_is_answered_before_the_app_and_a_stale_one_is_not() -> None:

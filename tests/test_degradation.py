@@ -15,7 +15,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from catalog.main import app as catalog_app
 from chaos_lab.aws import ShopResources, client, queue_depth
@@ -26,7 +25,7 @@ from orders.main import app as orders_app
 from shop.aws import AWS_ERRORS, ProductCache, open_clients
 from shop.orders import order_id_for
 from shop.settings import Settings
-from support import eventually, serve
+from support import eventually, metric, serve
 
 DOWN = "postgresql://shop@127.0.0.1:1/shop"  # nothing listens there
 FAST = {"SHOP_BREAKER_RESET_SECONDS": "1", "SHOP_MIGRATE_MAX_BACKOFF_SECONDS": "0.5",
@@ -225,14 +224,6 @@ async def test_repeat_that_cannot_be_queued_keeps_the_first_status(
     assert looked_up.status_code == 200 and looked_up.json()["status"] == "pending"
 
 
-def unwritten(metrics: httpx.Response) -> float:
-    for family in text_string_to_metric_families(metrics.text):
-        for sample in family.samples:
-            if sample.labels.get("kind") == "order_status_unwritten":
-                return sample.value
-    return 0.0
-
-
 async def test_status_table_unreachable_still_queues_the_order(
         shop_db: str, db: asyncpg.Connection, moto_url: str, aws: ShopResources,
         aws_env: dict[str, str]) -> None:
@@ -240,9 +231,11 @@ async def test_status_table_unreachable_still_queues_the_order(
     pending status could not be written, and the worker still applies it."""
     env = {**aws_env, **FAST, "SHOP_ORDER_STATUS_TABLE": aws.status_table + "-gone"}
     async with serve(orders_app, ready=False, **env, SHOP_DATABASE_URL=DOWN) as orders:
-        before = unwritten(await orders.get("/metrics"))
+        before = metric(await orders.get("/metrics"), "shop_fallbacks_total",
+                        kind="order_status_unwritten")
         response = await orders.post("/orders", json={"product_id": 2, "quantity": 3})
-        after = unwritten(await orders.get("/metrics"))
+        after = metric(await orders.get("/metrics"), "shop_fallbacks_total",
+                        kind="order_status_unwritten")
     assert response.status_code == 202, response.text
     assert after - before == 1
     assert queue_depth(moto_url, aws.queue_url) == 1
