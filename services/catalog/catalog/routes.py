@@ -86,7 +86,7 @@ class RecentListMiddleware:
     same bytes and headers the route gives; everything else goes on to the app. Sits inside
     ``RequestGuard``, so these answers are counted and timed like the others."""
 
-    ROUTE = SimpleNamespace(path="/products")  # the metrics' route label
+    ROUTE = SimpleNamespace(path=router.prefix)  # the list route's path and metrics label
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
