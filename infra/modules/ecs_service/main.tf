@@ -57,7 +57,7 @@ resource "aws_iam_role_policy" "execution_secrets" {
         Effect    = "Allow"
         Action    = ["kms:Decrypt"]
         Resource  = [var.kms_key_arn]
-        Condition = { StringEquals = { "kms:ViaService" = "secretsmanager.${data.aws_region.current.name}.amazonaws.com" } }
+        Condition = { StringEquals = { "kms:ViaService" = "secretsmanager.${data.aws_region.current.region}.amazonaws.com" } }
       },
     ]
   })
@@ -124,7 +124,7 @@ resource "aws_ecs_task_definition" "this" {
       logDriver = "awslogs"
       options = {
         awslogs-group         = aws_cloudwatch_log_group.this.name
-        awslogs-region        = data.aws_region.current.name
+        awslogs-region        = data.aws_region.current.region
         awslogs-stream-prefix = var.name
       }
     }

@@ -5,7 +5,7 @@ data "aws_region" "current" {}
 locals {
   account_id = data.aws_caller_identity.current.account_id
   partition  = data.aws_partition.current.partition
-  region     = data.aws_region.current.name
+  region     = data.aws_region.current.region
   # FIS runs the automation for the outage plus the restore's own bounded wait.
   outage_max_minutes = ceil(var.db_outage_seconds / 60) + 15
 }

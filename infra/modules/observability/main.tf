@@ -1,7 +1,7 @@
 data "aws_region" "current" {}
 
 locals {
-  region = data.aws_region.current.name
+  region = data.aws_region.current.region
   alb    = ["AWS/ApplicationELB", "RequestCount", "LoadBalancer", var.alb_arn_suffix]
 }
 

@@ -32,7 +32,7 @@ resource "aws_iam_role_policy" "this" {
         Effect    = "Allow"
         Action    = ["kms:Decrypt"]
         Resource  = [var.kms_key_arn]
-        Condition = { StringEquals = { "kms:ViaService" = "secretsmanager.${data.aws_region.current.name}.amazonaws.com" } }
+        Condition = { StringEquals = { "kms:ViaService" = "secretsmanager.${data.aws_region.current.region}.amazonaws.com" } }
       },
     ]
   })
