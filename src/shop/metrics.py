@@ -28,3 +28,10 @@ CACHE_READS = Counter(
 WORKER_MESSAGES = Counter(
     "shop_worker_messages_total", "Queued orders handled by the worker, by outcome", ["outcome"]
 )
+ORDERS_FAILED = Counter(
+    "shop_orders_failed_total",
+    "Buffered orders given the final status failed (their message dead-lettered), by reason:"
+    " unparseable, receives_exhausted (the worker gave up on the last receive),"
+    " dead_lettered (moved by the queue's redrive policy, seen by the DLQ watcher)",
+    ["reason"],
+)
