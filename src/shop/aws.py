@@ -332,3 +332,52 @@ class OrderBuffer:
         except AWS_ERRORS as exc:
             result["order_status_table"] = f"error: {exc}"
         return result
+
+    async def mark_failed(self, order_id: uuid.UUID, reason: str, product_id: int = 0,
+                          quantity: int = 0) -> bool:
+        """The final status of an order whose message was dead-lettered: ``failed``, with a
+        reason. Conditional: only an order with no status or ``pending`` becomes failed, never
+        a decided one (the worker may have confirmed a copy of the same order). Product and
+        quantity fill an item that does not exist yet (0 when the message had none); the
+        pending status the API wrote keeps its own. Returns False when the order already had
+        a final status (failed included), so the caller logs and counts each failure once."""
+        try:
+            await self.dynamodb.update_item(
+                TableName=self.status_table, Key={"order_id": {"S": str(order_id)}},
+                UpdateExpression="SET #s = :failed, #r = :reason, #u = :now,"
+                                 " #p = if_not_exists(#p, :product), #q = if_not_exists(#q, :qty)",
+                ConditionExpression="attribute_not_exists(#s) OR #s = :pending",
+                ExpressionAttributeNames={"#s": "status", "#r": "reason", "#u": "updated_at",
+                                          "#p": "product_id", "#q": "quantity"},
+                ExpressionAttributeValues={
+                    ":failed": {"S": "failed"}, ":pending": {"S": "pending"},
+                    ":reason": {"S": reason}, ":now": {"N": str(round(time.time(), 3))},
+                    ":product": {"N": str(product_id)}, ":qty": {"N": str(quantity)},
+                },
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
+
+    async def reopen(self, order_id: uuid.UUID) -> bool:
+        """A failed order back to ``pending`` (its message was redriven to the queue).
+        Conditional: only from failed, so a decision the worker already recorded stays.
+        Returns whether it changed."""
+        try:
+            await self.dynamodb.update_item(
+                TableName=self.status_table, Key={"order_id": {"S": str(order_id)}},
+                UpdateExpression="SET #s = :pending, #r = :none, #u = :now",
+                ConditionExpression="#s = :failed",
+                ExpressionAttributeNames={"#s": "status", "#r": "reason", "#u": "updated_at"},
+                ExpressionAttributeValues={
+                    ":failed": {"S": "failed"}, ":pending": {"S": "pending"},
+                    ":none": {"S": ""}, ":now": {"N": str(round(time.time(), 3))},
+                },
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False
+        return True
