@@ -62,7 +62,7 @@ locals {
   )
 
   # Database URLs: TLS always (rds.force_ssl on the cluster, require_tls on the proxy), the
-  # password never (it comes from Secrets Manager as SHOP_DATABASE_PASSWORD).
+  # password never (the tasks read it from Secrets Manager themselves, see common_environment).
   database_urls = {
     proxy = {
       SHOP_DATABASE_URL        = "postgresql://${module.aurora.master_username}@${module.rds_proxy.endpoint}:5432/${module.aurora.database_name}?sslmode=require"
@@ -75,11 +75,15 @@ locals {
   }
 
   common_environment = merge(local.database_urls[var.enable_proxy ? "proxy" : "direct"], {
-    SHOP_ENABLE_PROXY       = tostring(var.enable_proxy)
-    SHOP_ENABLE_DEGRADATION = tostring(var.enable_degradation)
-    SHOP_LOG_LEVEL          = var.log_level
-    AWS_REGION              = var.region
-    AWS_DEFAULT_REGION      = var.region
+    # The master user secret RDS manages and rotates, the one the proxy reads too. Its ARN, not
+    # its value: the processes read the JSON's "password" at start and again after an
+    # authentication failure, so a rotation needs no restart (with or without the proxy).
+    SHOP_DATABASE_SECRET_ARN = module.aurora.master_user_secret_arn
+    SHOP_ENABLE_PROXY        = tostring(var.enable_proxy)
+    SHOP_ENABLE_DEGRADATION  = tostring(var.enable_degradation)
+    SHOP_LOG_LEVEL           = var.log_level
+    AWS_REGION               = var.region
+    AWS_DEFAULT_REGION       = var.region
   })
 
   # The degradation path's resources, per service (only with enable_degradation).
@@ -95,10 +99,6 @@ locals {
       SHOP_ORDER_QUEUE_URL    = module.messaging.queue_url
       SHOP_ORDER_STATUS_TABLE = module.messaging.order_status_table_name
     }
-  }
-
-  database_secrets = {
-    SHOP_DATABASE_PASSWORD = "${module.aurora.master_user_secret_arn}:password::"
   }
 
   # Least privilege per task role: the calls each service makes, on its own resources.
@@ -277,8 +277,7 @@ module "service" {
   container_port     = each.value.port
   health_check_port  = each.value.port
   environment        = merge(local.common_environment, var.enable_degradation ? local.degradation_environment[each.key] : {})
-  secrets            = local.database_secrets
-  secret_arns        = [module.aurora.master_user_secret_arn]
+  task_secret_arns   = [module.aurora.master_user_secret_arn]
   kms_key_arn        = module.kms.key_arn
   task_policy_json   = var.enable_degradation ? local.task_policies[each.key] : null
   subnet_ids         = module.network.private_subnet_ids

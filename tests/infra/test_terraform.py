@@ -1,10 +1,12 @@
 """The Terraform of infra/, read as data (python-hcl2): every reference resolves, the security
 group chain admits nothing wider than internet -> ALB -> tasks -> proxy -> Aurora, the ALB
 routes, the two switches change what they should, each FIS template targets what it claims,
-and the task definitions' environment speaks the services' own settings names.
+the tasks read the rotating database secret themselves, and the task definitions' environment
+speaks the services' own settings names.
 
-No provider can be downloaded here, so ``terraform validate`` cannot run; these tests are what
-checks the wiring. They need neither AWS nor PostgreSQL."""
+``scripts/check-infra.sh`` runs ``terraform validate`` and ``plan`` (offline, against the
+provider's schema); these tests check what a plan cannot: that the wiring means what it should.
+They need neither AWS nor PostgreSQL."""
 
 from __future__ import annotations
 
@@ -169,6 +171,22 @@ def test_every_checkov_skip_gives_a_reason() -> None:
             match = re.fullmatch(r"checkov:skip=(CKV2?_AWS_\d+):(.+)", comment.strip())
             assert match, f"{path.name}: malformed checkov comment {comment!r}"
             assert len(match.group(2).split()) >= 4, f"{path.name}: {comment!r} gives no reason"
+
+
+@pytest.mark.parametrize("path", ALL_MODULE_DIRS, ids=lambda p: p.name)
+def test_terraform_1_6_and_aws_provider_6(path: Path) -> None:
+    """>= 1.6: a count on a value unknown until apply (a jsonencode of module outputs compared
+    with null) fails the plan of 1.5. Provider 6: data.aws_region's `region` attribute."""
+    (block,) = _clean(hcl2.loads((path / "versions.tf").read_text()))["terraform"]
+    assert block["required_version"] == ">= 1.6", path.name
+    (providers,) = block["required_providers"]
+    assert providers["aws"] == {"source": "hashicorp/aws", "version": ">= 6.0"}, path.name
+
+
+@pytest.mark.parametrize("path", ALL_MODULE_DIRS, ids=lambda p: p.name)
+def test_no_deprecated_region_name(path: Path) -> None:
+    assert not re.search(r"data\.aws_region\.\w+\.name\b", load(path).text), \
+        f"{path.name}: data.aws_region's name is deprecated in provider v6, use .region"
 
 
 # Every reference resolves -----------------------------------------------------------------
@@ -419,8 +437,6 @@ def test_database_urls_use_tls_and_carry_no_password() -> None:
         for url in mode.values():
             assert url.endswith("?sslmode=require"), url
             assert re.match(r"postgresql://\$\{[^}]+\}@", url), f"a password in {url}?"
-    assert root().locals["database_secrets"]["SHOP_DATABASE_PASSWORD"].endswith(":password::")
-    assert module_call("service")["secrets"] == "${local.database_secrets}"
     proxy = sub("rds_proxy").resource("aws_db_proxy", "this")
     assert proxy["require_tls"] is True
     parameters = sub("aurora").resource("aws_rds_cluster_parameter_group", "this")["parameter"]
@@ -456,8 +472,7 @@ def test_enable_degradation_switches_queue_cache_and_worker() -> None:
 
 def environment_names() -> set[str]:
     names: set[str] = set()
-    for local in ("database_urls", "common_environment", "degradation_environment",
-                  "database_secrets"):
+    for local in ("database_urls", "common_environment", "degradation_environment"):
         text = str(root().locals[local])
         names |= set(re.findall(r"\b([A-Z][A-Z0-9]*_[A-Z0-9_]+)\b\s*['\"]?\s*[=:]", text))
     return names
@@ -468,7 +483,7 @@ def test_environment_names_are_settings_fields_or_aws() -> None:
     names = environment_names()
     unknown = {n for n in names if n not in allowed and not n.startswith("AWS_")}
     assert not unknown, f"not a field of shop.settings.Settings: {unknown}"
-    assert {"SHOP_DATABASE_URL", "SHOP_DATABASE_READER_URL", "SHOP_DATABASE_PASSWORD",
+    assert {"SHOP_DATABASE_URL", "SHOP_DATABASE_READER_URL", "SHOP_DATABASE_SECRET_ARN",
             "SHOP_ENABLE_PROXY", "SHOP_ENABLE_DEGRADATION", "SHOP_ORDER_QUEUE_URL",
             "SHOP_PRODUCT_CACHE_TABLE", "SHOP_ORDER_STATUS_TABLE"} <= names
 
@@ -527,6 +542,86 @@ def test_autoscaling_on_cpu_and_the_worker_on_its_backlog() -> None:
     assert squash(queue["count"]) == "${var.queue_scaling==null?0:1}"
     assert "ApproximateNumberOfMessagesVisible" in str(queue)
     assert "each.value.needs_degradation?{" in squash(module_call("service")["queue_scaling"])
+
+
+# The database password: read by the tasks themselves, so a rotation needs no restart -------
+
+
+MASTER_SECRET = "${module.aurora.master_user_secret_arn}"
+
+
+def statements(policy: str) -> list[str]:
+    """The statements of a jsonencode'd policy, squashed, one string each."""
+    body = squash(policy)
+    start = body.index("Statement=[") + len("Statement=[")
+    found, depth, begin = [], 0, 0
+    for i, char in enumerate(body[start:], start):
+        if char == "{":
+            begin = i if depth == 0 else begin
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0:
+                found.append(body[begin:i + 1])
+        elif char == "]" and depth == 0:
+            break
+    return found
+
+
+def test_no_task_is_handed_the_password_at_start() -> None:
+    for path in ALL_MODULE_DIRS:
+        assert "SHOP_DATABASE_PASSWORD" not in load(path).text, \
+            f"{path.name}: the password is read at run time, never injected"
+    call = module_call("service")
+    assert "secrets" not in call and "secret_arns" not in call, \
+        "no ECS secret: a value read once at start cannot follow a rotation"
+    service = sub("ecs_service")
+    assert service.variables["secrets"]["default"] == {}
+    assert service.variables["secret_arns"]["default"] == []
+    execution = service.resource("aws_iam_role_policy", "execution_secrets")
+    assert squash(execution["count"]) == "${length(var.secret_arns)>0?1:0}"
+
+
+def test_every_task_gets_the_arn_of_the_secret_the_proxy_reads() -> None:
+    common = root().locals["common_environment"]
+    assert f"SHOP_DATABASE_SECRET_ARN={MASTER_SECRET[2:-1]}" in squash(common)
+    # One environment for every service and the worker, with and without the proxy.
+    assert squash(module_call("service")["environment"]).startswith(
+        "${merge(local.common_environment,")
+    assert 'local.database_urls[var.enable_proxy?"proxy":"direct"]' in squash(common)
+    for mode in root().locals["database_urls"].values():
+        assert "SHOP_DATABASE_SECRET_ARN" not in mode
+    assert module_call("rds_proxy")["secret_arn"] == MASTER_SECRET
+    aurora = sub("aurora")
+    assert aurora.outputs["master_user_secret_arn"]["value"] == \
+        "${try(aws_rds_cluster.this.master_user_secret[0].secret_arn, null)}"
+
+
+def test_the_task_role_reads_exactly_that_secret() -> None:
+    assert module_call("service")["task_secret_arns"] == [MASTER_SECRET]
+    service = sub("ecs_service")
+    policy = service.resource("aws_iam_role_policy", "task_secrets")
+    assert policy["role"] == "${aws_iam_role.task.id}", "the task role, not the execution role"
+    assert squash(policy["count"]) == "${length(var.task_secret_arns)>0?1:0}"
+    read, decrypt = statements(policy["policy"])
+    assert 'Action=["secretsmanager:GetSecretValue"]' in read
+    assert "Resource=var.task_secret_arns" in read
+    assert 'Action=["kms:Decrypt"]' in decrypt and "Resource=[var.kms_key_arn]" in decrypt
+    assert '"kms:ViaService"="secretsmanager.${data.aws_region.current.region}.amazonaws.com"' \
+        in decrypt
+    # ... and that key is the one the secret is encrypted with.
+    cluster = sub("aurora").resource("aws_rds_cluster", "this")
+    assert cluster["master_user_secret_kms_key_id"] == "${var.kms_key_arn}"
+    assert module_call("aurora")["kms_key_arn"] == module_call("service")["kms_key_arn"] == \
+        "${module.kms.key_arn}"
+    # No other policy of the tasks reaches Secrets Manager.
+    for text in root().locals["task_policies"].values():
+        assert "secretsmanager" not in text
+
+
+def test_policy_statement_reader_can_fail() -> None:
+    policy = '${jsonencode({Statement = [{Sid = "A", Resource = ["x"]}, {C = {D = "${e}"}}]})}'
+    assert statements(policy) == ['{Sid="A",Resource=["x"]}', '{C={D="${e}"}}']
 
 
 # Task roles: least privilege ---------------------------------------------------------------

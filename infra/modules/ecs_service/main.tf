@@ -17,8 +17,8 @@ resource "aws_cloudwatch_log_group" "this" {
   tags = var.tags
 }
 
-# Execution role: what ECS itself needs to start the task (pull the image, write logs, read
-# the database password into the container's environment).
+# Execution role: what ECS itself needs to start the task (pull the image, write logs and,
+# only for secrets injected at start, read them into the container's environment).
 resource "aws_iam_role" "execution" {
   name = "${var.cluster_name}-${var.name}-execution"
 
@@ -63,7 +63,7 @@ resource "aws_iam_role_policy" "execution_secrets" {
   })
 }
 
-# Task role: what the application calls (its table, its queue), nothing else.
+# Task role: what the application calls (its table, its queue, its secrets), nothing else.
 resource "aws_iam_role" "task" {
   name = "${var.cluster_name}-${var.name}-task"
 
@@ -85,6 +85,35 @@ resource "aws_iam_role_policy" "task" {
   name   = "${var.name}-least-privilege"
   role   = aws_iam_role.task.id
   policy = var.task_policy_json
+}
+
+# Secrets the application reads itself, at start and again whenever the value it holds stops
+# working (e.g. the database password after a rotation): exactly these secrets, decrypted
+# through Secrets Manager only.
+resource "aws_iam_role_policy" "task_secrets" {
+  count = length(var.task_secret_arns) > 0 ? 1 : 0
+
+  name = "read-secrets"
+  role = aws_iam_role.task.id
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "ReadTheSecrets"
+        Effect   = "Allow"
+        Action   = ["secretsmanager:GetSecretValue"]
+        Resource = var.task_secret_arns
+      },
+      {
+        Sid       = "DecryptThemThroughSecretsManager"
+        Effect    = "Allow"
+        Action    = ["kms:Decrypt"]
+        Resource  = [var.kms_key_arn]
+        Condition = { StringEquals = { "kms:ViaService" = "secretsmanager.${data.aws_region.current.region}.amazonaws.com" } }
+      },
+    ]
+  })
 }
 
 resource "aws_ecs_task_definition" "this" {

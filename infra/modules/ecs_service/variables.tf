@@ -75,7 +75,7 @@ variable "environment" {
 }
 
 variable "secrets" {
-  description = "Environment variables read from Secrets Manager at task start: name -> valueFrom."
+  description = "Environment variables read from Secrets Manager once, at task start: name -> valueFrom. A value that rotates belongs in task_secret_arns instead."
   type        = map(string)
   default     = {}
 }
@@ -86,8 +86,14 @@ variable "secret_arns" {
   default     = []
 }
 
+variable "task_secret_arns" {
+  description = "Secrets the application reads itself at run time (a value that rotates is read again, no restart): the task role may GetSecretValue on exactly these."
+  type        = list(string)
+  default     = []
+}
+
 variable "kms_key_arn" {
-  description = "KMS key of the log group and the secrets."
+  description = "KMS key of the log group and of the secrets (decrypted only through Secrets Manager)."
   type        = string
 }
 
