@@ -306,6 +306,7 @@ module "observability" {
   cluster_identifier        = module.aurora.cluster_identifier
   queue_name                = module.messaging.queue_name
   dlq_name                  = module.messaging.dlq_name
+  worker_log_group_name     = var.enable_degradation ? module.service["order-worker"].log_group_name : null
   alb_5xx_percent           = var.alb_5xx_percent
   alarm_actions             = var.alarm_actions
 }

@@ -1,8 +1,9 @@
 """The Terraform of infra/, read as data (python-hcl2): every reference resolves, the security
 group chain admits nothing wider than internet -> ALB -> tasks -> proxy -> Aurora, the ALB
 routes, the two switches change what they should, each FIS template targets what it claims,
-the tasks read the rotating database secret themselves, and the task definitions' environment
-speaks the services' own settings names.
+the tasks read the rotating database secret themselves, the failed-orders alarm counts the
+worker's own log line, and the task definitions' environment speaks the services' own
+settings names.
 
 ``scripts/check-infra.sh`` runs ``terraform validate`` and ``plan`` (offline, against the
 provider's schema); these tests check what a plan cannot: that the wiring means what it should.
@@ -10,6 +11,7 @@ They need neither AWS nor PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -682,6 +684,99 @@ def test_alarms_on_dlq_depth_and_queue_age() -> None:
     assert alarms["queue_age"]["dimensions"] == {"QueueName": "${var.queue_name}"}
     assert alarms["dlq_depth"]["metric_name"] == "ApproximateNumberOfMessagesVisible"
     assert alarms["queue_age"]["metric_name"] == "ApproximateAgeOfOldestMessage"
+
+
+# A failed order: the worker's `order failed:` line, counted, alarmed, on the dashboard ------
+
+
+def cloudwatch_pattern_matches(pattern: str, line: str) -> bool:
+    """CloudWatch Logs filter patterns of quoted or plain terms: every term must occur in the
+    line, case-sensitively (the subset this project uses; anything else is refused)."""
+    terms = re.findall(r'"((?:[^"\\]|\\.)*)"|(\S+)', pattern)
+    assert terms, pattern
+    words = [quoted.replace('\\"', '"') if quoted else plain for quoted, plain in terms]
+    for word in words:
+        assert not re.match(r"[\[{%?-]", word), f"unsupported filter syntax: {word}"
+    return all(word in line for word in words)
+
+
+def worker_log_line(message: str) -> str:
+    """A line as the worker writes it (shop.logs: time, level, logger, then the message)."""
+    fmt = re.search(r'format="([^"]+)"', (ROOT / "src/shop/logs.py").read_text())
+    assert fmt, "shop.logs has no format= any more"
+    record = logging.LogRecord("order_worker.worker", logging.WARNING, __file__, 1, message,
+                               None, None)
+    return logging.Formatter(fmt.group(1)).format(record)
+
+
+def test_failed_orders_pattern_matches_the_workers_line() -> None:
+    observability = sub("observability")
+    metric_filter = observability.resource("aws_cloudwatch_log_metric_filter", "orders_failed")
+    assert metric_filter["pattern"] == "${local.orders_failed.pattern}"
+    pattern = observability.locals["orders_failed"]["pattern"].replace('\\"', '"')
+    failed = worker_log_line("order failed: 3f2c9d1e dead-lettered after 10 receives")
+    assert failed.index("order failed:") > 0, failed
+    assert cloudwatch_pattern_matches(pattern, failed)
+    assert cloudwatch_pattern_matches(pattern, "order failed:")
+    for other in ("order placed: 3f2c9d1e", "order 3f2c9d1e failed: retrying",
+                  "Order Failed: 3f2c9d1e", "order failed 3f2c9d1e"):
+        assert not cloudwatch_pattern_matches(pattern, worker_log_line(other)), other
+
+
+def test_pattern_matcher_can_fail() -> None:
+    assert cloudwatch_pattern_matches('"a b" c', "x a b y c")
+    assert not cloudwatch_pattern_matches('"a b" c', "a c b")
+    with pytest.raises(AssertionError):
+        cloudwatch_pattern_matches("%order failed:%", "order failed:")
+
+
+def test_failed_orders_metric_on_the_workers_log_group() -> None:
+    observability = sub("observability")
+    metric_filter = observability.resource("aws_cloudwatch_log_metric_filter", "orders_failed")
+    assert metric_filter["log_group_name"] == "${var.worker_log_group_name}"
+    assert squash(metric_filter["count"]) == "${local.worker_deployed?1:0}"
+    assert squash(observability.locals["worker_deployed"]) == "${var.worker_log_group_name!=null}"
+    (transformation,) = metric_filter["metric_transformation"]
+    assert transformation["value"] == "1"
+    assert observability.locals["orders_failed"]["namespace"] == "ChaosShop"
+    assert observability.locals["orders_failed"]["metric"] == "OrdersFailed"
+    # The worker's log group exactly, and only where the worker is deployed. Its name is
+    # configuration (known at plan), so the count above is too.
+    assert squash(module_call("observability")["worker_log_group_name"]) == \
+        '${var.enable_degradation?module.service["order-worker"].log_group_name:null}'
+    assert root().locals["services"]["order-worker"]["needs_degradation"] is True
+    service = sub("ecs_service")
+    assert service.outputs["log_group_name"]["value"] == \
+        "${try(aws_cloudwatch_log_group.this.name, null)}"
+    assert service.resource("aws_cloudwatch_log_group", "this")["name"] == \
+        "${local.log_group_name}"
+    assert service.locals["log_group_name"] == "/${var.cluster_name}/${var.name}"
+
+
+def test_failed_orders_alarm_fires_on_one_in_five_minutes() -> None:
+    alarms = sub("observability").of_kind("aws_cloudwatch_metric_alarm")
+    alarm = alarms["orders_failed"]
+    assert squash(alarm["count"]) == "${local.worker_deployed?1:0}"
+    source = "aws_cloudwatch_log_metric_filter.orders_failed[0].metric_transformation[0]"
+    assert alarm["namespace"] == f"${{{source}.namespace}}"
+    assert alarm["metric_name"] == f"${{{source}.name}}"
+    assert alarm["statistic"] == "Sum"
+    assert alarm["period"] * alarm["evaluation_periods"] == 300
+    assert alarm["threshold"] == 0 and alarm["comparison_operator"] == "GreaterThanThreshold"
+    assert alarm["treat_missing_data"] == "notBreaching"
+    # Wired like every other alarm; the DLQ-depth alarm stays beside it.
+    for other in ("dlq_depth", "queue_age", "alb_5xx_rate"):
+        assert alarms[other]["alarm_actions"] == alarm["alarm_actions"] == "${var.alarm_actions}"
+        assert alarms[other]["ok_actions"] == alarm["ok_actions"]
+    assert module_call("observability")["alarm_actions"] == "${var.alarm_actions}"
+
+
+def test_dashboard_shows_failed_orders_and_their_alarm() -> None:
+    observability = sub("observability")
+    body = squash(str(observability.resource("aws_cloudwatch_dashboard", "this")))
+    assert "[local.orders_failed.namespace,local.orders_failed.metric," in body
+    assert "aws_cloudwatch_metric_alarm.orders_failed[*].arn" in body
+    assert "aws_cloudwatch_metric_alarm.dlq_depth.arn" in body
 
 
 # Aurora -----------------------------------------------------------------------------------

@@ -3,6 +3,16 @@ data "aws_region" "current" {}
 locals {
   region = data.aws_region.current.region
   alb    = ["AWS/ApplicationELB", "RequestCount", "LoadBalancer", var.alb_arn_suffix]
+
+  # The order-worker logs one line per dead-lettered order, its message starting with
+  # "order failed:" (the line itself starts with the time, level and logger). A quoted term
+  # matches that exact text anywhere in the line, case included.
+  orders_failed = {
+    namespace = "ChaosShop"
+    metric    = "OrdersFailed"
+    pattern   = "\"order failed:\""
+  }
+  worker_deployed = var.worker_log_group_name != null
 }
 
 # Customer impact: the share of requests answered 5xx (by the ALB itself, e.g. 502/504, or by
@@ -71,6 +81,44 @@ resource "aws_cloudwatch_metric_alarm" "dlq_depth" {
   dimensions          = { QueueName = var.dlq_name }
   statistic           = "Maximum"
   period              = 60
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  actions_enabled     = true
+  alarm_actions       = var.alarm_actions
+  ok_actions          = var.alarm_actions
+
+  tags = var.tags
+}
+
+# Orders that reached their final state `failed` (dead-lettered), counted from the worker's
+# log: unlike the DLQ depth, a redrive or a purge does not hide that they happened.
+resource "aws_cloudwatch_log_metric_filter" "orders_failed" {
+  count = local.worker_deployed ? 1 : 0
+
+  name           = "${var.name}-orders-failed"
+  log_group_name = var.worker_log_group_name
+  pattern        = local.orders_failed.pattern
+
+  metric_transformation {
+    namespace     = local.orders_failed.namespace
+    name          = local.orders_failed.metric
+    value         = "1"
+    default_value = "0"
+    unit          = "Count"
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "orders_failed" {
+  count = local.worker_deployed ? 1 : 0
+
+  alarm_name          = "${var.name}-orders-failed"
+  alarm_description   = "Orders marked failed (dead-lettered) in the last 5 minutes: see the worker's `order failed:` lines, fix the cause, then `python -m order_worker redrive`."
+  namespace           = aws_cloudwatch_log_metric_filter.orders_failed[0].metric_transformation[0].namespace
+  metric_name         = aws_cloudwatch_log_metric_filter.orders_failed[0].metric_transformation[0].name
+  statistic           = "Sum"
+  period              = 300
   evaluation_periods  = 1
   threshold           = 0
   comparison_operator = "GreaterThanThreshold"
@@ -184,14 +232,29 @@ resource "aws_cloudwatch_dashboard" "this" {
         }
       },
       {
-        type = "alarm", x = 0, y = 12, width = 24, height = 3
+        type = "metric", x = 0, y = 12, width = 8, height = 6
+        properties = {
+          title  = "Failed orders (dead-lettered)"
+          region = local.region
+          stat   = "Sum"
+          period = 300
+          metrics = [
+            [local.orders_failed.namespace, local.orders_failed.metric, { label = "order failed, per 5 min" }],
+          ]
+        }
+      },
+      {
+        type = "alarm", x = 8, y = 12, width = 16, height = 6
         properties = {
           title = "Alarms"
-          alarms = [
-            aws_cloudwatch_metric_alarm.alb_5xx_rate.arn,
-            aws_cloudwatch_metric_alarm.dlq_depth.arn,
-            aws_cloudwatch_metric_alarm.queue_age.arn,
-          ]
+          alarms = concat(
+            [
+              aws_cloudwatch_metric_alarm.alb_5xx_rate.arn,
+              aws_cloudwatch_metric_alarm.dlq_depth.arn,
+              aws_cloudwatch_metric_alarm.queue_age.arn,
+            ],
+            aws_cloudwatch_metric_alarm.orders_failed[*].arn,
+          )
         }
       },
     ]

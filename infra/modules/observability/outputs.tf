@@ -13,6 +13,16 @@ output "dlq_alarm_arn" {
   value       = try(aws_cloudwatch_metric_alarm.dlq_depth.arn, null)
 }
 
+output "orders_failed_alarm_arn" {
+  description = "ARN of the failed-orders alarm (null without the worker)."
+  value       = try(aws_cloudwatch_metric_alarm.orders_failed[0].arn, null)
+}
+
+output "orders_failed_metric" {
+  description = "Namespace and name of the failed-orders metric counted from the worker's log."
+  value       = try({ namespace = local.orders_failed.namespace, name = local.orders_failed.metric }, null)
+}
+
 output "queue_age_alarm_arn" {
   description = "ARN of the queue-age alarm."
   value       = try(aws_cloudwatch_metric_alarm.queue_age.arn, null)

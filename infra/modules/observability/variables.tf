@@ -33,6 +33,12 @@ variable "dlq_name" {
   type        = string
 }
 
+variable "worker_log_group_name" {
+  description = "Log group of the order-worker, whose `order failed:` lines feed the failed-orders metric and alarm; null (no worker deployed): neither."
+  type        = string
+  default     = null
+}
+
 variable "alb_5xx_percent" {
   description = "Share of 5xx answers, percent, above which the customer-impact alarm fires."
   type        = number
