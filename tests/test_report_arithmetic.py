@@ -38,6 +38,19 @@ def test_failures_before_the_fault_do_not_count() -> None:
     assert recovery_seconds(r, fault_at=10) == 0.0
 
 
+def test_a_failure_counts_when_it_is_observed_not_when_its_request_started() -> None:
+    # Sent before the fault, answered (a timeout) 5 s later: the fault's failure.
+    r = TrafficResults([Outcome(1, "read", 200), Outcome(9.5, "read", 0, latency_ms=5000),
+                        Outcome(9.8, "read", 502, latency_ms=400), Outcome(12, "read", 200),
+                        Outcome(30, "read", 200)])
+    assert recovery_seconds(r, fault_at=10) == 4.5
+
+
+def test_any_failure_after_the_fault_is_more_than_zero_seconds() -> None:
+    r = results((1, "read", 200, None), (10, "read", 500, None), (20, "read", 200, None))
+    assert recovery_seconds(r, fault_at=10) == 0.1
+
+
 def test_timeline_counts_per_second() -> None:
     r = results((0.1, "read", 200, "database"), (0.9, "read", 200, "cache"),
                 (2.5, "write", 202, "queue"))

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from chaos_lab.target import RESILIENT, Say, Target
-from loadtest.traffic import TrafficProfile, TrafficResults, generate
+from loadtest.traffic import Outcome, TrafficProfile, TrafficResults, generate
 
 
 @dataclass(frozen=True)
@@ -178,17 +178,28 @@ async def verify(target: Target, spec: Experiment, settings: dict[str, str], lab
 
 def recovery_seconds(results: TrafficResults, fault_at: float) -> float | None:
     """From the fault to the last failure (0: nothing failed). None when failures go on to
-    the end of the run: the shop did not recover on its own."""
-    failures = [o.at for o in results.outcomes if o.label.endswith("_fail") and o.at >= fault_at]
+    the end of the run: the shop did not recover on its own.
+
+    A failure counts when it was observed (its start plus its latency), not when its request
+    started: a request sent just before the fault that times out because of it is the fault's.
+    Failures observed before the fault are not the fault's (the steady state says so)."""
+    failures = [_observed(o) for o in results.outcomes
+                if o.label.endswith("_fail") and _observed(o) >= fault_at]
     if not failures:
         return 0.0
-    end = max(o.at for o in results.outcomes)
+    end = max(_observed(o) for o in results.outcomes)
     last = max(failures)
     successes_after = [o for o in results.outcomes
-                       if o.at > last and not o.label.endswith("_fail")]
+                       if _observed(o) > last and not o.label.endswith("_fail")]
     if end - last < 5 and not successes_after:
         return None
-    return round(last - fault_at, 1)
+    # at least 0.1 s: something failed, and the table must not say "0 s" for it
+    return max(0.1, round(last - fault_at, 1))
+
+
+def _observed(outcome: Outcome) -> float:
+    """Seconds from the start of the traffic to the answer (or the timeout, or the error)."""
+    return outcome.at + outcome.latency_ms / 1000
 
 
 def timeline(results: TrafficResults) -> list[dict[str, int]]:
