@@ -173,9 +173,18 @@ def health_router(service: str) -> APIRouter:
                  **extra},
                 status_code=503,
             )
+        if not endpoint.ready.is_set():
+            # Connected, but the schema is not in place (e.g. the writer endpoint leads to a
+            # read-only standby, where migrations cannot run): not ready to serve.
+            return JSONResponse(
+                {"status": "unhealthy", "database": "connected", "latency_ms": latency_ms,
+                 "schema_ready": False, "error": "schema not ready", "served_by": SERVED_BY,
+                 **extra},
+                status_code=503,
+            )
         return JSONResponse(
             {"status": "healthy", "database": "connected", "latency_ms": latency_ms,
-             "schema_ready": endpoint.ready.is_set(), "served_by": SERVED_BY, **extra}
+             "schema_ready": True, "served_by": SERVED_BY, **extra}
         )
 
     @router.get("/metrics", include_in_schema=False)
