@@ -98,19 +98,41 @@ def envs(log: Path) -> list[dict[str, str]]:
     return [json.loads(line)["env"] for line in log.read_text().splitlines()]
 
 
+class Shop(BaseHTTPRequestHandler):
+    """The services' deep health and the entry once they are up: 200, except an order
+    lookup (the orders service's own 404, JSON). While ``entry_gaps`` is above zero the entry
+    answers nginx's 502 page instead, as it does until it resolves recreated containers."""
+
+    entry_gaps = 0
+    entry_requests = 0
+
+    def do_GET(self) -> None:
+        if self.path.startswith(("/products", "/orders")):
+            type(self).entry_requests += 1
+            if type(self).entry_gaps > 0:
+                type(self).entry_gaps -= 1
+                self._answer(502, "text/html", b"<html>502 Bad Gateway</html>")
+                return
+        if self.path.startswith("/orders/"):
+            self._answer(404, "application/json", b'{"error": "order not found"}')
+        else:
+            self._answer(200, "application/json", b'{"status": "healthy"}')
+
+    def _answer(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
 @pytest.fixture
 def healthy_port() -> Iterator[int]:
-    """Answers 200 to everything: the services' deep health once they are up."""
-    class Healthy(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b'{"status": "healthy"}')
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Healthy)
+    Shop.entry_gaps = Shop.entry_requests = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Shop)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
     thread.start()
@@ -121,7 +143,7 @@ def healthy_port() -> Iterator[int]:
 
 @pytest.fixture
 def target(healthy_port: int) -> ComposeTarget:
-    ports = ComposePorts(catalog=healthy_port, orders=healthy_port)
+    ports = ComposePorts(entry=healthy_port, catalog=healthy_port, orders=healthy_port)
     return ComposeTarget(ROOT, ports=ports, ready_timeout=5, command_timeout=10)
 
 
@@ -145,6 +167,29 @@ async def test_apply_without_degradation_runs_no_worker(docker: Path,
     ]
     shop_env = {k: v for k, v in envs(docker)[0].items() if k.startswith("SHOP_")}
     assert shop_env == FRAGILE_FAILOVER
+
+
+async def test_apply_waits_until_the_shop_answers_through_the_entry(
+        docker: Path, target: ComposeTarget) -> None:
+    Shop.entry_gaps = 4  # nginx has not found the recreated containers yet
+    said: list[str] = []
+
+    await target.apply(dict(RESILIENT), said.append)
+
+    assert Shop.entry_gaps == 0
+    # past the gaps, both routes answered three rounds in a row
+    assert Shop.entry_requests >= 4 + 6
+    assert said[-1] == "compose: the shop answers through the entry"
+
+
+async def test_apply_says_so_when_the_entry_never_answers(
+        docker: Path, healthy_port: int) -> None:
+    Shop.entry_gaps = 10**6
+    target = ComposeTarget(ROOT, ports=ComposePorts(entry=healthy_port, catalog=healthy_port,
+                                                    orders=healthy_port), ready_timeout=1.5)
+
+    with pytest.raises(LabError, match="the shop through the entry"):
+        await target.apply(dict(RESILIENT), lambda _: None)
 
 
 async def test_apply_refuses_a_setting_compose_does_not_pass(docker: Path,
@@ -241,8 +286,8 @@ async def test_a_failing_docker_is_a_lab_error_with_its_stderr(
 async def test_a_hanging_docker_is_a_lab_error(docker: Path, healthy_port: int,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_SLEEP", "5")
-    target = ComposeTarget(ROOT, ports=ComposePorts(catalog=healthy_port, orders=healthy_port),
-                           command_timeout=0.5)
+    target = ComposeTarget(ROOT, ports=ComposePorts(entry=healthy_port, catalog=healthy_port,
+                                                    orders=healthy_port), command_timeout=0.5)
 
     with pytest.raises(LabError, match="did not finish within"):
         await target.restore("db-outage", lambda _: None)

@@ -2,7 +2,8 @@
 as the local lab, with the faults made through ``docker compose`` commands.
 
 - settings: ``docker compose up -d --force-recreate`` of the shop's three services with the
-  ``SHOP_*`` switches in the environment (the compose file interpolates them);
+  ``SHOP_*`` switches in the environment (the compose file interpolates them), then a wait
+  until both APIs are ready and the shop answers through nginx;
 - failover: ``docker compose kill`` the writer node, promote its peer (``pg_promote``), point
   PgBouncer's two endpoints at it (deploy/compose/pgbouncer/route.sh, then SIGHUP);
   restore: start the old writer again, which rejoins as a replica of the new one
@@ -21,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import asyncpg
+import httpx
 
 from chaos_lab.aws import ShopResources, client, purge, queue_depth
 from chaos_lab.lab import get_ok
@@ -41,6 +44,7 @@ PASSED_THROUGH = ("SHOP_ENABLE_PROXY", "SHOP_ENABLE_DEGRADATION", "SHOP_LOG_LEVE
 ENDPOINTS = ("shop", "shop_reader")  # PgBouncer's writer and reader databases
 ROUTE = "/etc/chaos-shop/pgbouncer/route.sh"
 PREFIX = "chaos-shop"  # the AWS resources' names (deploy/compose/aws-init)
+NO_ORDER = "00000000-0000-0000-0000-000000000000"  # looked up to see the orders route answer
 
 
 class ToolMissing(LabError):
@@ -191,6 +195,30 @@ class ComposeTarget(WriterChecks):
         # Ready means the schema is in place: the first deep health check that passes.
         for url in self.health_urls[1:]:
             wait_until(partial(get_ok, url), url, self.ready_timeout, interval=1)
+        # ... and that the shop answers through the entry: nginx finds the recreated
+        # containers by asking Docker's DNS again, which takes it a moment.
+        wait_until(self.entry_answers, f"the shop through the entry {self.entry_url}",
+                   self.ready_timeout, interval=0.5)
+        say("compose: the shop answers through the entry")
+
+    def entry_answers(self, rounds: int = 3) -> bool:
+        """Both routes of the entry answer from their service, ``rounds`` times in a row: the
+        catalog lists the products (200), the orders service looks up an order that does not
+        exist (its own 404, JSON, not nginx's 502 page)."""
+        try:
+            with httpx.Client(base_url=self.entry_url, timeout=2) as http:
+                for round_ in range(rounds):
+                    if round_:
+                        time.sleep(0.2)
+                    if http.get("/products").status_code != 200:
+                        return False
+                    lookup = http.get(f"/orders/{NO_ORDER}")
+                    if lookup.status_code != 404 or not lookup.headers.get(
+                            "content-type", "").startswith("application/json"):
+                        return False
+        except httpx.HTTPError:
+            return False
+        return True
 
     async def reset(self) -> None:
         dsn = await self._writer_dsn()
