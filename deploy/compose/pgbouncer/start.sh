@@ -1,14 +1,47 @@
 #!/bin/sh
 # The pgbouncer container's entrypoint: the user list from the environment (no password in
 # the repository), the endpoints' routes, then pgbouncer in the foreground.
+#
+# The routes follow the nodes' roles, asked of the nodes themselves: after a failover the
+# nodes keep their names while their roles swap, so `docker compose down && up` after an odd
+# number of failovers has `postgres-replica` as the writer. The writer endpoint goes to
+# whichever of WRITER_HOST and READER_HOST is not in recovery (WRITER_HOST first), the reader
+# endpoint to the other one; without a writer within ROUTE_WAIT_SECONDS, no start at all.
 set -eu
-: "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}"
+if [ -z "${POSTGRES_PASSWORD:-}" ]; then
+    echo "pgbouncer: POSTGRES_PASSWORD is not set: export it before docker compose up" >&2
+    exit 1
+fi
 HERE=$(dirname "$0")
 RUN_DIR="${PGBOUNCER_RUN_DIR:-/tmp/pgbouncer}"
+FIRST="${WRITER_HOST:-postgres}"
+SECOND="${READER_HOST:-postgres-replica}"
+WAIT="${ROUTE_WAIT_SECONDS:-60}"
 umask 077
 mkdir -p "$RUN_DIR"
 # userlist.txt quotes with double quotes; a double quote inside is doubled.
 password=$(printf '%s' "$POSTGRES_PASSWORD" | sed 's/"/""/g')
 printf '"shop" "%s"\n"pgbouncer" "%s"\n' "$password" "$password" > "$RUN_DIR/userlist.txt"
-sh "$HERE/route.sh" "${WRITER_HOST:-postgres}" "${READER_HOST:-postgres-replica}"
+
+is_writer() {  # the node answers, and is not in recovery
+    [ "$(PGPASSWORD="$POSTGRES_PASSWORD" PGCONNECT_TIMEOUT=3 psql -h "$1" -p 5432 -U postgres \
+        -d postgres -XAtqc 'SELECT NOT pg_is_in_recovery()' 2>/dev/null)" = t ]
+}
+
+waited=0
+while :; do
+    if is_writer "$FIRST"; then
+        writer=$FIRST reader=$SECOND
+        break
+    elif is_writer "$SECOND"; then
+        writer=$SECOND reader=$FIRST
+        break
+    elif [ "$waited" -ge "$WAIT" ]; then
+        echo "pgbouncer: neither $FIRST nor $SECOND is a writer after ${WAIT}s: not starting" >&2
+        exit 1
+    fi
+    sleep 1
+    waited=$((waited + 1))
+done
+sh "$HERE/route.sh" "$writer" "$reader"
 exec pgbouncer "${PGBOUNCER_INI:-$HERE/pgbouncer.ini}"

@@ -10,7 +10,13 @@
 #     by the image (initdb + initdb/*.sh), an empty NODE_ROLE=replica waits for a writer.
 set -euo pipefail
 
-: "${PEER_HOST:?set PEER_HOST}" "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}"
+: "${PEER_HOST:?set PEER_HOST}"
+# docker-compose.yml passes an empty password when none is exported (so that ps, logs and
+# down work without it); the database itself refuses to start without one.
+if [ -z "${POSTGRES_PASSWORD:-}" ]; then
+    echo "node: POSTGRES_PASSWORD is not set: export it before docker compose up" >&2
+    exit 1
+fi
 ROLE="${NODE_ROLE:-primary}"
 PGDATA="${PGDATA:-/var/lib/postgresql/data}"
 export PGPASSWORD="$POSTGRES_PASSWORD" PGCONNECT_TIMEOUT=3
