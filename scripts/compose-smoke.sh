@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# The compose smoke test: the whole shop as containers (docker-compose.yml), both experiments
+# against it with the resilient settings, their verdicts required, and the stack always torn
+# down (volumes too), whatever happened.
+#
+#   bash scripts/compose-smoke.sh                          # exit 0: every verdict held
+#   bash scripts/compose-smoke.sh --skip-if-unavailable    # CI: exit 0 with a message when no
+#                                                          # Docker engine can be had here
+#
+# 1. up: with a Docker engine that reaches a registry, plain `docker compose up -d --build
+#    --wait`; without one (as root), ../shared/tools/compose-standins/up, which installs
+#    Debian's Docker, builds local stand-ins for the upstream images and brings the stack up
+#    (COMPOSE_SMOKE_MODE=plain|standins forces either);
+# 2. `chaos-shop experiment run failover --target compose --preset short`;
+# 3. down and up again without -v: after that (odd) failover the nodes have swapped roles, and
+#    PgBouncer must route writes to the new writer: an order must be confirmed (201);
+# 4. `chaos-shop experiment run db-outage --target compose --preset short`.
+# A verdict (result.json, the AFTER run) holds with no failed request, no lost order, the
+# steady state before, healthy after, stock consistent. Timings are printed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+STANDINS=${COMPOSE_STANDINS:-$ROOT/../shared/tools/compose-standins/up}
+STANDINS_WORK=${WORK:-/tmp/compose-standins}  # where that tool keeps dockerd's pid
+MODE=${COMPOSE_SMOKE_MODE:-auto}
+SKIP_IF_UNAVAILABLE=false
+[ "${1:-}" = --skip-if-unavailable ] && SKIP_IF_UNAVAILABLE=true
+REPORTS=$ROOT/reports/compose-smoke/$(date +%Y%m%d-%H%M%S)
+T0=$(date +%s)
+TIMINGS=()
+say() { echo "[compose-smoke $(date +%T)] $*"; }
+timed() {  # timed LABEL COMMAND...: run it, remember how long it took
+    local label=$1 start=$SECONDS
+    shift
+    "$@"
+    TIMINGS+=("$(printf '%-28s %4ss' "$label" $((SECONDS - start)))")
+}
+
+engine_up() { docker info >/dev/null 2>&1; }
+standins_usable() { [ -x "$STANDINS" ] && [ "$(id -u)" = 0 ]; }
+
+# Where the stack can come from ----------------------------------------------------------------
+ENGINE_BEFORE=false
+engine_up && ENGINE_BEFORE=true
+if [ "$MODE" = auto ]; then
+    if $ENGINE_BEFORE && timeout 300 docker compose pull --ignore-buildable -q >/dev/null 2>&1; then
+        MODE=plain
+    elif standins_usable; then
+        MODE=standins
+    elif $ENGINE_BEFORE; then
+        say "the Docker engine reaches no registry, and there is no $STANDINS to run as root"
+        exit 1
+    else
+        message="no Docker engine here, and no $STANDINS (run as root) to start one"
+        if $SKIP_IF_UNAVAILABLE; then
+            say "SKIPPED: $message"
+            exit 0
+        fi
+        say "$message"
+        exit 2
+    fi
+fi
+if $ENGINE_BEFORE && [ -n "$(docker compose ps -q 2>/dev/null)" ]; then
+    say "a chaos-shop stack is running already; the smoke brings up and removes its own" \
+        "(volumes included): take yours down first (docker compose down)"
+    exit 1
+fi
+say "mode: $MODE; reports under ${REPORTS#"$ROOT"/}"
+
+teardown() {
+    local code=$? start=$SECONDS
+    trap - EXIT INT TERM
+    set +e
+    say "teardown (exit $code so far)"
+    if engine_up; then
+        docker compose --profile load down -v --timeout 20 >/dev/null 2>&1 \
+            || say "docker compose down failed"
+    fi
+    # dockerd goes too when the stand-in tool started it for this run
+    if [ "$MODE" = standins ] && ! $ENGINE_BEFORE && [ -f "$STANDINS_WORK/dockerd.pid" ]; then
+        pid=$(cat "$STANDINS_WORK/dockerd.pid")
+        kill "$pid" 2>/dev/null
+        for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+        rm -f "$STANDINS_WORK/dockerd.pid"
+        say "dockerd ($pid) stopped"
+    fi
+    TIMINGS+=("$(printf '%-28s %4ss' teardown $((SECONDS - start)))")
+    echo
+    say "timings"
+    printf '   %s\n' "${TIMINGS[@]}"
+    printf '   %-28s %4ss\n' total $(($(date +%s) - T0))
+    if [ "$code" = 0 ]; then say "PASSED"; else say "FAILED"; fi
+    exit "$code"
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+# The project, the host's psql (PgBouncer's admin console) -------------------------------------
+timed "set-up (.venv, psql)" bash scripts/setup.sh
+CHAOS=$ROOT/.venv/bin/chaos-shop
+PY=$ROOT/.venv/bin/python
+
+# 1. up ---------------------------------------------------------------------------------------
+export POSTGRES_PASSWORD=${POSTGRES_PASSWORD:-$($PY -c 'import secrets; print(secrets.token_hex(16))')}
+up_plain() { docker compose up -d --build --wait --wait-timeout 300; }
+up_standins() { "$STANDINS" "$ROOT"; }
+say "1. up ($MODE)"
+timed "up ($MODE)" "up_$MODE"
+docker compose ps --format '   {{.Service}}: {{.Status}}'
+
+# The verdict of one experiment: its AFTER run in result.json -----------------------------------
+verdict() {  # verdict NAME: the experiment's report folder holds one result.json
+    local result
+    result=$(find "$REPORTS/$1" -name result.json | head -1)
+    [ -n "$result" ] || { say "$1: no result.json under $REPORTS/$1"; return 1; }
+    "$PY" - "$1" "$result" <<'PY'
+import json
+import sys
+
+name, path = sys.argv[1], sys.argv[2]
+after = next(run for run in json.load(open(path)) if run["label"] == "AFTER")
+counts = after["counts"]
+checks = {
+    "failed requests": counts["read_fail"] + counts["write_fail"] == 0,
+    "unexpected order answers": counts["write_other"] == 0,
+    "lost orders": after["lost"] == 0,
+    "steady state before": after["steady_before"],
+    "healthy after": after["healthy_after"],
+    "stock consistent": after["stock_consistent"] is not False,
+}
+print(f"VERDICT {name}: reads ok={counts['read_ok']} cache={counts['read_cache']} "
+      f"fail={counts['read_fail']}; writes 201={counts['write_ok']} "
+      f"202={counts['write_queued']} 409={counts['write_409']} fail={counts['write_fail']}; "
+      f"lost {after['lost']} of {after['accepted']}; fault to last failure "
+      f"{after['recovery_seconds']} s; {path}")
+broken = [what for what, held in checks.items() if not held]
+print(f"VERDICT {name}: " + ("HELD" if not broken else "BROKEN: " + ", ".join(broken)))
+sys.exit(1 if broken else 0)
+PY
+}
+
+experiment() {  # experiment NAME: run it against compose, then require its verdict
+    "$CHAOS" experiment run "$1" --target compose --preset short --report-dir "$REPORTS/$1"
+    verdict "$1"
+}
+
+# 2. failover ---------------------------------------------------------------------------------
+say "2. failover"
+timed "experiment failover" experiment failover
+
+# 3. down and up after an odd number of failovers -----------------------------------------------
+restart_and_order() {
+    docker compose down --timeout 20
+    docker compose up -d --wait --wait-timeout 300
+    docker compose logs pgbouncer | grep 'route.sh:' | tail -1
+    local deadline=$((SECONDS + 90))
+    until curl -sf -o /dev/null http://127.0.0.1:8002/health/deep; do
+        [ $SECONDS -lt $deadline ] || { say "orders: /health/deep never passed"; \
+            curl -s http://127.0.0.1:8002/health/deep; echo; return 1; }
+        sleep 1
+    done
+    local answer
+    answer=$(curl -s -w ' %{http_code}' -X POST -H 'Content-Type: application/json' \
+        -d '{"product_id":1,"quantity":1}' http://127.0.0.1:8080/orders || true)
+    echo "   POST /orders -> $answer"
+    [ "${answer##* }" = 201 ] || { say "the order was not confirmed at once (201)"; return 1; }
+}
+say "3. down and up again (the roles have swapped): writes still confirmed"
+timed "down + up + order (201)" restart_and_order
+
+# 4. db-outage --------------------------------------------------------------------------------
+say "4. db-outage"
+timed "experiment db-outage" experiment db-outage
