@@ -1,5 +1,6 @@
 """The catalog's HTTP contract against a real PostgreSQL."""
 
+import asyncio
 from types import SimpleNamespace
 
 import asyncpg
@@ -108,13 +109,13 @@ async def test_fresh_list_is_answered_before_the_app_and_a_stale_one_is_not() ->
         return sent
 
     fresh = RecentList(max_age=30)
-    await fresh.refresh(encoded)
+    await fresh.refresh(encoded, deadline=asyncio.get_running_loop().time() + 5)
     answered = await get(fresh)
     assert reached == []
     assert answered[0]["status"] == 200 and answered[1]["body"] == b'{"products":[]}'
     assert dict(answered[0]["headers"])[b"age"] == b"0"
     await get(fresh, "/products/1")
     stale = RecentList(max_age=0)
-    await stale.refresh(encoded)
+    await stale.refresh(encoded, deadline=asyncio.get_running_loop().time() + 5)
     assert (await get(stale))[0]["status"] == 204
     assert reached == ["/products/1", "/products"]

@@ -202,9 +202,9 @@ async def test_queue_unreachable_is_503_never_202(moto_url: str, aws: ShopResour
     assert response.json() == {"error": "database unavailable, order queue unreachable"}
     assert unknown.status_code == 503  # the database is out: unknown, not "not found"
     # The pending status written beside the failed send was withdrawn.
+    order_id = str(order_id_for("never-queued", 2, 1))
     status = client("dynamodb", moto_url).get_item(
-        TableName=aws.status_table, Key={"order_id": {"S": str(order_id_for("never-queued"))}},
-        ConsistentRead=True)
+        TableName=aws.status_table, Key={"order_id": {"S": order_id}}, ConsistentRead=True)
     assert "Item" not in status
 
 

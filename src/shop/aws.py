@@ -20,10 +20,10 @@ from typing import Any
 
 import aioboto3
 from aiobotocore.config import AioConfig
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from shop.errors import FallbackUnavailable
-from shop.metrics import CACHE_READS, CACHE_REFRESHES, FALLBACKS
+from shop.errors import FallbackUnavailable, IdempotencyKeyReused
+from shop.metrics import CACHE_READS, CACHE_REFRESHES, FALLBACKS, OUTBOX_ORDERS
 from shop.orders import Order
 from shop.settings import Settings
 
@@ -32,26 +32,75 @@ log = logging.getLogger(__name__)
 AWS_ERRORS = (BotoCoreError, ClientError, OSError, asyncio.TimeoutError)
 MAX_PRODUCT_ID = 2**31 - 1
 MAX_QUANTITY = 100
+MAX_IDEMPOTENCY_KEY = 200
+# Connections a client keeps; the order buffer never has more calls in flight than this, so
+# a call that got a slot is on the wire (see AwsCalls).
+POOL_CONNECTIONS = 10
 
 
-def client_config(settings: Settings, long_poll_seconds: float = 0) -> AioConfig:
+def client_config(settings: Settings, long_poll_seconds: float = 0,
+                  attempts: int = 2) -> AioConfig:
     """Every AWS call is bounded: connect and read timeouts, one retry at most (the
     Builders' Library rule: retry at one layer only, and the caller already has a fallback).
     A client that long-polls waits that long on top of the read timeout."""
     return AioConfig(
         connect_timeout=settings.aws_timeout,
         read_timeout=settings.aws_timeout + long_poll_seconds,
-        retries={"max_attempts": 2, "mode": "standard"},
+        retries={"max_attempts": attempts, "mode": "standard"},
+        max_pool_connections=POOL_CONNECTIONS,
     )
 
 
 async def open_clients(stack: AsyncExitStack, settings: Settings, *names: str,
-                       long_poll_seconds: float = 0) -> list[Any]:
+                       long_poll_seconds: float = 0, attempts: int = 2) -> list[Any]:
     """aioboto3 clients for the process's lifetime (closed with ``stack``)."""
     session = aioboto3.Session()
-    config = client_config(settings, long_poll_seconds)
+    config = client_config(settings, long_poll_seconds, attempts)
     return [await stack.enter_async_context(session.client(name, config=config))
             for name in names]
+
+
+class NotSent(Exception):
+    """No slot for the call before the deadline: it never left this process."""
+
+
+class AwsCalls:
+    """One client's calls under a caller's deadline, so that a failure tells whether the
+    request may have reached AWS: an order may only be refused (503) when it did not.
+
+    aiobotocore bounds connecting and reading, not the wait for one of its pooled
+    connections: with AWS hung, calls queued there without limit. Here at most
+    ``POOL_CONNECTIONS`` calls are in flight; one that cannot get a slot by the deadline
+    raises ``NotSent``, one that got a slot runs under ``asyncio.timeout_at(deadline)``.
+    Use it with a client made with ``attempts=1``: a retry inside botocore would hide that an
+    earlier attempt was sent.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._slots = asyncio.Semaphore(POOL_CONNECTIONS)
+
+    async def __call__(self, method: str, deadline: float | None, **kwargs: Any) -> Any:
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._slots.acquire()
+        except TimeoutError as exc:
+            raise NotSent(f"{method}: no connection free before the deadline") from exc
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await getattr(self.client, method)(**kwargs)
+        finally:
+            self._slots.release()
+
+
+def may_have_arrived(exc: BaseException) -> bool:
+    """Could the call that raised ``exc`` have been carried out by AWS? Only no connection,
+    no slot, or an answer of 4xx (the request was refused) say surely not."""
+    if isinstance(exc, NotSent | EndpointConnectionError):  # ConnectTimeoutError is one too
+        return False
+    if isinstance(exc, ClientError):
+        return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)) >= 500
+    return True
 
 
 class UnprocessedWrites(BotoCoreError):  # type: ignore[misc]
@@ -122,39 +171,43 @@ class ProductCache:
             for p in products
         ])
 
-    async def read_all(self) -> tuple[list[dict[str, Any]], float | None]:
+    async def read_all(self, deadline: float | None = None,
+                       ) -> tuple[list[dict[str, Any]], float | None]:
         """All cached products, and the age of the oldest copy in seconds."""
-        snapshot = await self._snapshot()
+        snapshot = await self._snapshot(deadline)
         if not snapshot:
             return [], None
         oldest = min(p["cached_at"] for p in snapshot)
         return [_public(p) for p in snapshot], round(time.time() - oldest, 1)
 
-    async def _snapshot(self) -> list[dict[str, Any]]:
+    async def _snapshot(self, deadline: float | None) -> list[dict[str, Any]]:
         """The table, memoised for a second and scanned by one caller at a time: while the
         breaker is open every read lands here, and one scan a second is plenty for a copy that
-        changes only when the database is back. When DynamoDB does not answer either, the copy
-        last read stays in use (its age keeps growing in the answers); with none, it raises.
+        changes only when the database is back. While a scan is under way the others answer
+        with the copy last read rather than wait for it; when DynamoDB does not answer either,
+        that copy stays in use (its age keeps growing in the answers); with none, it raises.
         """
         if (memo := self._fresh_memo()) is not None:
             return memo
-        async with self._scan_lock:
-            if (memo := self._fresh_memo()) is not None:
-                return memo  # another caller scanned while this one waited
-            try:
-                items = await self._scan()
-            except AWS_ERRORS as exc:
-                if self._memo is None:
-                    raise
-                log.warning("catalog cache unreachable (%s): serving the copy read %.0f s ago",
-                            exc, time.monotonic() - self._memo[0])
-                CACHE_READS.labels(outcome="stale").inc()
-                self._memo = (time.monotonic(), self._memo[1])  # try DynamoDB again in 1 s
-                return self._memo[1]
-            CACHE_READS.labels(outcome="ok").inc()
-            self._memo = (time.monotonic(),
-                          sorted((self._product(i) for i in items), key=lambda p: p["id"]))
+        if self._memo is not None and self._scan_lock.locked():
             return self._memo[1]
+        try:
+            async with asyncio.timeout_at(deadline), self._scan_lock:
+                if (memo := self._fresh_memo()) is not None:
+                    return memo  # another caller scanned while this one waited
+                items = await self._scan()
+        except AWS_ERRORS as exc:
+            if self._memo is None:
+                raise
+            log.warning("catalog cache unreachable (%s): serving the copy read %.0f s ago",
+                        exc, time.monotonic() - self._memo[0])
+            CACHE_READS.labels(outcome="stale").inc()
+            self._memo = (time.monotonic(), self._memo[1])  # try DynamoDB again in 1 s
+            return self._memo[1]
+        CACHE_READS.labels(outcome="ok").inc()
+        self._memo = (time.monotonic(),
+                      sorted((self._product(i) for i in items), key=lambda p: p["id"]))
+        return self._memo[1]
 
     def _fresh_memo(self) -> list[dict[str, Any]] | None:
         if self._memo is not None and time.monotonic() - self._memo[0] <= 1.0:
@@ -191,31 +244,39 @@ class ProductCache:
 
 @dataclass(frozen=True)
 class QueuedOrder:
-    """The SQS message body of a buffered order."""
+    """The SQS message body of a buffered order: the request itself, its Idempotency-Key
+    included, so that the worker refuses a reused key with another body as the API does."""
 
     order_id: uuid.UUID
     product_id: int
     quantity: int
+    idempotency_key: str | None = None
 
     def body(self) -> str:
-        return json.dumps({"order_id": str(self.order_id), "product_id": self.product_id,
-                           "quantity": self.quantity})
+        data: dict[str, Any] = {"order_id": str(self.order_id), "product_id": self.product_id,
+                                "quantity": self.quantity}
+        if self.idempotency_key is not None:
+            data["idempotency_key"] = self.idempotency_key
+        return json.dumps(data)
 
     @classmethod
     def parse(cls, body: str) -> QueuedOrder:
         """Raises ValueError (or KeyError, TypeError) for a message that can never succeed."""
         data = json.loads(body)
         product_id, quantity = data["product_id"], data["quantity"]
+        key = data.get("idempotency_key")
         # The API's bounds (a product id is a PostgreSQL integer): outside them, never.
         if not (type(product_id) is int and 0 < product_id <= MAX_PRODUCT_ID
-                and type(quantity) is int and 0 < quantity <= MAX_QUANTITY):
-            raise ValueError(f"bad product_id or quantity in {body[:200]!r}")
-        return cls(uuid.UUID(data["order_id"]), product_id, quantity)
+                and type(quantity) is int and 0 < quantity <= MAX_QUANTITY
+                and (key is None or (type(key) is str and 0 < len(key) <= MAX_IDEMPOTENCY_KEY))):
+            raise ValueError(f"bad product_id, quantity or idempotency_key in {body[:200]!r}")
+        return cls(uuid.UUID(data["order_id"]), product_id, quantity, key)
 
 
 def _status_item(order_id: uuid.UUID, product_id: int, quantity: int, status: str,
-                 reason: str | None = None) -> dict[str, Any]:
-    return {
+                 reason: str | None = None, idempotency_key: str | None = None,
+                 ) -> dict[str, Any]:
+    item = {
         "order_id": {"S": str(order_id)},
         "product_id": {"N": str(product_id)},
         "quantity": {"N": str(quantity)},
@@ -223,42 +284,152 @@ def _status_item(order_id: uuid.UUID, product_id: int, quantity: int, status: st
         "reason": {"S": reason or ""},
         "updated_at": {"N": str(round(time.time(), 3))},
     }
+    if idempotency_key is not None:
+        item["idempotency_key"] = {"S": idempotency_key}
+    return item
+
+
+def _key_item(order: QueuedOrder) -> dict[str, Any]:
+    """An Idempotency-Key's record in the status table (no UUID starts with "key#"): which
+    order the key was first used for."""
+    return {"order_id": {"S": f"key#{order.idempotency_key}"},
+            "order_ref": {"S": str(order.order_id)}}
+
+
+class EnqueueUnknown(Exception):
+    """The order may or may not be on the queue (the call timed out, or its connection broke
+    after the request went out)."""
+
+
+_PENDING_TASKS: set[asyncio.Future[Any]] = set()  # fire-and-forget clean-ups, kept alive
+
+
+class Outbox:
+    """Orders answered 202 whose enqueue had an unknown outcome: sent again from memory until
+    the queue takes a copy. A duplicate is harmless (place_order replays by id), so a copy
+    that did arrive meanwhile is still applied once.
+
+    Memory is not durable: a process that dies holding orders loses those that never reached
+    the queue. That takes the database and AWS out together and then that process dying; each
+    held order is logged when it comes and when it goes, and counted in
+    ``shop_outbox_orders``."""
+
+    def __init__(self, buffer: OrderBuffer, max_orders: int, retry_seconds: float) -> None:
+        self.buffer = buffer
+        self.max_orders = max_orders
+        self.retry_seconds = retry_seconds
+        self._held: dict[uuid.UUID, QueuedOrder] = {}
+        self._wake = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def full(self) -> bool:
+        return len(self._held) >= self.max_orders
+
+    def get(self, order_id: uuid.UUID) -> QueuedOrder | None:
+        return self._held.get(order_id)
+
+    def held_ids(self) -> list[uuid.UUID]:
+        return list(self._held)
+
+    def hold(self, order: QueuedOrder) -> None:
+        self._held[order.order_id] = order
+        OUTBOX_ORDERS.set(len(self._held))
+        log.warning("order %s held in the outbox (%d held): sent again until the queue "
+                    "takes it", order.order_id, len(self._held))
+        self._wake.set()
+
+    async def keep_sending(self) -> None:
+        """Background task: a pass over the held orders every ``retry_seconds`` (doubling,
+        up to 30 s, while nothing gets through)."""
+        delay = self.retry_seconds
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(delay)
+            sent = await self.flush()
+            if not self._held:
+                self._wake.clear()
+            delay = self.retry_seconds if sent or not self._held else min(delay * 2, 30.0)
+
+    async def flush(self) -> int:
+        """Send what is held, in order, until one fails; returns how many went."""
+        sent = 0
+        for order in list(self._held.values()):
+            try:
+                await self.buffer.resend(order)
+            except Exception as exc:  # the queue is still out: the rest wait for next time
+                log.info("outbox: %d orders still held: %s: %s", len(self._held),
+                         type(exc).__name__, exc)
+                break
+            del self._held[order.order_id]
+            sent += 1
+            log.info("order %s left the outbox: queued", order.order_id)
+        OUTBOX_ORDERS.set(len(self._held))
+        return sent
 
 
 class OrderBuffer:
-    """Orders that could not reach the database: on SQS, their status in DynamoDB."""
+    """Orders that could not reach the database: on SQS, their status in DynamoDB.
 
-    def __init__(self, sqs: Any, dynamodb: Any, queue_url: str, status_table: str) -> None:
+    The request path calls through ``AwsCalls`` (a deadline, and whether a failed call may
+    have arrived); ``outbox`` holds the orders whose enqueue had an unknown outcome."""
+
+    def __init__(self, sqs: Any, dynamodb: Any, queue_url: str, status_table: str,
+                 outbox_max: int = 1000, retry_seconds: float = 2.0) -> None:
         self.sqs = sqs
         self.dynamodb = dynamodb
         self.queue_url = queue_url
         self.status_table = status_table
+        self._sqs = AwsCalls(sqs)
+        self._dynamodb = AwsCalls(dynamodb)
+        self.outbox = Outbox(self, outbox_max, retry_seconds)
 
-    async def enqueue(self, order: QueuedOrder) -> None:
+    async def enqueue(self, order: QueuedOrder, deadline: float | None = None) -> None:
         """Durable before the customer hears "accepted": the pending status (so that a 202 can
-        be looked up) and the message, side by side, so the customer waits for the slower
-        of the two calls, not for both. No message, no 202: the status is withdrawn and the
-        customer gets a 503. A message whose status could not be written is still an
-        accepted order (the worker applies it and records the outcome): 202, logged and
-        counted (``shop_fallbacks_total{kind="order_status_unwritten"}``).
+        be looked up) and the message. No message, no 202: the status is withdrawn and the
+        customer gets a 503 (``FallbackUnavailable``), but only when the message surely did
+        not arrive; when it may have, ``EnqueueUnknown`` (the caller answers 202 and the outbox
+        sends it again). A message whose status could not be written is still an accepted
+        order (the worker applies it and records the outcome): 202, logged and counted
+        (``shop_fallbacks_total{kind="order_status_unwritten"}``).
 
-        The worker may decide the order before the pending status lands: the status put is
-        conditional, so it never overwrites the decision."""
-        outcomes: tuple[Any, ...] = await asyncio.gather(
-            self._put_pending(order),
-            self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=order.body()),
-            return_exceptions=True,
-        )
-        wrote, sent = outcomes
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
-                raise outcome  # cancelled: the caller goes away, nothing to answer
+        Without an Idempotency-Key the two calls go side by side (the customer waits for the
+        slower, not for both). With one, the status and the key's record are written first,
+        in one transaction: the same key with another body is refused
+        (``IdempotencyKeyReused``) before anything is sent. The worker may decide the order
+        before the pending status lands: the status put is conditional, so it never
+        overwrites the decision."""
+        if order.idempotency_key is None:
+            outcomes: tuple[Any, ...] = await asyncio.gather(
+                self._put_pending(order, deadline), self._send(order, deadline),
+                return_exceptions=True)
+            wrote, sent = outcomes
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                    raise outcome  # cancelled: the caller goes away, nothing to answer
+        else:
+            try:
+                wrote = await self._put_pending(order, deadline)
+            except IdempotencyKeyReused:
+                raise
+            except Exception as exc:
+                wrote = exc
+            sent = None
+            try:
+                await self._send(order, deadline)
+            except Exception as exc:
+                sent = exc
         if isinstance(sent, Exception):
+            if may_have_arrived(sent):
+                log.warning("order %s: enqueue outcome unknown: %s: %s", order.order_id,
+                            type(sent).__name__, sent)
+                raise EnqueueUnknown(str(sent)) from sent
             # Withdraw whatever this call may have written (a put that failed may still have
             # landed), never the status of an earlier request with the same Idempotency-Key.
             if wrote is not False:
-                await self._withdraw(order)
-            if not isinstance(sent, AWS_ERRORS):
+                self._withdraw_later(order)
+            if not isinstance(sent, (*AWS_ERRORS, NotSent)):
                 raise sent
             log.error("order %s could not be queued: %s", order.order_id, sent)
             raise FallbackUnavailable("database unavailable, order queue unreachable") from sent
@@ -267,31 +438,83 @@ class OrderBuffer:
                         order.order_id, wrote)
             FALLBACKS.labels(kind="order_status_unwritten").inc()
 
-    async def _put_pending(self, order: QueuedOrder) -> bool:
-        """False when the order already has a status (a repeated Idempotency-Key): it is left
-        as it is, pending or decided."""
+    async def _send(self, order: QueuedOrder, deadline: float | None) -> None:
+        await self._sqs("send_message", deadline, QueueUrl=self.queue_url,
+                        MessageBody=order.body())
+
+    async def _put_pending(self, order: QueuedOrder, deadline: float | None) -> bool:
+        """False when the order already has a status (a repeated request): it is left as it
+        is, pending or decided. With an Idempotency-Key, the key's record in the same
+        transaction: a key first used for another order is ``IdempotencyKeyReused``."""
+        status = {"TableName": self.status_table,
+                  "Item": _status_item(order.order_id, order.product_id, order.quantity,
+                                       "pending", idempotency_key=order.idempotency_key),
+                  "ConditionExpression": "attribute_not_exists(order_id)"}
         try:
-            await self.dynamodb.put_item(
-                TableName=self.status_table,
-                Item=_status_item(order.order_id, order.product_id, order.quantity, "pending"),
-                ConditionExpression="attribute_not_exists(order_id)",
-            )
+            if order.idempotency_key is None:
+                await self._dynamodb("put_item", deadline, **status)
+                return True
+            await self._dynamodb("transact_write_items", deadline, TransactItems=[
+                {"Put": status},
+                {"Put": {"TableName": self.status_table, "Item": _key_item(order),
+                         "ConditionExpression":
+                             "attribute_not_exists(order_id) OR order_ref = :id",
+                         "ExpressionAttributeValues": {":id": {"S": str(order.order_id)}}}},
+            ])
         except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            code = exc.response["Error"]["Code"]
+            if code == "ConditionalCheckFailedException":
+                return False
+            if code != "TransactionCanceledException":
+                raise
+            status_failed, key_failed = (
+                reason.get("Code") == "ConditionalCheckFailed"
+                for reason in exc.response.get("CancellationReasons", [{}, {}]))
+            if key_failed:
+                raise IdempotencyKeyReused() from exc
+            if not status_failed:
                 raise
             return False
         return True
 
+    async def resend(self, order: QueuedOrder) -> None:
+        """The outbox's send: the message must arrive, the status is written where it can be
+        (a key reused meanwhile is the worker's to reject and record)."""
+        wrote, sent = await asyncio.gather(self._put_pending(order, None),
+                                           self._send(order, None), return_exceptions=True)
+        if isinstance(sent, BaseException):
+            raise sent
+        if isinstance(wrote, Exception) and not isinstance(wrote, IdempotencyKeyReused):
+            log.warning("order %s queued from the outbox without its pending status: %s",
+                        order.order_id, wrote)
+
+    def _withdraw_later(self, order: QueuedOrder) -> None:
+        """The customer is answered 503 now; the withdrawal finishes on its own (bounded by
+        the client's timeouts): nobody should wait on a clean-up."""
+        task = asyncio.ensure_future(self._withdraw(order))
+        _PENDING_TASKS.add(task)
+        task.add_done_callback(_PENDING_TASKS.discard)
+
     async def _withdraw(self, order: QueuedOrder) -> None:
-        try:
-            await self.dynamodb.delete_item(
-                TableName=self.status_table, Key={"order_id": {"S": str(order.order_id)}},
-                ConditionExpression="#s = :pending",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":pending": {"S": "pending"}},
-            )
-        except AWS_ERRORS as exc:
-            log.warning("could not withdraw the status of order %s: %s", order.order_id, exc)
+        deletes = [self.dynamodb.delete_item(
+            TableName=self.status_table, Key={"order_id": {"S": str(order.order_id)}},
+            ConditionExpression="#s = :pending",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":pending": {"S": "pending"}},
+        )]
+        if order.idempotency_key is not None:
+            deletes.append(self.dynamodb.delete_item(
+                TableName=self.status_table, Key={"order_id": _key_item(order)["order_id"]},
+                ConditionExpression="order_ref = :id",
+                ExpressionAttributeValues={":id": {"S": str(order.order_id)}},
+            ))
+        for outcome in await asyncio.gather(*deletes, return_exceptions=True):
+            if isinstance(outcome, ClientError) and outcome.response["Error"]["Code"] \
+                    == "ConditionalCheckFailedException":
+                continue  # not ours to withdraw, or already gone
+            if isinstance(outcome, Exception):
+                log.warning("could not withdraw the status of order %s: %s", order.order_id,
+                            outcome)
 
     async def record(self, orders: list[Order]) -> None:
         """The worker's decisions, so that GET /orders sees them even if the database goes
@@ -302,10 +525,13 @@ class OrderBuffer:
             _status_item(o.order_id, o.product_id, o.quantity, o.status, o.reason) for o in once
         ])
 
-    async def status(self, order_id: uuid.UUID) -> Order | None:
-        response = await self.dynamodb.get_item(
-            TableName=self.status_table, Key={"order_id": {"S": str(order_id)}},
-            ConsistentRead=True,
+    async def status(self, order_id: uuid.UUID, deadline: float | None = None) -> Order | None:
+        held = self.outbox.get(order_id)
+        if held is not None:  # answered 202, not on the queue for sure yet
+            return Order(held.order_id, held.product_id, held.quantity, "pending")
+        response = await self._dynamodb(
+            "get_item", deadline, TableName=self.status_table,
+            Key={"order_id": {"S": str(order_id)}}, ConsistentRead=True,
         )
         item = response.get("Item")
         if item is None:

@@ -5,8 +5,9 @@ hands the operation a connection and returns what it returns. In the resilient m
 (``SHOP_ENABLE_PROXY=true``) that goes through an asyncpg pool with a timeout on every acquire,
 connect and statement; a connection-class error drops every pooled connection (the node behind
 the endpoint may have changed) and the operation is retried with capped exponential backoff and
-jitter until a time budget runs out. In the fragile mode it uses one persistent connection per
-process, never checked and never replaced: the way the reference lab's app failed.
+jitter until a time budget, or the request's deadline, runs out. In the fragile mode it uses one
+persistent connection per process, never checked and never replaced: the way the reference
+lab's app failed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from importlib import resources
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import asyncpg
 from tenacity import (
@@ -29,6 +30,7 @@ from tenacity import (
 
 from shop.background import run_in_background
 from shop.breaker import Breaker
+from shop.credentials import PasswordSource
 from shop.errors import DatabaseNotReady, DatabaseUnavailable
 from shop.settings import Settings
 
@@ -48,22 +50,34 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     transaction is still rolled back by the pool before this runs."""
 
 
+def is_auth_error(exc: BaseException) -> bool:
+    """The database (or the proxy) refused the credentials: SQLSTATE 28P01 or 28000. After a
+    password rotation that is what every new connection meets until the source is read again."""
+    return isinstance(exc, asyncpg.InvalidPasswordError
+                      | asyncpg.InvalidAuthorizationSpecificationError)
+
+
 def is_connection_error(exc: BaseException) -> bool:
     """True for failures of the path to the database, never for a bad query or bad data.
 
-    These are the errors a retry on a fresh connection can cure: the socket closed or reset,
-    a timeout, the server starting up or shutting down, a proxy that lost its target
-    (PgBouncer answers with SQLSTATE 08P01), too many connections, and SQLSTATE 25006 (a
-    read-only transaction: the pooled connection still points at a writer that was demoted).
+    These are the errors a retry on a fresh connection can cure, and that a breaker and a
+    fallback should handle: the socket closed or reset, a timeout, the server starting up or
+    shutting down, a proxy that lost its target (PgBouncer answers with SQLSTATE 08P01), too
+    many connections, SQLSTATE 25006 (a read-only transaction: the pooled connection still
+    points at a writer that was demoted), and refused credentials (a rotated password).
     """
     if isinstance(exc, asyncpg.DataError):  # bad arguments: an InterfaceError, not a network one
         return False
-    return isinstance(
+    return is_auth_error(exc) or isinstance(
         exc,
         OSError
         | TimeoutError
         | asyncpg.PostgresConnectionError  # SQLSTATE class 08
         | asyncpg.InterfaceError  # "connection is closed", "connection was closed in the middle"
+        # "cannot switch to state N; another operation is in progress": a connection handed
+        # back while still consuming a failed answer (seen right after a failover, behind
+        # PgBouncer). A fresh connection cures it; the pool is expired like for the others.
+        | asyncpg.InternalClientError
         | asyncpg.CannotConnectNowError  # 57P03 starting up / proxy pausing
         | asyncpg.AdminShutdownError  # 57P01
         | asyncpg.CrashShutdownError  # 57P02
@@ -86,6 +100,7 @@ class Endpoint:
         self.url = url
         self.resilient = settings.enable_proxy
         self.breaker = breaker
+        self.password = PasswordSource(settings)
         self._settings = settings
         self._pool: asyncpg.Pool | None = None
         self._connection: asyncpg.Connection | None = None  # fragile mode only
@@ -95,7 +110,8 @@ class Endpoint:
     def _connect_kwargs(self) -> dict[str, Any]:
         s = self._settings
         return {
-            "password": s.database_password,
+            # Asked of the source for every new connection; read again after a refusal.
+            "password": self.password,
             "timeout": s.db_connect_timeout,
             "command_timeout": s.db_command_timeout,
             # Behind PgBouncer (transaction pooling) or RDS Proxy a named prepared statement
@@ -126,26 +142,34 @@ class Endpoint:
             self._connection.terminate()
             self._connection = None
 
-    async def run(self, operation: Operation[T], *, wait_ready: bool = True) -> T:
+    async def run(self, operation: Operation[T], *, wait_ready: bool = True,
+                  deadline: float | None = None, detach: bool = False) -> T:
         """Run ``operation`` on a connection of this endpoint.
 
+        ``deadline`` (the event loop's clock) bounds the whole call, retries and waits for a
+        connection included. ``detach``: a write past the deadline is left to finish on its
+        own instead of being cancelled, so that its connection is never torn down in the middle
+        of a COMMIT (a commit cut short while it waits for the synchronous standby stays on the
+        writer alone); the caller gets ``DatabaseUnavailable(may_have_applied=True)``.
+
         Raises :class:`DatabaseNotReady` before the schema is in place,
-        :class:`DatabaseUnavailable` when the endpoint cannot be reached within the budget (or
-        its breaker is open). Business exceptions raised by the operation pass through.
+        :class:`DatabaseUnavailable` when the endpoint cannot be reached in time (or its
+        breaker is open). Business exceptions raised by the operation pass through.
         """
         if wait_ready and not self.ready.is_set():
             raise DatabaseNotReady(self.name)
         if not self.resilient:
             return await self._run_fragile(operation)
+        attempts = _Attempts(self, operation, deadline, detach)
         if self.breaker is None:
-            return await self._run_with_retry(operation)
-        return await self.breaker.call(lambda: self._run_with_retry(operation),
-                                       trial=lambda: self._run_single(operation))
+            return await attempts.with_retry()
+        return await self.breaker.call(attempts.with_retry, trial=attempts.single)
 
-    async def timed(self, operation: Operation[T]) -> tuple[T, float]:
+    async def timed(self, operation: Operation[T], *, deadline: float | None = None,
+                    detach: bool = False) -> tuple[T, float]:
         """``run`` plus how long it took, in milliseconds (reported as ``db_latency_ms``)."""
         started = time.perf_counter()
-        result = await self.run(operation)
+        result = await self.run(operation, deadline=deadline, detach=detach)
         return result, round((time.perf_counter() - started) * 1000, 2)
 
     async def ping(self) -> float:
@@ -153,45 +177,26 @@ class Endpoint:
         started = time.perf_counter()
         select_one: Operation[Any] = lambda conn: conn.fetchval("SELECT 1")  # noqa: E731
         if self.resilient:
-            await self._run_once(select_one)
+            await self._run_once(select_one, _Progress())
         else:
             await self._run_fragile(select_one)
         return round((time.perf_counter() - started) * 1000, 2)
 
-    async def _run_with_retry(self, operation: Operation[T]) -> T:
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(is_connection_error),
-            stop=stop_before_delay(self._settings.retry_budget_seconds),
-            wait=wait_random_exponential(multiplier=0.1, max=1.0),
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._run_once(operation)
-        except Exception as exc:
-            if is_connection_error(exc):
-                raise DatabaseUnavailable(self.name, exc) from exc
-            raise
-        raise AssertionError("unreachable: tenacity either returns or raises")
-
-    async def _run_single(self, operation: Operation[T]) -> T:
-        """One attempt, its connection errors as DatabaseUnavailable: a half-open trial."""
-        try:
-            return await self._run_once(operation)
-        except Exception as exc:
-            if is_connection_error(exc):
-                raise DatabaseUnavailable(self.name, exc) from exc
-            raise
-
-    async def _run_once(self, operation: Operation[T]) -> T:
+    async def _run_once(self, operation: Operation[T], progress: _Progress) -> T:
         assert self._pool is not None, "Endpoint.open() was not awaited"
         try:
             async with self._pool.acquire(timeout=self._settings.db_acquire_timeout) as conn:
+                progress.started = True  # from here on a write may reach the database
                 # The pool hands out a proxy that behaves as the connection it wraps.
                 return await operation(cast(asyncpg.Connection, conn))
         except Exception as exc:
-            if is_connection_error(exc):
+            if is_auth_error(exc):
+                # Pooled connections stay good (a password change does not end sessions):
+                # only new ones need the new password.
+                log.warning("%s endpoint: %s; reading the password again from %s",
+                            self.name, type(exc).__name__, self.password.describe)
+                self.password.invalidate()
+            elif is_connection_error(exc):
                 # The other pooled connections most likely lead to the same dead or demoted
                 # node: replace them all on their next acquire instead of failing on each.
                 log.warning("%s endpoint: %s: %s; resetting the pool", self.name,
@@ -206,6 +211,80 @@ class Endpoint:
             if self._connection is None:
                 self._connection = await asyncpg.connect(self.url, **self._connect_kwargs())
             return await operation(self._connection)
+
+
+class _Progress:
+    """Whether any attempt of one call got as far as running its operation."""
+
+    started = False
+
+
+class _Attempts(Generic[T]):
+    """The attempts of one ``Endpoint.run`` call, under its deadline."""
+
+    def __init__(self, endpoint: Endpoint, operation: Operation[T], deadline: float | None,
+                 detach: bool) -> None:
+        self.endpoint = endpoint
+        self.operation = operation
+        self.deadline = deadline
+        self.detach = detach
+        self.progress = _Progress()
+
+    def _unavailable(self, exc: BaseException) -> DatabaseUnavailable:
+        return DatabaseUnavailable(self.endpoint.name, exc,
+                                   may_have_applied=self.progress.started)
+
+    async def with_retry(self) -> T:
+        budget = self.endpoint._settings.retry_budget_seconds
+        if self.deadline is not None:
+            budget = min(budget, self.deadline - asyncio.get_running_loop().time())
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(is_connection_error),
+            stop=stop_before_delay(max(budget, 0)),
+            wait=wait_random_exponential(multiplier=0.1, max=1.0),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._one()
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise self._unavailable(exc) from exc
+            raise
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def single(self) -> T:
+        """One attempt, its connection errors as DatabaseUnavailable: a half-open trial."""
+        try:
+            return await self._one()
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise self._unavailable(exc) from exc
+            raise
+
+    async def _one(self) -> T:
+        attempt = self.endpoint._run_once(self.operation, self.progress)
+        if self.deadline is None:
+            return await attempt
+        if not self.detach:
+            async with asyncio.timeout_at(self.deadline):  # TimeoutError: a connection error
+                return await attempt
+        task = asyncio.ensure_future(attempt)
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                return await asyncio.shield(task)
+        except TimeoutError as exc:
+            task.add_done_callback(self._late_outcome)
+            raise self._unavailable(exc) from None
+
+    def _late_outcome(self, task: asyncio.Future[T]) -> None:
+        """A detached write ended after its caller moved on: say how (nobody else will)."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        log.info("%s endpoint: a write finished after its deadline: %s", self.endpoint.name,
+                 "ok" if exc is None else f"{type(exc).__name__}: {exc}")
 
 
 @asynccontextmanager

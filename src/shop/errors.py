@@ -35,6 +35,14 @@ class InsufficientStock(BusinessError):
     message = "insufficient stock"
 
 
+class IdempotencyKeyReused(BusinessError):
+    """The Idempotency-Key names an earlier request with another body (the IETF draft's 422):
+    the first order stands, this one is not placed."""
+
+    status_code = 422
+    message = "Idempotency-Key already used for a different request"
+
+
 class DatabaseNotReady(ShopError):
     """The schema is not in place yet (background migrations still retrying)."""
 
@@ -43,15 +51,30 @@ class DatabaseNotReady(ShopError):
 
 
 class DatabaseUnavailable(ShopError):
-    """The endpoint could not be reached within the retry budget, or its breaker is open."""
+    """The endpoint could not be reached within the retry budget or the request's deadline, or
+    its breaker is open.
+
+    ``may_have_applied``: an attempt got as far as running the operation, so a write may have
+    committed (a lost acknowledgement, a deadline passed while it still ran): its outcome is
+    unknown, and no answer may say it did not happen.
+    """
 
     status_code = 503
     message = "database unavailable"
 
-    def __init__(self, endpoint: str, cause: BaseException | None = None) -> None:
+    def __init__(self, endpoint: str, cause: BaseException | None = None, *,
+                 may_have_applied: bool = False) -> None:
         super().__init__(endpoint, cause)
         self.endpoint = endpoint
         self.cause = cause
+        self.may_have_applied = may_have_applied
+
+
+class Overloaded(ShopError):
+    """More requests in progress than the process takes on: shed at once, never queued."""
+
+    status_code = 503
+    message = "overloaded, try again shortly"
 
 
 class FallbackUnavailable(ShopError):

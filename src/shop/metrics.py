@@ -35,3 +35,10 @@ ORDERS_FAILED = Counter(
     " dead_lettered (moved by the queue's redrive policy, seen by the DLQ watcher)",
     ["reason"],
 )
+OUTBOX_ORDERS = Gauge(
+    "shop_outbox_orders",
+    "Orders answered 202 whose enqueue had an unknown outcome, held to be sent again",
+)
+SHED = Counter(
+    "shop_requests_shed_total", "Requests answered 503 at once: more in progress than the cap"
+)

@@ -1,35 +1,51 @@
 """The order transaction, written once: the orders API and the order-worker both call it.
 
 ``place_order`` is idempotent on the order id, which the caller makes before the first attempt
-(from the ``Idempotency-Key`` header when there is one). A retry after a lost commit
-acknowledgement, a queued copy of an order that also went through directly, or an SQS message
-delivered twice all find the row the first attempt wrote, and stock is decremented once.
+(from the ``Idempotency-Key`` header and the request's body when there is a key). A retry after
+a lost commit acknowledgement, a queued copy of an order that also went through directly, or an
+SQS message delivered twice all find the row the first attempt wrote, and stock is decremented
+once. The key is unique in the table: the same key with another body finds the first order's
+row under another id, and is rejected instead of replayed or placed.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import asyncpg
 
-from shop.errors import InsufficientStock, ProductNotFound
+from shop.errors import IdempotencyKeyReused, InsufficientStock, ProductNotFound
 
-OrderStatus = Literal["confirmed", "rejected", "pending"]
+# "failed" lives only in the order-status table: an order that never reached the database
+# (its message was dead-lettered).
+OrderStatus = Literal["confirmed", "rejected", "pending", "failed"]
 REASON_NO_STOCK = "insufficient stock"
 REASON_UNKNOWN_PRODUCT = "unknown product"
+REASON_KEY_REUSED = "Idempotency-Key already used for a different request"
 
-# A fixed namespace: the same Idempotency-Key always names the same order.
+# A fixed namespace: the same Idempotency-Key with the same body always names the same order.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("4f1c2b0e-6f4e-4b8e-9a57-3c1d7f0e9b21")
 
+# A COMMIT is never cancelled by the statement timeout: cancelled while it waits for the
+# synchronous standby, it stays committed on the writer alone, and a replay would then confirm
+# an order a failover can still lose. asyncpg takes no "no timeout", so: a day. The request's
+# deadline stops waiting for it instead (Endpoint.run(detach=True)), an unknown outcome.
+COMMIT_TIMEOUT_SECONDS = 24 * 3600.0
 
-def order_id_for(idempotency_key: str | None) -> uuid.UUID:
-    """The order id, made before the first attempt."""
+
+def order_id_for(idempotency_key: str | None, product_id: int, quantity: int) -> uuid.UUID:
+    """The order id, made before the first attempt: random without a key; with one, the
+    key's fingerprint together with the body's, so that the same key with another body is
+    another order id (which place_order then rejects as a reused key)."""
     if idempotency_key is None:
         return uuid.uuid4()
-    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key)
+    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, json.dumps([idempotency_key, product_id, quantity]))
 
 
 @dataclass(frozen=True)
@@ -67,27 +83,46 @@ def _order(row: asyncpg.Record | None) -> Order:
 ORDER_COLUMNS = "id, product_id, quantity, status, reason, created_at, updated_at"
 
 
+@asynccontextmanager
+async def transaction(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    """BEGIN ... COMMIT, the COMMIT never cut short by the statement timeout (see above);
+    asyncpg's own ``conn.transaction()`` commits under it."""
+    await conn.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        with suppress(Exception):  # a broken connection has nothing left to roll back
+            await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT", timeout=COMMIT_TIMEOUT_SECONDS)
+
+
 async def place_order(
-    conn: asyncpg.Connection, order_id: uuid.UUID, product_id: int, quantity: int
+    conn: asyncpg.Connection, order_id: uuid.UUID, product_id: int, quantity: int,
+    idempotency_key: str | None = None,
 ) -> Order:
     """Record the order and decrement stock atomically; replay the outcome if it exists.
 
     Returns the order, confirmed or rejected (with a reason); never raises for a business
     outcome, so that the worker can record a rejection. ``raise_for_rejection`` turns a
-    rejection into the API's 404/409.
+    rejection into the API's 404/409/422.
     """
-    async with conn.transaction():
-        # Claim the id first: a concurrent attempt with the same id waits here for this
-        # transaction, then finds the row and replays it instead of decrementing again.
+    async with transaction(conn):
+        # Claim the id (and the key) first: a concurrent attempt with the same id or key waits
+        # here for this transaction, then finds the row instead of decrementing again.
         claimed = await conn.fetchval(
-            "INSERT INTO orders (id, product_id, quantity, status)"
-            " VALUES ($1, $2, $3, 'pending')"
-            " ON CONFLICT (id) DO NOTHING RETURNING id",
-            order_id, product_id, quantity,
+            "INSERT INTO orders (id, product_id, quantity, status, idempotency_key)"
+            " VALUES ($1, $2, $3, 'pending', $4)"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            order_id, product_id, quantity, idempotency_key,
         )
         if claimed is None:
-            row = await conn.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1",
-                                      order_id)
+            row = await conn.fetchrow(
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 OR idempotency_key = $2"
+                " ORDER BY id = $1 DESC LIMIT 1", order_id, idempotency_key)
+            if row is not None and row["id"] != order_id:
+                # The key belongs to another order (another body): that one stands.
+                return Order(order_id, product_id, quantity, "rejected", REASON_KEY_REUSED)
             return _order(row)
 
         # The one conditional update that can never oversell.
@@ -115,6 +150,8 @@ def raise_for_rejection(order: Order) -> Order:
     if order.status == "rejected":
         if order.reason == REASON_UNKNOWN_PRODUCT:
             raise ProductNotFound()
+        if order.reason == REASON_KEY_REUSED:
+            raise IdempotencyKeyReused()
         raise InsufficientStock()
     return order
 

@@ -6,6 +6,7 @@ endpoint come from the standard ``AWS_*`` variables that botocore reads itself.
 """
 
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field, PostgresDsn
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,7 +18,12 @@ class Settings(BaseSettings):
     # Database endpoints. The reader defaults to the writer (a single local PostgreSQL).
     database_url: PostgresDsn = PostgresDsn("postgresql://shop:shop@localhost:5432/shop")
     database_reader_url: PostgresDsn | None = None
-    # Injected separately (ECS secrets, compose ${VAR:?}) so URLs never carry it.
+    # Where the password comes from, never from the URLs. It is read again after an
+    # authentication failure, so a rotated password costs no restart: a Secrets Manager secret
+    # (JSON with a "password" field, as RDS keeps its managed master secret), else a file,
+    # else this fixed value (compose ${VAR:?}; it cannot follow a rotation).
+    database_secret_arn: str | None = None
+    database_password_file: Path | None = None
     database_password: str | None = None
 
     log_level: str = "INFO"
@@ -31,7 +37,14 @@ class Settings(BaseSettings):
     enable_degradation: bool = True  # breakers, catalog cache, order buffer
 
     # Timeouts and budgets, seconds: no request can hang past a few seconds.
-    # Worst case for one request: the budget plus one last attempt, under the 5 s client timeout.
+    # Every request has one deadline, request_budget_seconds after it starts, under the
+    # client's 5 s: database attempts stop early enough to leave aws_timeout for the fallback,
+    # and whatever is not done by the deadline is answered (503, or 202 when an order may
+    # exist) instead of waited for.
+    request_budget_seconds: float = Field(4.0, gt=0)
+    # Requests one process works on at once; beyond that it sheds at once with 503, so an
+    # overload queues nowhere (health and metrics are never shed).
+    max_concurrent_requests: int = Field(512, ge=1)
     db_connect_timeout: float = Field(1.5, gt=0)
     db_command_timeout: float = Field(2.0, gt=0)
     db_acquire_timeout: float = Field(1.5, gt=0)
@@ -51,6 +64,10 @@ class Settings(BaseSettings):
     order_queue_url: str | None = None
     product_cache_table: str | None = None
     order_status_table: str | None = None
+    # Orders whose enqueue had an unknown outcome (answered 202) are sent again from memory
+    # until the queue takes them; beyond this many, new orders that could not be queued are
+    # refused (503) instead of held.
+    outbox_max_orders: int = Field(1000, ge=1)
     cache_refresh_seconds: float = Field(5.0, gt=0)
 
     # order-worker

@@ -3,6 +3,7 @@ answers, health routes, request metrics and the request-body limit."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -19,9 +20,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop.db import Endpoint
-from shop.errors import ShopError
-from shop.metrics import REQUEST_SECONDS, REQUESTS
-from shop.settings import Settings
+from shop.errors import Overloaded, ShopError
+from shop.metrics import REQUEST_SECONDS, REQUESTS, SHED
+from shop.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,9 @@ SERVED_BY = f"{socket.gethostname()}/{os.getpid()}"
 MAX_BODY_BYTES = 16 * 1024
 
 
-def error(status_code: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status_code)
+def error(status_code: int, message: str, headers: dict[str, str] | None = None,
+          **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status_code, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -47,29 +49,49 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("%s %s failed: %s: %s", request.method, request.url.path,
-                  type(exc).__name__, exc)
+                  type(exc).__name__, exc, exc_info=exc)
         return error(500, "internal server error")
 
 
 class RequestGuard:
-    """Pure ASGI middleware: refuses oversized bodies (413) and records request metrics."""
+    """Pure ASGI middleware: sheds what is over the concurrency cap (503 at once, with
+    Retry-After: an overload queues nowhere), refuses oversized bodies (413) and records
+    request metrics. Health checks and metrics are never shed: an orchestrator must not take
+    a busy process for a dead one."""
 
-    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY_BYTES,
+                 max_in_flight: int | None = None) -> None:
         self.app = app
         self.max_body = max_body
+        self.max_in_flight = max_in_flight  # None: SHOP_MAX_CONCURRENT_REQUESTS
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        cap = self.max_in_flight or get_settings().max_concurrent_requests
+        if self.in_flight >= cap and not scope["path"].startswith(NEVER_SHED):
+            SHED.inc()
+            await error(Overloaded.status_code, Overloaded.message,
+                        headers={"Retry-After": "1"})(scope, receive, send)
+            self._record(scope, Overloaded.status_code, started)
+            return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
             await error(413, "request body too large")(scope, receive, send)
             self._record(scope, 413, started)
             return
+        self.in_flight += 1
+        try:
+            await self._guarded(scope, receive, send, started)
+        finally:
+            self.in_flight -= 1
 
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send,
+                       started: float) -> None:
+        status = 500
         received = 0
 
         async def limited_receive() -> Message:
@@ -100,6 +122,7 @@ class RequestGuard:
         seconds.observe(time.perf_counter() - started)
 
 
+NEVER_SHED = ("/health", "/metrics")
 # Labels are bounded: a client's made-up method is "OTHER", an unknown path "unmatched".
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -144,6 +167,15 @@ async def main_endpoint(request: Request) -> Endpoint:
 
 
 EndpointDep = Annotated[Endpoint, Depends(main_endpoint)]
+
+
+async def request_deadline() -> float:
+    """When this request must be answered by (the event loop's clock): every database and AWS
+    call of the request runs under it, so the customer gets an answer, not a hang."""
+    return asyncio.get_running_loop().time() + get_settings().request_budget_seconds
+
+
+DeadlineDep = Annotated[float, Depends(request_deadline)]
 
 
 def health_router(service: str) -> APIRouter:

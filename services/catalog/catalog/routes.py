@@ -25,7 +25,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from shop.aws import AWS_ERRORS, ProductCache
 from shop.errors import DatabaseNotReady, DatabaseUnavailable, FallbackUnavailable, ProductNotFound
 from shop.metrics import FALLBACKS
-from shop.web import SERVED_BY, EndpointDep
+from shop.settings import get_settings
+from shop.web import SERVED_BY, DeadlineDep, EndpointDep
 
 router = APIRouter(prefix="/products", tags=["products"])
 
@@ -62,10 +63,12 @@ class RecentList:
     def fresh(self) -> bool:
         return time.monotonic() - self.read_at < self.max_age
 
-    async def refresh(self, read: Callable[[], Awaitable[bytes]]) -> None:
+    async def refresh(self, read: Callable[[], Awaitable[bytes]], deadline: float) -> None:
+        """Raises TimeoutError at ``deadline``; the shared read goes on for the others."""
         if self._reading is None:
             self._reading = asyncio.ensure_future(self._read(read))
-        await asyncio.shield(self._reading)
+        async with asyncio.timeout_at(deadline):
+            await asyncio.shield(self._reading)
 
     async def _read(self, read: Callable[[], Awaitable[bytes]]) -> None:
         try:
@@ -117,11 +120,18 @@ async def recent_list(request: Request) -> RecentList:
 RecentDep = Annotated[RecentList, Depends(recent_list)]
 
 
+def reader_deadline(deadline: float, cache: ProductCache | None) -> float:
+    """With a fallback, the database gets the budget minus what the cache read needs."""
+    return deadline - (get_settings().aws_timeout if cache is not None else 0.0)
+
+
 @router.get("", response_model=None)
-async def list_products(reader: EndpointDep, cache: CacheDep,
-                        recent: RecentDep) -> Response | dict[str, Any]:
+async def list_products(reader: EndpointDep, cache: CacheDep, recent: RecentDep,
+                        deadline: DeadlineDep) -> Response | dict[str, Any]:
     async def read() -> bytes:
-        products, latency_ms = await reader.timed(select_products)
+        # The deadline of the request that started the read: the others share it.
+        products, latency_ms = await reader.timed(select_products,
+                                                  deadline=reader_deadline(deadline, cache))
         if cache is not None:
             cache.offer(products)
         return json.dumps({"products": products, "count": len(products), "source": "database",
@@ -130,19 +140,21 @@ async def list_products(reader: EndpointDep, cache: CacheDep,
 
     if not recent.fresh():
         try:
-            await recent.refresh(read)
-        except DB_OUT:
+            await recent.refresh(read, reader_deadline(deadline, cache))
+        except (*DB_OUT, TimeoutError) as exc:
             if cache is None:
+                if isinstance(exc, TimeoutError):
+                    raise DatabaseUnavailable("reader", exc) from exc
                 raise
-            products, age = await from_cache(cache)
+            products, age = await from_cache(cache, deadline)
             return {"products": products, "count": len(products), "source": "cache",
                     "cache_age_seconds": age, "served_by": SERVED_BY}
     return recent.response()
 
 
 @router.get("/{product_id}")
-async def get_product(product_id: ProductId, reader: EndpointDep,
-                      cache: CacheDep) -> dict[str, Any]:
+async def get_product(product_id: ProductId, reader: EndpointDep, cache: CacheDep,
+                      deadline: DeadlineDep) -> dict[str, Any]:
     async def select_product(conn: asyncpg.Connection) -> dict[str, Any]:
         row = await conn.fetchrow(f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1",
                                   product_id)
@@ -151,11 +163,12 @@ async def get_product(product_id: ProductId, reader: EndpointDep,
         return dict(row)
 
     try:
-        product, latency_ms = await reader.timed(select_product)
+        product, latency_ms = await reader.timed(select_product,
+                                                 deadline=reader_deadline(deadline, cache))
     except DB_OUT:
         if cache is None:
             raise
-        products, age = await from_cache(cache)
+        products, age = await from_cache(cache, deadline)
         cached = next((p for p in products if p["id"] == product_id), None)
         if cached is None:
             raise ProductNotFound() from None
@@ -166,10 +179,11 @@ async def get_product(product_id: ProductId, reader: EndpointDep,
             "db_latency_ms": latency_ms}
 
 
-async def from_cache(cache: ProductCache) -> tuple[list[dict[str, Any]], float | None]:
+async def from_cache(cache: ProductCache, deadline: float,
+                     ) -> tuple[list[dict[str, Any]], float | None]:
     """The cached catalog; the cache being unreachable or empty too is a 503."""
     try:
-        products, age = await cache.read_all()
+        products, age = await cache.read_all(deadline)
     except AWS_ERRORS as exc:
         raise FallbackUnavailable("database unavailable, cache unreachable") from exc
     if not products:

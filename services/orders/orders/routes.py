@@ -1,5 +1,10 @@
 """Order routes: thin. The transaction itself is shop.orders.place_order; when the writer is
-out the order goes to the SQS buffer and the customer gets 202 with an id to look up."""
+out the order goes to the SQS buffer and the customer gets 202 with an id to look up.
+
+Every answer is true: 201 is committed; 202 is on the queue, or may already be in the
+database or on the queue and is held by the outbox until the queue surely has it; 4xx and
+503 mean nothing will happen. All of it within the request's deadline.
+"""
 
 import uuid
 from typing import Annotated, Any
@@ -9,11 +14,26 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from shop.aws import AWS_ERRORS, MAX_PRODUCT_ID, MAX_QUANTITY, OrderBuffer, QueuedOrder
-from shop.errors import DatabaseNotReady, DatabaseUnavailable, FallbackUnavailable, OrderNotFound
+from shop.aws import (
+    AWS_ERRORS,
+    MAX_IDEMPOTENCY_KEY,
+    MAX_PRODUCT_ID,
+    MAX_QUANTITY,
+    EnqueueUnknown,
+    NotSent,
+    OrderBuffer,
+    QueuedOrder,
+)
+from shop.errors import (
+    DatabaseNotReady,
+    DatabaseUnavailable,
+    FallbackUnavailable,
+    OrderNotFound,
+)
 from shop.metrics import FALLBACKS
 from shop.orders import Order, fetch_order, order_id_for, place_order, raise_for_rejection
-from shop.web import SERVED_BY, EndpointDep
+from shop.settings import get_settings
+from shop.web import SERVED_BY, DeadlineDep, EndpointDep
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 DB_OUT = (DatabaseUnavailable, DatabaseNotReady)
@@ -32,34 +52,33 @@ async def order_buffer(request: Request) -> OrderBuffer | None:
 
 
 BufferDep = Annotated[OrderBuffer | None, Depends(order_buffer)]
-IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=200)]
+IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=MAX_IDEMPOTENCY_KEY)]
 
 
 @router.post("", status_code=201)
 async def create_order(
-    order: OrderCreate, writer: EndpointDep, buffer: BufferDep,
+    order: OrderCreate, writer: EndpointDep, buffer: BufferDep, deadline: DeadlineDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    order_id = order_id_for(idempotency_key)  # before the first attempt: retries reuse it
+    # Made before the first attempt: retries, the queued copy and repeats all reuse it.
+    request = QueuedOrder(order_id_for(idempotency_key, order.product_id, order.quantity),
+                          order.product_id, order.quantity, idempotency_key)
 
     async def transaction(conn: asyncpg.Connection) -> Order:
-        placed = await place_order(conn, order_id, order.product_id, order.quantity)
+        placed = await place_order(conn, request.order_id, request.product_id,
+                                   request.quantity, request.idempotency_key)
         return raise_for_rejection(placed)
 
+    # With a fallback, the database gets the budget minus what the fallback needs.
+    reserve = get_settings().aws_timeout if buffer is not None else 0.0
     try:
-        placed, latency_ms = await writer.timed(transaction)
-    except DB_OUT:
+        placed, latency_ms = await writer.timed(transaction, deadline=deadline - reserve,
+                                                detach=True)
+    except DB_OUT as exc:
         if buffer is None:
             raise
-        # The outcome of an attempt that failed mid-way is unknown, but the id is the same:
-        # the worker's place_order replays the order if it did commit.
-        await buffer.enqueue(QueuedOrder(order_id, order.product_id, order.quantity))
-        FALLBACKS.labels(kind="order_queued").inc()
-        return JSONResponse(
-            {"order_id": str(order_id), "status": "pending", "product_id": order.product_id,
-             "quantity": order.quantity, "source": "queue", "served_by": SERVED_BY},
-            status_code=202,
-        )
+        may_exist = isinstance(exc, DatabaseUnavailable) and exc.may_have_applied
+        return await queue_order(buffer, request, deadline, may_exist)
     return JSONResponse(
         {**placed.public(), "source": "database", "served_by": SERVED_BY,
          "db_latency_ms": latency_ms},
@@ -67,18 +86,45 @@ async def create_order(
     )
 
 
+async def queue_order(buffer: OrderBuffer, request: QueuedOrder, deadline: float,
+                      may_exist: bool) -> JSONResponse:
+    """The writer is out. ``may_exist``: an attempt may have committed (its outcome is
+    unknown); the same id on the queue is then replayed by the worker, not applied twice."""
+    if buffer.outbox.full() and not may_exist:
+        raise FallbackUnavailable("database unavailable, order queue backed up")
+    source = "queue"
+    try:
+        await buffer.enqueue(request, deadline)
+    except (EnqueueUnknown, FallbackUnavailable) as exc:
+        # Not surely on the queue. A refusal (503) is only true when nothing can have
+        # happened; otherwise the answer is 202 and the outbox sends the order until the
+        # queue surely has it.
+        if isinstance(exc, FallbackUnavailable) and not may_exist:
+            raise
+        buffer.outbox.hold(request)
+        source = "outbox"
+    FALLBACKS.labels(kind=f"order_{'queued' if source == 'queue' else 'held'}").inc()
+    return JSONResponse(
+        {"order_id": str(request.order_id), "status": "pending",
+         "product_id": request.product_id, "quantity": request.quantity, "source": source,
+         "served_by": SERVED_BY},
+        status_code=202,
+    )
+
+
 @router.get("/{order_id}")
-async def get_order(order_id: uuid.UUID, writer: EndpointDep,
-                    buffer: BufferDep) -> dict[str, Any]:
+async def get_order(order_id: uuid.UUID, writer: EndpointDep, buffer: BufferDep,
+                    deadline: DeadlineDep) -> dict[str, Any]:
     async def select(conn: asyncpg.Connection) -> Order:
         found = await fetch_order(conn, order_id)
         if found is None:
             raise OrderNotFound()
         return found
 
+    reserve = get_settings().aws_timeout if buffer is not None else 0.0
     database_out: Exception | None = None
     try:
-        found, latency_ms = await writer.timed(select)
+        found, latency_ms = await writer.timed(select, deadline=deadline - reserve)
         return {**found.public(), "source": "database", "served_by": SERVED_BY,
                 "db_latency_ms": latency_ms}
     except (*DB_OUT, OrderNotFound) as exc:
@@ -88,8 +134,8 @@ async def get_order(order_id: uuid.UUID, writer: EndpointDep,
         if isinstance(exc, DB_OUT):
             database_out = exc
     try:
-        buffered = await buffer.status(order_id)
-    except AWS_ERRORS as exc:
+        buffered = await buffer.status(order_id, deadline)
+    except (*AWS_ERRORS, NotSent) as exc:
         raise FallbackUnavailable("database unavailable, order status unreachable") from exc
     if buffered is None:
         # 404 only when the database said so: with it out, an order placed directly (201)
