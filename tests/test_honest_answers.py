@@ -1,0 +1,290 @@
+"""Every answer is true, whatever fails: 201 is committed, 202 is durable or held until it is,
+4xx and 503 mean nothing will happen. Each test stages a fault against the real parts
+(PostgreSQL, moto's server over HTTP) and checks the answers against what really happened."""
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from catalog.main import app as catalog_app
+from chaos_lab.aws import MotoServer, ShopResources, create_resources, queue_depth
+from chaos_lab.postgres import PostgresNode
+from chaos_lab.processes import free_port
+from order_worker.app import app as worker_app
+from orders.main import app as orders_app
+from shop.db import Endpoint
+from shop.errors import DatabaseUnavailable
+from shop.orders import place_order
+from shop.settings import Settings
+from support import eventually, metric, serve
+
+DOWN = "postgresql://shop@127.0.0.1:1/shop"  # nothing listens there
+FAST = {"SHOP_BREAKER_RESET_SECONDS": "1", "SHOP_MIGRATE_MAX_BACKOFF_SECONDS": "0.5",
+        "SHOP_WORKER_WAIT_SECONDS": "1"}
+
+
+async def drain(env: dict[str, str], moto_url: str, queue_url: str) -> None:
+    async with serve(worker_app, **env):
+        await eventually(lambda: asyncio.to_thread(
+            lambda: queue_depth(moto_url, queue_url) == 0), "the queue to drain", timeout=60)
+
+
+# Idempotency-Key bound to the request's body --------------------------------------------
+
+
+async def test_reused_key_with_another_body_is_422_never_the_first_order(
+        shop_db: str, db: asyncpg.Connection) -> None:
+    key = {"Idempotency-Key": "cart-7"}
+    async with serve(orders_app, SHOP_DATABASE_URL=shop_db) as orders:
+        first = await orders.post("/orders", json={"product_id": 2, "quantity": 1}, headers=key)
+        other = await orders.post("/orders", json={"product_id": 2, "quantity": 5}, headers=key)
+        again = await orders.post("/orders", json={"product_id": 2, "quantity": 1}, headers=key)
+        kept = await orders.get(f"/orders/{first.json()['order_id']}")
+    assert first.status_code == 201 and again.status_code == 201
+    assert again.json()["order_id"] == first.json()["order_id"]
+    assert other.status_code == 422, other.text
+    assert other.json() == {"error": "Idempotency-Key already used for a different request"}
+    assert kept.json()["quantity"] == 1 and kept.json()["status"] == "confirmed"
+    assert await db.fetchval("SELECT stock FROM products WHERE id = 2") == 149
+    assert await db.fetchval("SELECT count(*) FROM orders") == 1
+
+
+async def test_reused_key_while_queued_is_422_and_sends_nothing(
+        shop_db: str, db: asyncpg.Connection, moto_url: str, aws: ShopResources,
+        aws_env: dict[str, str]) -> None:
+    env = {**aws_env, **FAST}
+    key = {"Idempotency-Key": "cart-8"}
+    async with serve(orders_app, ready=False, **env, SHOP_DATABASE_URL=DOWN) as orders:
+        first = await orders.post("/orders", json={"product_id": 3, "quantity": 2}, headers=key)
+        other = await orders.post("/orders", json={"product_id": 3, "quantity": 9}, headers=key)
+        repeat = await orders.post("/orders", json={"product_id": 3, "quantity": 2},
+                                   headers=key)
+    assert first.status_code == 202 and repeat.status_code == 202, (first.text, repeat.text)
+    assert repeat.json()["order_id"] == first.json()["order_id"]
+    assert other.status_code == 422, other.text
+    await drain({**env, "SHOP_DATABASE_URL": shop_db}, moto_url, aws.queue_url)
+    rows = await db.fetch("SELECT id, quantity, status FROM orders")
+    assert [(str(r["id"]), r["quantity"], r["status"]) for r in rows] == [
+        (first.json()["order_id"], 2, "confirmed")]
+    assert await db.fetchval("SELECT stock FROM products WHERE id = 3") == 48
+
+
+async def test_worker_refuses_a_key_first_used_directly(
+        shop_db: str, db: asyncpg.Connection, moto_url: str, aws: ShopResources,
+        aws_env: dict[str, str]) -> None:
+    """The key was used for a 201 while the database was up; reused with another body during
+    an outage it can only be queued (the database is out of sight). The worker refuses it, and
+    the customer learns it through the 202's order id: rejected, with the reason."""
+    env = {**aws_env, **FAST}
+    key = {"Idempotency-Key": "cart-9"}
+    async with serve(orders_app, **env, SHOP_DATABASE_URL=shop_db) as orders:
+        direct = await orders.post("/orders", json={"product_id": 4, "quantity": 1},
+                                   headers=key)
+    async with serve(orders_app, ready=False, **env, SHOP_DATABASE_URL=DOWN) as orders:
+        queued = await orders.post("/orders", json={"product_id": 4, "quantity": 3},
+                                   headers=key)
+    assert direct.status_code == 201 and queued.status_code == 202
+    assert queued.json()["order_id"] != direct.json()["order_id"]
+    await drain({**env, "SHOP_DATABASE_URL": shop_db}, moto_url, aws.queue_url)
+    async with serve(orders_app, **env, SHOP_DATABASE_URL=shop_db) as orders:
+        refused = await orders.get(f"/orders/{queued.json()['order_id']}")
+    assert refused.json()["status"] == "rejected", refused.text
+    assert refused.json()["reason"] == "Idempotency-Key already used for a different request"
+    assert await db.fetchval("SELECT stock FROM products WHERE id = 4") == 199
+
+
+# COMMIT is never cancelled by the statement timeout ---------------------------------------
+
+
+def sync_standby(node: PostgresNode, names: str) -> None:
+    node.psql(f"ALTER SYSTEM SET synchronous_standby_names = '{names}'", database="postgres")
+    node.psql("SELECT pg_reload_conf()", database="postgres")
+
+
+async def test_commit_waiting_for_the_standby_is_not_cancelled(postgres: PostgresNode,
+                                                               shop_db: str) -> None:
+    """A synchronous standby that does not answer: the commit waits. A statement timeout
+    that cancelled it would leave it committed on the writer alone (visible there, lost by a
+    failover) and a replay would confirm it. Past the request's deadline the caller hears
+    'unknown outcome' and the commit goes on waiting, uncancelled, until the standby is back.
+    """
+    endpoint = Endpoint("writer", shop_db, Settings(database_url=shop_db, db_command_timeout=0.5))
+    endpoint.ready.set()
+    await endpoint.open()
+    order_id = uuid.uuid4()
+    await asyncio.to_thread(sync_standby, postgres, "nobody")
+    try:
+        deadline = asyncio.get_running_loop().time() + 1.5
+        with pytest.raises(DatabaseUnavailable) as raised:
+            await endpoint.run(lambda conn: place_order(conn, order_id, 2, 1), deadline=deadline,
+                               detach=True)
+        assert raised.value.may_have_applied
+        await asyncio.sleep(1.0)  # twice the statement timeout: a cancel would have landed
+        visible = await asyncio.to_thread(
+            postgres.psql, f"SELECT count(*) FROM orders WHERE id = '{order_id}'")
+        assert visible.strip() == "0", "the commit was cancelled: committed on the writer alone"
+    finally:
+        await asyncio.to_thread(sync_standby, postgres, "")
+    await eventually(lambda: asyncio.to_thread(lambda: postgres.psql(
+        f"SELECT status FROM orders WHERE id = '{order_id}'").strip() == "confirmed"),
+        "the commit to complete once the standby is no longer awaited", timeout=10)
+    await endpoint.close()
+
+
+# A rotated password ------------------------------------------------------------------------
+
+
+async def shop_traffic(catalog: httpx.AsyncClient, orders: httpx.AsyncClient,
+                       stop: asyncio.Event, log: list[dict[str, Any]]) -> None:
+    """Reads and orders every 50 ms, 3 to 1; a timeout or connection error is status 0."""
+    tick = 0
+    while not stop.is_set():
+        tick += 1
+        kind = "write" if tick % 4 == 0 else "read"
+        started = time.monotonic()
+        try:
+            if kind == "write":
+                response = await orders.post("/orders", json={"product_id": 2, "quantity": 1})
+            else:
+                response = await catalog.get("/products")
+            status, body = response.status_code, response.json()
+        except httpx.HTTPError:
+            status, body = 0, {}
+        log.append({"kind": kind, "status": status, "body": body, "at": started,
+                    "seconds": time.monotonic() - started})
+        await asyncio.sleep(0.05)
+
+
+async def test_password_rotation_costs_no_failed_request(
+        postgres: PostgresNode, shop_db: str, db: asyncpg.Connection, tmp_path: Path,
+        moto_url: str, aws: ShopResources, aws_env: dict[str, str]) -> None:
+    """The role's password changes in PostgreSQL, and only later at its source (the file the
+    services read): new connections are refused (28P01) in between. The shop degrades (cache,
+    queue) instead of failing, and comes back by itself once the source has the new password.
+    """
+    role = f"rot_{uuid.uuid4().hex[:8]}"
+    hba = postgres.data / "pg_hba.conf"
+    original_hba = hba.read_text()
+    await asyncio.to_thread(postgres.psql, f"CREATE ROLE {role} LOGIN PASSWORD 'first' "
+                            "IN ROLE shop", "postgres")
+    hba.write_text(f"host all {role} 127.0.0.1/32 scram-sha-256\n{original_hba}")
+    await asyncio.to_thread(postgres.psql, "SELECT pg_reload_conf()", "postgres")
+    secret = tmp_path / "password"
+    secret.write_text("first\n")
+    env = {**aws_env, **FAST, "SHOP_DATABASE_PASSWORD_FILE": str(secret),
+           "SHOP_DATABASE_URL": f"postgresql://{role}@127.0.0.1:{postgres.port}/shop"}
+    try:
+        async with serve(orders_app, **env) as orders, serve(catalog_app, **env) as catalog, \
+                serve(worker_app, **env):
+            stop, log = asyncio.Event(), []
+            running = asyncio.create_task(shop_traffic(catalog, orders, stop, log))
+            await asyncio.sleep(2)  # steady state; the catalog copy gets written
+            await asyncio.to_thread(postgres.psql, f"ALTER ROLE {role} PASSWORD 'second'",
+                                    "postgres")
+            # Connections are recycled all the time (a proxy, the pool's idle limit): end them.
+            await asyncio.to_thread(postgres.psql, "SELECT pg_terminate_backend(pid) FROM "
+                                    f"pg_stat_activity WHERE usename = '{role}'", "postgres")
+            rotated = time.monotonic()
+            await asyncio.sleep(4)
+            secret.write_text("second\n")
+            updated = time.monotonic()
+            await asyncio.sleep(5)
+            stop.set()
+            await asyncio.wait_for(running, timeout=10)
+            accepted = [e["body"]["order_id"] for e in log
+                        if e["kind"] == "write" and e["status"] in (201, 202)]
+
+            async def decided() -> bool:
+                finals = [(await orders.get(f"/orders/{i}")).json().get("status")
+                          for i in accepted]
+                return all(s in ("confirmed", "rejected") for s in finals)
+
+            await eventually(decided, "every accepted order to be decided", timeout=30)
+    finally:
+        hba.write_text(original_hba)
+        await asyncio.to_thread(postgres.psql, "SELECT pg_reload_conf()", "postgres")
+
+    statuses = Counter((e["kind"], e["status"]) for e in log)
+    assert not [k for k in statuses if k[1] == 0 or k[1] >= 500], statuses
+    during = [e for e in log if rotated < e["at"] < updated]
+    assert any(e["body"].get("source") in ("cache", "queue") for e in during), \
+        "the refused password should have sent requests to the fallbacks"
+    settled = [e for e in log if e["at"] > updated + 3]
+    assert settled and all(e["body"].get("source") == "database" for e in settled), \
+        Counter(e["body"].get("source") for e in settled)
+    confirmed = await db.fetchval("SELECT count(*) FROM orders WHERE status = 'confirmed'")
+    assert await db.fetchval("SELECT stock FROM products WHERE id = 2") == 150 - confirmed
+
+
+# AWS hung while the database is out ----------------------------------------------------------
+
+
+@pytest.fixture
+def hung_aws(work_dir: Path) -> Any:
+    """moto's server in a process of its own, so that it can be frozen (SIGSTOP): its
+    sockets still accept and buffer requests, and it answers them when it thaws."""
+    server = MotoServer(free_port(), work_dir / f"moto-{uuid.uuid4().hex[:6]}.log")
+    server.start()
+    yield server
+    os.kill(server.pid, signal.SIGCONT)
+    server.stop()
+
+
+async def test_aws_hung_during_an_outage_every_answer_in_time_and_true(
+        hung_aws: MotoServer, shop_db: str, db: asyncpg.Connection) -> None:
+    """The database is out and AWS freezes for 8 s under traffic. Every order is answered
+    within the request budget, never hangs to the client's timeout; after both come back,
+    the orders in the database are exactly those answered 202 (each applied once), never one
+    answered 503."""
+    resources = await asyncio.to_thread(create_resources, hung_aws.url, "hung")
+    env = {**resources.settings(hung_aws.url), **FAST}
+    budget = Settings().request_budget_seconds
+    answers: list[tuple[float, int, dict[str, Any]]] = []
+    async with serve(orders_app, ready=False, timeout=10, **env,
+                     SHOP_DATABASE_URL=DOWN) as orders:
+        async def one_order() -> None:
+            started = time.monotonic()
+            try:
+                response = await orders.post("/orders", json={"product_id": 2, "quantity": 1})
+                answers.append((time.monotonic() - started, response.status_code,
+                                response.json()))
+            except httpx.HTTPError:
+                answers.append((time.monotonic() - started, 0, {}))
+
+        calls = []
+        for tick in range(60):  # 6 orders a second for 10 s; AWS frozen from 1 s to 9 s
+            if tick == 6:
+                os.kill(hung_aws.pid, signal.SIGSTOP)
+            if tick == 54:
+                os.kill(hung_aws.pid, signal.SIGCONT)
+            calls.append(asyncio.create_task(one_order()))
+            await asyncio.sleep(1 / 6)
+        await asyncio.gather(*calls)
+        os.kill(hung_aws.pid, signal.SIGCONT)
+        await eventually(lambda: _outbox_empty(orders), "the outbox to empty", timeout=60)
+    await drain({**env, "SHOP_DATABASE_URL": shop_db}, hung_aws.url, resources.queue_url)
+
+    slowest = max(seconds for seconds, _, _ in answers)
+    assert slowest < budget + 0.5, f"an answer took {slowest:.1f}s (budget {budget}s)"
+    statuses = Counter(status for _, status, _ in answers)
+    assert set(statuses) <= {202, 503}, statuses
+    accepted = {body["order_id"] for _, status, body in answers if status == 202}
+    in_db = {str(r["id"]) for r in await db.fetch("SELECT id FROM orders")}
+    assert in_db == accepted, (f"applied but not accepted: {len(in_db - accepted)}, "
+                               f"accepted but not applied: {len(accepted - in_db)}")
+    stock = await db.fetchval("SELECT stock FROM products WHERE id = 2")
+    confirmed = await db.fetchval("SELECT count(*) FROM orders WHERE status = 'confirmed'")
+    assert stock == 150 - confirmed
+
+
+async def _outbox_empty(orders: httpx.AsyncClient) -> bool:
+    return metric(await orders.get("/metrics"), "shop_outbox_orders") == 0
