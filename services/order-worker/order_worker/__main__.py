@@ -1,5 +1,6 @@
 """``python -m order_worker``: drain the order queue (serving /health on the health port).
-``python -m order_worker redrive``: move the dead-letter queue back into the order queue."""
+``python -m order_worker redrive``: move the dead-letter queue's messages back into the order
+queue (those there when it starts), their orders back to pending; prints what it moved."""
 
 import argparse
 import asyncio
@@ -10,7 +11,7 @@ from contextlib import AsyncExitStack, contextmanager
 
 import uvicorn
 
-from shop.aws import open_clients
+from shop.aws import OrderBuffer, open_clients
 from shop.settings import get_settings
 
 
@@ -23,8 +24,18 @@ async def _redrive() -> int:
         return 2
     async with AsyncExitStack() as stack:
         (sqs,) = await open_clients(stack, settings, "sqs")
-        moved = await redrive(sqs, settings.order_queue_url)
-    print(f"moved {moved} message(s) from the dead-letter queue back to the order queue")
+        buffer = None
+        if settings.order_status_table:  # without it the orders keep their failed status
+            (dynamodb,) = await open_clients(stack, settings, "dynamodb")
+            buffer = OrderBuffer(sqs, dynamodb, settings.order_queue_url,
+                                 settings.order_status_table)
+        else:
+            print("SHOP_ORDER_STATUS_TABLE is not set: statuses left as they are",
+                  file=sys.stderr)
+        result = await redrive(sqs, settings.order_queue_url, buffer)
+    print(f"moved {result.moved} message(s) from the dead-letter queue back to the order queue")
+    for order_id in result.order_ids:
+        print(f"order {order_id}")
     return 0
 
 
