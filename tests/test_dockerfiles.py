@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,6 +199,54 @@ def test_the_emulator_image_is_the_labs_moto() -> None:
     assert "from moto.server import main" in module and 'if __name__ == "__main__":' in module
 
 
+# The CAs the database URLs of infra/ verify the server against (sslrootcert=): downloaded by
+# default, a placeholder file of the build context in the offline compose builds.
+RDS_CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem"
+RDS_CA_BUNDLE_PATH = "/etc/ssl/certs/rds-global-bundle.pem"
+
+
+def compose_build_args(service: str) -> dict[str, str]:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    args: dict[str, str] = compose["services"][service]["build"].get("args", {})
+    return args
+
+
+@pytest.mark.parametrize("image", IMAGES, ids=IDS)
+def test_ships_the_rds_ca_bundle_readable_by_the_service_user(image: Image) -> None:
+    steps = parse(image.dockerfile)
+    arg = only(steps, "ARG").args
+    assert arg == f"RDS_CA_BUNDLE={RDS_CA_BUNDLE_URL}", "the default downloads the real bundle"
+    add = index(steps, "ADD", r"^\$\{RDS_CA_BUNDLE\} ")
+    assert steps[add].args == f"${{RDS_CA_BUNDLE}} {RDS_CA_BUNDLE_PATH}"
+    assert index(steps, "ARG", "") < add
+    # The dependencies' layer stays cached when the bundle changes; the code's is rebuilt.
+    assert index(steps, "RUN", r"pip install -r requirements\.txt") < add < \
+        index(steps, "COPY", r"^src/")
+    # A downloaded file is 0600 root and the legacy builder has no ADD --chmod: the next step
+    # makes it readable by the unprivileged user, after adding Amazon's root CAs (RDS Proxy's
+    # endpoints serve an ACM certificate) from the image's own trust store.
+    fix = steps[add + 1]
+    assert fix.keyword == "RUN"
+    assert f"chmod 644 {RDS_CA_BUNDLE_PATH}" in fix.args
+    assert f"/usr/share/ca-certificates/mozilla/Amazon_Root_CA_*.crt >> {RDS_CA_BUNDLE_PATH}" \
+        in fix.args
+    users = [n for n, s in enumerate(steps) if s.keyword == "USER"]
+    assert add < users[-1]
+
+
+@pytest.mark.parametrize("image", IMAGES, ids=IDS)
+def test_compose_builds_offline_with_a_placeholder_bundle(image: Image) -> None:
+    """No internet here: compose passes a file of the build context instead of the URL."""
+    placeholder = compose_build_args(image.service).get("RDS_CA_BUNDLE")
+    assert placeholder == "deploy/compose/no-rds-ca.pem"
+    text = (ROOT / placeholder).read_text()
+    assert "BEGIN CERTIFICATE" not in text, "a placeholder, not a trust anchor"
+    assert all(line.startswith("#") for line in text.splitlines() if line.strip())
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    assert not ignored(placeholder, patterns), f"{placeholder} is in .dockerignore"
+
+
 def ignored(path: str, patterns: list[str]) -> bool:
     """Whether .dockerignore keeps ``path`` (or a folder above it) out of the build context."""
     parts = path.strip("/").split("/")
@@ -221,6 +270,8 @@ def test_what_it_copies_is_in_the_build_context(path: Path) -> None:
         if step.keyword in ("COPY", "ADD"):
             *sources, _ = step.args.split()
             for source in sources:
+                if source == "${RDS_CA_BUNDLE}":  # a URL, or what compose passes instead
+                    source = compose_build_args(path.parent.name)["RDS_CA_BUNDLE"]
                 assert (ROOT / source).exists(), source
                 assert not ignored(source, patterns), f"{source} is in .dockerignore"
     for private in (".venv", ".git", ".lab", "tests", "src/shop/__pycache__", ".env"):
