@@ -19,7 +19,9 @@ locals {
   container_port = 8000
 
   # Every image, where it is built from, and how the load balancer reaches it. The worker has
-  # no route: it serves its /health on 8081 to the container's own probe only.
+  # no route: it serves its /health on 8081 to the container's own probe only. Each connects
+  # as its own database role (migration 0004's grants); the orders task alone runs the
+  # migrations, as the owner, in an init container before the service starts.
   services = {
     catalog = {
       dockerfile        = "services/catalog/Dockerfile"
@@ -27,6 +29,8 @@ locals {
       priority          = 10
       port              = local.container_port
       needs_degradation = false
+      database_role     = "shop_catalog" # reads products
+      runs_migrations   = false
     }
     orders = {
       dockerfile        = "services/orders/Dockerfile"
@@ -34,6 +38,8 @@ locals {
       priority          = 20
       port              = local.container_port
       needs_degradation = false
+      database_role     = "shop_orders" # orders, and products' stock
+      runs_migrations   = true
     }
     order-worker = {
       dockerfile        = "services/order-worker/Dockerfile"
@@ -41,8 +47,14 @@ locals {
       priority          = 0
       port              = 8081 # SHOP_WORKER_HEALTH_PORT's default
       needs_degradation = true
+      database_role     = "shop_orders" # the same order transaction as the orders service
+      runs_migrations   = false
     }
   }
+
+  # The app roles, whether or not the worker is deployed: their secrets and proxy logins exist
+  # with every switch.
+  database_roles = toset([for s in values(local.services) : s.database_role])
 
   routes = {
     for name, s in local.services : name => { path_patterns = s.path_patterns, priority = s.priority }
@@ -61,30 +73,65 @@ locals {
     { for name in keys(local.services) : name => "${var.name}-${name}" },
   )
 
-  # Database URLs: TLS always (rds.force_ssl on the cluster, require_tls on the proxy), the
-  # password never (the tasks read it from Secrets Manager themselves, see common_environment).
-  database_urls = {
-    proxy = {
-      SHOP_DATABASE_URL        = "postgresql://${module.aurora.master_username}@${module.rds_proxy.endpoint}:5432/${module.aurora.database_name}?sslmode=require"
-      SHOP_DATABASE_READER_URL = "postgresql://${module.aurora.master_username}@${module.rds_proxy.reader_endpoint}:5432/${module.aurora.database_name}?sslmode=require"
-    }
-    direct = {
-      SHOP_DATABASE_URL        = "postgresql://${module.aurora.master_username}@${module.aurora.writer_endpoint}:5432/${module.aurora.database_name}?sslmode=require"
-      SHOP_DATABASE_READER_URL = "postgresql://${module.aurora.master_username}@${module.aurora.reader_endpoint}:5432/${module.aurora.database_name}?sslmode=require"
-    }
+  # Database endpoints: the proxy's, or the cluster's in the fragile deployment.
+  database_endpoints = {
+    proxy  = { writer = module.rds_proxy.endpoint, reader = module.rds_proxy.reader_endpoint }
+    direct = { writer = module.aurora.writer_endpoint, reader = module.aurora.reader_endpoint }
+  }
+  database_endpoint = local.database_endpoints[var.enable_proxy ? "proxy" : "direct"]
+
+  # TLS always (rds.force_ssl on the cluster, require_tls on the proxy), and the server
+  # verified: its certificate must chain to a CA of the bundle every image ships
+  # (services/*/Dockerfile: the RDS CAs for the cluster, Amazon's root CAs for the proxy's ACM
+  # certificate) and name the host. asyncpg reads both parameters from the DSN.
+  database_ca_bundle = "/etc/ssl/certs/rds-global-bundle.pem"
+  database_tls       = "sslmode=verify-full&sslrootcert=${local.database_ca_bundle}"
+
+  # Database URLs per login: the owner (the migrate step, writer only) and each app role. The
+  # password never: the processes read it from Secrets Manager themselves.
+  database_urls = merge(
+    {
+      owner = {
+        SHOP_DATABASE_URL = "postgresql://${module.aurora.master_username}@${local.database_endpoint.writer}:5432/${module.aurora.database_name}?${local.database_tls}"
+      }
+    },
+    {
+      for role in local.database_roles : role => {
+        SHOP_DATABASE_URL        = "postgresql://${role}@${local.database_endpoint.writer}:5432/${module.aurora.database_name}?${local.database_tls}"
+        SHOP_DATABASE_READER_URL = "postgresql://${role}@${local.database_endpoint.reader}:5432/${module.aurora.database_name}?${local.database_tls}"
+      }
+    },
+  )
+
+  # What each service connects as: its role's URLs and its role's secret (the ARN, not the
+  # value: the processes read the JSON's "password" at start and again after an authentication
+  # failure). The schema is the migrate step's: the services wait for it (SHOP_MIGRATE=false).
+  database_environment = {
+    for name, s in local.services : name => merge(local.database_urls[s.database_role], {
+      SHOP_DATABASE_SECRET_ARN = module.aurora.app_role_secret_arns[s.database_role]
+      SHOP_MIGRATE             = "false"
+    })
   }
 
-  common_environment = merge(local.database_urls[var.enable_proxy ? "proxy" : "direct"], {
-    # The master user secret RDS manages and rotates, the one the proxy reads too. Its ARN, not
-    # its value: the processes read the JSON's "password" at start and again after an
-    # authentication failure, so a rotation needs no restart (with or without the proxy).
+  # The migrate step (`python -m shop.migrate`, the orders task's init container): the owner,
+  # with the master secret RDS manages and rotates, applies the migrations, then sets each app
+  # role's password to its secret's (SHOP_ROLE_SECRETS: role -> secret ARN).
+  migrate_environment = merge(local.database_urls.owner, {
     SHOP_DATABASE_SECRET_ARN = module.aurora.master_user_secret_arn
-    SHOP_ENABLE_PROXY        = tostring(var.enable_proxy)
-    SHOP_ENABLE_DEGRADATION  = tostring(var.enable_degradation)
+    SHOP_ROLE_SECRETS        = jsonencode(module.aurora.app_role_secret_arns)
     SHOP_LOG_LEVEL           = var.log_level
     AWS_REGION               = var.region
     AWS_DEFAULT_REGION       = var.region
   })
+  migrate_secret_arns = concat([module.aurora.master_user_secret_arn], [for role in sort(tolist(local.database_roles)) : module.aurora.app_role_secret_arns[role]])
+
+  common_environment = {
+    SHOP_ENABLE_PROXY       = tostring(var.enable_proxy)
+    SHOP_ENABLE_DEGRADATION = tostring(var.enable_degradation)
+    SHOP_LOG_LEVEL          = var.log_level
+    AWS_REGION              = var.region
+    AWS_DEFAULT_REGION      = var.region
+  }
 
   # The degradation path's resources, per service (only with enable_degradation).
   degradation_environment = {
@@ -221,6 +268,7 @@ module "aurora" {
   max_capacity      = var.aurora_max_acu
   database_name     = var.database_name
   master_username   = var.database_username
+  app_roles         = local.database_roles
   kms_key_arn       = module.kms.key_arn
   fis_target_tags   = { (local.fis_tag_key) = local.fis_tag_values.aurora }
 }
@@ -232,6 +280,7 @@ module "rds_proxy" {
   subnet_ids                = module.network.private_subnet_ids
   security_group_id         = module.security_groups.proxy_security_group_id
   secret_arn                = module.aurora.master_user_secret_arn
+  app_secret_arns           = module.aurora.app_role_secret_arns
   kms_key_arn               = module.kms.key_arn
   cluster_identifier        = module.aurora.cluster_identifier
   connection_borrow_timeout = var.proxy_borrow_timeout_seconds
@@ -267,17 +316,24 @@ module "service" {
   source   = "./modules/ecs_service"
   for_each = local.deployed_services
 
-  name               = each.key
-  cluster_name       = aws_ecs_cluster.this.name
-  cluster_arn        = aws_ecs_cluster.this.arn
-  image              = "${module.ecr.repository_urls[each.key]}:${var.image_tag}"
-  cpu                = var.task_cpu
-  memory             = var.task_memory
-  cpu_architecture   = var.cpu_architecture
-  container_port     = each.value.port
-  health_check_port  = each.value.port
-  environment        = merge(local.common_environment, var.enable_degradation ? local.degradation_environment[each.key] : {})
-  task_secret_arns   = [module.aurora.master_user_secret_arn]
+  name              = each.key
+  cluster_name      = aws_ecs_cluster.this.name
+  cluster_arn       = aws_ecs_cluster.this.arn
+  image             = "${module.ecr.repository_urls[each.key]}:${var.image_tag}"
+  cpu               = var.task_cpu
+  memory            = var.task_memory
+  cpu_architecture  = var.cpu_architecture
+  container_port    = each.value.port
+  health_check_port = each.value.port
+  environment       = merge(local.database_environment[each.key], local.common_environment, var.enable_degradation ? local.degradation_environment[each.key] : {})
+  init_container = each.value.runs_migrations ? {
+    name        = "migrate"
+    command     = ["python", "-m", "shop.migrate", "--timeout", "600"]
+    environment = local.migrate_environment
+  } : null
+  # Each task reads its role's secret; the migrating task also the master's and every role's
+  # (a task role is the whole task's: the orders app container could read them too).
+  task_secret_arns   = each.value.runs_migrations ? local.migrate_secret_arns : [module.aurora.app_role_secret_arns[each.value.database_role]]
   kms_key_arn        = module.kms.key_arn
   task_policy_json   = var.enable_degradation ? local.task_policies[each.key] : null
   subnet_ids         = module.network.private_subnet_ids

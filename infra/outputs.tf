@@ -71,8 +71,13 @@ output "proxy_reader_endpoint" {
 }
 
 output "database_secret_arn" {
-  description = "Secrets Manager secret with the database user and password (the ARN, not the password)."
+  description = "Secrets Manager secret with the master user (the schema's owner) and its password, rotated by RDS (the ARN, not the password)."
   value       = try(module.aurora.master_user_secret_arn, null)
+}
+
+output "database_role_secret_arns" {
+  description = "Per app role (shop_orders, shop_catalog): its Secrets Manager secret, username and password (the ARNs, not the passwords)."
+  value       = try(module.aurora.app_role_secret_arns, {})
 }
 
 output "ecr_repositories" {

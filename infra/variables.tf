@@ -219,7 +219,7 @@ variable "database_name" {
 }
 
 variable "database_username" {
-  description = "Master user the shop connects as; RDS keeps its password in Secrets Manager."
+  description = "Master user, owner of the schema: only the migrate step connects as it (RDS keeps and rotates its password in Secrets Manager); the services connect as shop_orders and shop_catalog."
   type        = string
   default     = "shop"
 }

@@ -424,25 +424,77 @@ def test_https_with_a_certificate_and_http_redirects() -> None:
 
 
 def test_enable_proxy_switches_the_database_urls() -> None:
-    urls = root().locals["database_urls"]
-    assert "module.rds_proxy.endpoint" in urls["proxy"]["SHOP_DATABASE_URL"]
-    assert "module.rds_proxy.reader_endpoint" in urls["proxy"]["SHOP_DATABASE_READER_URL"]
-    assert "module.aurora.writer_endpoint" in urls["direct"]["SHOP_DATABASE_URL"]
-    assert "module.aurora.reader_endpoint" in urls["direct"]["SHOP_DATABASE_READER_URL"]
-    common = squash(root().locals["common_environment"])
-    assert 'local.database_urls[var.enable_proxy?"proxy":"direct"]' in common
-    assert "SHOP_ENABLE_PROXY=tostring(var.enable_proxy)" in common
+    endpoints = root().locals["database_endpoints"]
+    assert endpoints["proxy"] == {"writer": "${module.rds_proxy.endpoint}",
+                                  "reader": "${module.rds_proxy.reader_endpoint}"}
+    assert endpoints["direct"] == {"writer": "${module.aurora.writer_endpoint}",
+                                   "reader": "${module.aurora.reader_endpoint}"}
+    assert squash(root().locals["database_endpoint"]) == \
+        '${local.database_endpoints[var.enable_proxy?"proxy":"direct"]}'
+    for login, pair in database_url_templates().items():
+        assert "@${local.database_endpoint.writer}:5432/" in pair["SHOP_DATABASE_URL"], login
+        if "SHOP_DATABASE_READER_URL" in pair:
+            assert "@${local.database_endpoint.reader}:5432/" in pair["SHOP_DATABASE_READER_URL"]
+    assert root().locals["common_environment"]["SHOP_ENABLE_PROXY"] == \
+        "${tostring(var.enable_proxy)}"
 
 
-def test_database_urls_use_tls_and_carry_no_password() -> None:
-    for mode in root().locals["database_urls"].values():
-        for url in mode.values():
-            assert url.endswith("?sslmode=require"), url
+# Every URL a task gets verifies the server: asyncpg reads sslmode and sslrootcert from the DSN.
+VERIFIED_TLS = "?sslmode=verify-full&sslrootcert=/etc/ssl/certs/rds-global-bundle.pem"
+
+
+def database_url_templates() -> dict[str, dict[str, str]]:
+    """local.database_urls as login -> {name: URL template}: the owner's, and the pair every
+    app role gets, written once as a for expression (its `${role}` stands for each role)."""
+    text = root().locals["database_urls"]
+    found: dict[str, dict[str, str]] = {}
+    owner = re.search(r"owner = \{(.*?)\}\}", text)
+    assert owner, text
+    found["owner"] = dict(re.findall(r'(SHOP_\w+) = "([^"]+)"', owner.group(1)))
+    per_role = re.search(r"\{for role in local\.database_roles : role => \{(.*?)\}\}", text)
+    assert per_role, "one pair of URLs per app role"
+    found["${role}"] = dict(re.findall(r'(SHOP_\w+) = "([^"]+)"', per_role.group(1)))
+    return found
+
+
+def rendered_url(template: str) -> str:
+    """The URL with the TLS locals filled in (endpoints and the database stay symbolic)."""
+    return template.replace("${local.database_tls}", root().locals["database_tls"]) \
+        .replace("${local.database_ca_bundle}", root().locals["database_ca_bundle"])
+
+
+def test_database_urls_verify_the_server_and_carry_no_password() -> None:
+    urls = database_url_templates()
+    assert set(urls["owner"]) == {"SHOP_DATABASE_URL"}, "the migrate step only writes"
+    assert set(urls["${role}"]) == {"SHOP_DATABASE_URL", "SHOP_DATABASE_READER_URL"}
+    for pair in urls.values():
+        for template in pair.values():
+            url = rendered_url(template)
+            assert url.endswith(VERIFIED_TLS), url
+            assert url.count("sslmode=") == 1, url
             assert re.match(r"postgresql://\$\{[^}]+\}@", url), f"a password in {url}?"
+    # Nothing else hands a task a database URL.
+    for name, value in root().locals.items():
+        if name != "database_urls":
+            assert "postgresql://" not in str(value), name
     proxy = sub("rds_proxy").resource("aws_db_proxy", "this")
     assert proxy["require_tls"] is True
     parameters = sub("aurora").resource("aws_rds_cluster_parameter_group", "this")["parameter"]
     assert {"name": "rds.force_ssl", "value": "1"} in parameters
+
+
+def test_url_check_can_fail() -> None:
+    assert not rendered_url("postgresql://${role}@h:5432/shop?sslmode=require").endswith(
+        VERIFIED_TLS)
+
+
+def test_the_ca_bundle_of_the_urls_is_the_one_every_image_ships() -> None:
+    bundle = root().locals["database_ca_bundle"]
+    assert bundle == "/etc/ssl/certs/rds-global-bundle.pem"
+    for name, spec in root().locals["services"].items():
+        dockerfile = (ROOT / spec["dockerfile"]).read_text()
+        assert re.search(rf"^ADD \$\{{RDS_CA_BUNDLE\}} {re.escape(bundle)}$", dockerfile,
+                         re.M), name
 
 
 def test_enable_degradation_switches_queue_cache_and_worker() -> None:
@@ -465,7 +517,7 @@ def test_enable_degradation_switches_queue_cache_and_worker() -> None:
     common = root().locals["common_environment"]
     for name in ("SHOP_ORDER_QUEUE_URL", "SHOP_PRODUCT_CACHE_TABLE", "SHOP_ORDER_STATUS_TABLE"):
         assert name not in common, f"{name} must come only with enable_degradation"
-    assert "SHOP_ENABLE_DEGRADATION=tostring(var.enable_degradation)" in squash(common)
+    assert common["SHOP_ENABLE_DEGRADATION"] == "${tostring(var.enable_degradation)}"
     assert module_call("fis")["services"] == "${keys(local.deployed_services)}"
 
 
@@ -474,7 +526,8 @@ def test_enable_degradation_switches_queue_cache_and_worker() -> None:
 
 def environment_names() -> set[str]:
     names: set[str] = set()
-    for local in ("database_urls", "common_environment", "degradation_environment"):
+    for local in ("database_urls", "database_environment", "migrate_environment",
+                  "common_environment", "degradation_environment"):
         text = str(root().locals[local])
         names |= set(re.findall(r"\b([A-Z][A-Z0-9]*_[A-Z0-9_]+)\b\s*['\"]?\s*[=:]", text))
     return names
@@ -487,7 +540,8 @@ def test_environment_names_are_settings_fields_or_aws() -> None:
     assert not unknown, f"not a field of shop.settings.Settings: {unknown}"
     assert {"SHOP_DATABASE_URL", "SHOP_DATABASE_READER_URL", "SHOP_DATABASE_SECRET_ARN",
             "SHOP_ENABLE_PROXY", "SHOP_ENABLE_DEGRADATION", "SHOP_ORDER_QUEUE_URL",
-            "SHOP_PRODUCT_CACHE_TABLE", "SHOP_ORDER_STATUS_TABLE"} <= names
+            "SHOP_PRODUCT_CACHE_TABLE", "SHOP_ORDER_STATUS_TABLE", "SHOP_MIGRATE",
+            "SHOP_ROLE_SECRETS"} <= names
 
 
 def test_environment_name_check_can_fail() -> None:
@@ -584,23 +638,90 @@ def test_no_task_is_handed_the_password_at_start() -> None:
     assert squash(execution["count"]) == "${length(var.secret_arns)>0?1:0}"
 
 
-def test_every_task_gets_the_arn_of_the_secret_the_proxy_reads() -> None:
-    common = root().locals["common_environment"]
-    assert f"SHOP_DATABASE_SECRET_ARN={MASTER_SECRET[2:-1]}" in squash(common)
-    # One environment for every service and the worker, with and without the proxy.
+ROLES = {"catalog": "shop_catalog", "orders": "shop_orders", "order-worker": "shop_orders"}
+ROLE_SECRET = "module.aurora.app_role_secret_arns"
+
+
+def test_each_service_connects_as_its_own_role() -> None:
+    services = root().locals["services"]
+    assert {name: s["database_role"] for name, s in services.items()} == ROLES
+    assert squash(root().locals["database_roles"]) == \
+        "${toset([forsinvalues(local.services):s.database_role])}", \
+        "every role, with or without the worker"
+    environment = squash(root().locals["database_environment"])
+    assert environment.startswith(
+        "${{forname,sinlocal.services:name=>merge(local.database_urls[s.database_role],{")
+    assert f"SHOP_DATABASE_SECRET_ARN={ROLE_SECRET}[s.database_role]" in environment
+    assert 'SHOP_MIGRATE="false"' in environment, "the services wait for the schema"
+    # The user of a role's URLs is that role; the owner's is the master user.
+    urls = database_url_templates()
+    for template in urls["${role}"].values():
+        assert template.startswith("postgresql://${role}@"), template
+    assert urls["owner"]["SHOP_DATABASE_URL"].startswith(
+        "postgresql://${module.aurora.master_username}@")
+    # Every service gets its role's environment, whatever the switches.
     assert squash(module_call("service")["environment"]).startswith(
-        "${merge(local.common_environment,")
-    assert 'local.database_urls[var.enable_proxy?"proxy":"direct"]' in squash(common)
-    for mode in root().locals["database_urls"].values():
-        assert "SHOP_DATABASE_SECRET_ARN" not in mode
+        "${merge(local.database_environment[each.key],local.common_environment,")
+    for name in ("common_environment", "degradation_environment"):
+        text = str(root().locals[name])
+        for database in ("SHOP_DATABASE_URL", "SHOP_DATABASE_SECRET_ARN", "SHOP_MIGRATE"):
+            assert database not in text, f"{name} must not set {database}"
+
+
+def test_no_service_but_the_migrate_step_has_the_master_secret() -> None:
+    holders = {name for name, value in root().locals.items()
+               if MASTER_SECRET[2:-1] in str(value)}
+    assert holders == {"migrate_environment", "migrate_secret_arns"}, holders
+    migrate = squash(root().locals["migrate_environment"])
+    assert migrate.startswith("${merge(local.database_urls.owner,{")
+    assert f"SHOP_DATABASE_SECRET_ARN={MASTER_SECRET[2:-1]}" in migrate
+    assert f"SHOP_ROLE_SECRETS=jsonencode({ROLE_SECRET})" in migrate
+    assert "SHOP_MIGRATE" not in migrate, "the migrate step is the one that migrates"
+    # The service call names the master secret nowhere itself: only through the migrate
+    # step's locals (init container, and the task role of the task that runs it).
+    for argument, value in module_call("service").items():
+        assert MASTER_SECRET[2:-1] not in str(value), f"module.service.{argument}"
+    # The proxy keeps the master's login, for the migrate step.
     assert module_call("rds_proxy")["secret_arn"] == MASTER_SECRET
-    aurora = sub("aurora")
-    assert aurora.outputs["master_user_secret_arn"]["value"] == \
+    assert sub("aurora").outputs["master_user_secret_arn"]["value"] == \
         "${try(aws_rds_cluster.this.master_user_secret[0].secret_arn, null)}"
 
 
-def test_the_task_role_reads_exactly_that_secret() -> None:
-    assert module_call("service")["task_secret_arns"] == [MASTER_SECRET]
+def test_only_the_orders_task_runs_the_migrate_step_before_its_service() -> None:
+    services = root().locals["services"]
+    assert [n for n, s in services.items() if s["runs_migrations"]] == ["orders"]
+    init = squash(module_call("service")["init_container"])
+    assert init == ('${each.value.runs_migrations?{name="migrate",command=["python","-m",'
+                    '"shop.migrate","--timeout","600"],environment=local.migrate_environment}'
+                    ':null}'), init
+    service = sub("ecs_service")
+    assert service.variables["init_container"]["default"] is None
+    containers = squash(service.locals["init_containers"])
+    assert containers.startswith("${[forinitinvar.init_container[*]:{")
+    for expected in ("name=init.name", "image=var.image", "essential=false",
+                     "readonlyRootFilesystem=true", "command=init.command",
+                     "environment=[forkinsort(keys(init.environment)):",
+                     "awslogs-group=aws_cloudwatch_log_group.this.name"):
+        assert expected in containers, expected
+    assert "secrets" not in containers, "the init container reads its secrets itself"
+    depends = squash(service.locals["depends_on"])
+    assert ('dependsOn=[forinitinvar.init_container[*]:{containerName=init.name,'
+            'condition="SUCCESS"}]') in depends
+    definition = squash(service.resource("aws_ecs_task_definition", "this")
+                        ["container_definitions"])
+    assert definition.startswith(
+        "${jsonencode(concat(local.init_containers,[merge({name=var.name")
+    assert definition.endswith("},local.command,local.depends_on)]))}")
+    assert "essential=true" in definition
+
+
+def test_each_task_role_reads_exactly_its_secrets() -> None:
+    call = squash(module_call("service")["task_secret_arns"])
+    assert call == ("${each.value.runs_migrations?local.migrate_secret_arns:"
+                    f"[{ROLE_SECRET}[each.value.database_role]]}}"), call
+    assert squash(root().locals["migrate_secret_arns"]) == (
+        f"${{concat([{MASTER_SECRET[2:-1]}],[forroleinsort(tolist(local.database_roles)):"
+        f"{ROLE_SECRET}[role]])}}")
     service = sub("ecs_service")
     policy = service.resource("aws_iam_role_policy", "task_secrets")
     assert policy["role"] == "${aws_iam_role.task.id}", "the task role, not the execution role"
@@ -611,14 +732,62 @@ def test_the_task_role_reads_exactly_that_secret() -> None:
     assert 'Action=["kms:Decrypt"]' in decrypt and "Resource=[var.kms_key_arn]" in decrypt
     assert '"kms:ViaService"="secretsmanager.${data.aws_region.current.region}.amazonaws.com"' \
         in decrypt
-    # ... and that key is the one the secret is encrypted with.
+    # ... and that key is the one every database secret is encrypted with.
     cluster = sub("aurora").resource("aws_rds_cluster", "this")
     assert cluster["master_user_secret_kms_key_id"] == "${var.kms_key_arn}"
+    assert sub("aurora").resource("aws_secretsmanager_secret", "app_role")["kms_key_id"] == \
+        "${var.kms_key_arn}"
     assert module_call("aurora")["kms_key_arn"] == module_call("service")["kms_key_arn"] == \
         "${module.kms.key_arn}"
     # No other policy of the tasks reaches Secrets Manager.
     for text in root().locals["task_policies"].values():
         assert "secretsmanager" not in text
+
+
+def test_one_secret_per_app_role_generated_once_by_the_aws_provider() -> None:
+    aurora = sub("aurora")
+    assert module_call("aurora")["app_roles"] == "${local.database_roles}"
+    secret = aurora.resource("aws_secretsmanager_secret", "app_role")
+    assert secret["for_each"] == "${var.app_roles}"
+    assert secret["kms_key_id"] == "${var.kms_key_arn}"
+    password = aurora.data[("aws_secretsmanager_random_password", "app_role")]
+    assert password["for_each"] == "${var.app_roles}"
+    version = aurora.resource("aws_secretsmanager_secret_version", "app_role")
+    assert version["secret_id"] == "${aws_secretsmanager_secret.app_role[each.key].id}"
+    assert squash(version["secret_string"]) == (
+        "${jsonencode({username=each.key,password=data.aws_secretsmanager_random_password"
+        ".app_role[each.key].random_password})}")
+    assert version["lifecycle"] == [{"ignore_changes": ["secret_string"]}], \
+        "a plan must not draw a new password"
+    # Consumers get the ARN once the secret has its value.
+    assert "aws_secretsmanager_secret_version.app_role" in \
+        aurora.outputs["app_role_secret_arns"]["value"]
+    for path in ALL_MODULE_DIRS:
+        text = load(path).text
+        assert not re.search(r'(resource|data)\s+"random_', text), f"{path.name}: random provider"
+        assert "hashicorp/random" not in text, path.name
+
+
+def test_the_proxy_logs_in_every_app_role_and_the_master_user() -> None:
+    proxy = sub("rds_proxy")
+    resource = proxy.resource("aws_db_proxy", "this")
+    (master,) = resource["auth"]
+    assert master["secret_arn"] == "${var.secret_arn}"
+    (dynamic,) = resource["dynamic"]
+    (content,) = dynamic["auth"]["content"]
+    assert dynamic["auth"]["for_each"] == "${var.app_secret_arns}"
+    assert content["secret_arn"] == "${auth.value}"
+    for auth in (master, content):
+        assert auth["auth_scheme"] == "SECRETS" and auth["iam_auth"] == "DISABLED"
+        assert auth["client_password_auth_type"] == "POSTGRES_SCRAM_SHA_256"
+    assert module_call("rds_proxy")["app_secret_arns"] == f"${{{ROLE_SECRET}}}"
+    # ... and may read all of them, decrypting through Secrets Manager only.
+    assert squash(proxy.locals["secret_arns"]) == \
+        "${concat([var.secret_arn],values(var.app_secret_arns))}"
+    read, decrypt = statements(proxy.resource("aws_iam_role_policy", "this")["policy"])
+    assert "Resource=local.secret_arns" in read
+    assert '"kms:ViaService"="secretsmanager.' in decrypt
+    assert resource["require_tls"] is True
 
 
 def test_policy_statement_reader_can_fail() -> None:

@@ -139,3 +139,45 @@ resource "aws_rds_cluster_instance" "reader" {
 
   depends_on = [aws_rds_cluster_instance.writer]
 }
+
+# The services' own login roles (least privilege: migration 0004 creates them and grants what
+# each needs; the master user only migrates). One secret per role, in the shape RDS Proxy reads
+# ({"username", "password"}), encrypted with the shop's key like the master secret. Terraform
+# generates the password once, with the AWS provider's own generator; the migrate step
+# (`python -m shop.migrate`, the orders task's init container) sets each role's password to
+# its secret's every time it runs, so the database always follows the secret.
+resource "aws_secretsmanager_secret" "app_role" {
+  #checkov:skip=CKV2_AWS_57:no rotation Lambda; the migrate step sets the role's password from this secret on every deploy, so a new secret value is applied by the next deployment
+  for_each = var.app_roles
+
+  name        = "${var.name}/database/${each.key}"
+  description = "Chaos Shop: login and password of the database role ${each.key}"
+  kms_key_id  = var.kms_key_arn
+  # A lab: destroy and apply again must be able to reuse the name at once.
+  recovery_window_in_days = 0
+
+  tags = var.tags
+}
+
+# Letters and digits only: nothing to quote in a URL, a DSN or the ALTER ROLE statement.
+data "aws_secretsmanager_random_password" "app_role" {
+  for_each = var.app_roles
+
+  password_length     = 40
+  exclude_punctuation = true
+}
+
+resource "aws_secretsmanager_secret_version" "app_role" {
+  for_each = var.app_roles
+
+  secret_id = aws_secretsmanager_secret.app_role[each.key].id
+  secret_string = jsonencode({
+    username = each.key
+    password = data.aws_secretsmanager_random_password.app_role[each.key].random_password
+  })
+
+  # The data source draws a new password on every plan: keep the first one.
+  lifecycle {
+    ignore_changes = [secret_string]
+  }
+}

@@ -24,7 +24,7 @@ output "port" {
 }
 
 output "master_user_secret_arn" {
-  description = "Secrets Manager secret holding the master user's username and password."
+  description = "Secrets Manager secret holding the master user's username and password (RDS rotates it): the migrate step's, never a service's."
   value       = try(aws_rds_cluster.this.master_user_secret[0].secret_arn, null)
 }
 
@@ -34,6 +34,11 @@ output "database_name" {
 }
 
 output "master_username" {
-  description = "The user the shop connects as."
+  description = "The master user, owner of the schema: it runs the migrations only."
   value       = try(aws_rds_cluster.this.master_username, null)
+}
+
+output "app_role_secret_arns" {
+  description = "Per app role: the ARN of its secret (username and password), once the secret has its value."
+  value       = try({ for role, version in aws_secretsmanager_secret_version.app_role : role => version.arn }, {})
 }

@@ -54,7 +54,7 @@ variable "database_name" {
 }
 
 variable "master_username" {
-  description = "Master user (the shop connects as it; its password lives in Secrets Manager)."
+  description = "Master user, owner of the schema: only the migrate step connects as it (RDS keeps and rotates its password in Secrets Manager)."
   type        = string
 }
 
@@ -112,4 +112,15 @@ variable "tags" {
   description = "Tags for every resource."
   type        = map(string)
   default     = {}
+}
+
+variable "app_roles" {
+  description = "The services' login roles (migration 0004 grants them; the master user only migrates): one Secrets Manager secret each, {\"username\", \"password\"}, the password generated once."
+  type        = set(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for role in var.app_roles : can(regex("^[a-z_][a-z0-9_]{0,62}$", role))])
+    error_message = "app_roles must be lowercase PostgreSQL role names (letters, digits, underscores)."
+  }
 }

@@ -7,6 +7,29 @@ locals {
   # The container's own probe: the cheap /health of the process (no curl in a slim image).
   health_command = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${var.health_check_port}${var.health_check_path}', timeout=3)"
   command        = { for k, v in { command = var.command } : k => v if v != null }
+
+  # The one-shot container that runs to completion before the application starts (the
+  # migrations): same image, not essential, the app container starts only on its exit 0.
+  init_containers = [for init in var.init_container[*] : {
+    name                   = init.name
+    image                  = var.image
+    essential              = false
+    readonlyRootFilesystem = true
+    command                = init.command
+    environment            = [for k in sort(keys(init.environment)) : { name = k, value = init.environment[k] }]
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.this.name
+        awslogs-region        = data.aws_region.current.region
+        awslogs-stream-prefix = var.name
+      }
+    }
+  }]
+  depends_on = {
+    for k, v in { dependsOn = [for init in var.init_container[*] : { containerName = init.name, condition = "SUCCESS" }] } :
+    k => v if length(v) > 0
+  }
 }
 
 resource "aws_cloudwatch_log_group" "this" {
@@ -130,7 +153,7 @@ resource "aws_ecs_task_definition" "this" {
     cpu_architecture        = var.cpu_architecture
   }
 
-  container_definitions = jsonencode([merge({
+  container_definitions = jsonencode(concat(local.init_containers, [merge({
     name                   = var.name
     image                  = var.image
     essential              = true
@@ -157,7 +180,7 @@ resource "aws_ecs_task_definition" "this" {
         awslogs-stream-prefix = var.name
       }
     }
-  }, local.command)])
+  }, local.command, local.depends_on)]))
 
   tags = var.tags
 }

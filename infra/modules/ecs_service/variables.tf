@@ -68,6 +68,16 @@ variable "command" {
   default     = null
 }
 
+variable "init_container" {
+  description = "A one-shot container of the same image that must exit 0 before the application container starts (dependsOn SUCCESS), e.g. the migrations; null: none. Its environment, like the app's, holds no secret."
+  type = object({
+    name        = string
+    command     = list(string)
+    environment = map(string)
+  })
+  default = null
+}
+
 variable "environment" {
   description = "Environment variables (SHOP_* settings and AWS_*), never secrets."
   type        = map(string)
@@ -87,7 +97,7 @@ variable "secret_arns" {
 }
 
 variable "task_secret_arns" {
-  description = "Secrets the application reads itself at run time (a value that rotates is read again, no restart): the task role may GetSecretValue on exactly these."
+  description = "Secrets the task's containers read themselves at run time (a value that rotates is read again, no restart): the task role may GetSecretValue on exactly these."
   type        = list(string)
   default     = []
 }

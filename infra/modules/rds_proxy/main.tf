@@ -15,9 +15,14 @@ resource "aws_iam_role" "this" {
   tags = var.tags
 }
 
+locals {
+  # Every login the proxy accepts: the master user's (the migrate step) and each app role's.
+  secret_arns = concat([var.secret_arn], values(var.app_secret_arns))
+}
+
 # The proxy reads the database credentials and nothing else.
 resource "aws_iam_role_policy" "this" {
-  name = "read-database-secret"
+  name = "read-database-secrets"
   role = aws_iam_role.this.id
 
   policy = jsonencode({
@@ -26,7 +31,7 @@ resource "aws_iam_role_policy" "this" {
       {
         Effect   = "Allow"
         Action   = ["secretsmanager:GetSecretValue"]
-        Resource = [var.secret_arn]
+        Resource = local.secret_arns
       },
       {
         Effect    = "Allow"
@@ -49,12 +54,26 @@ resource "aws_db_proxy" "this" {
   idle_client_timeout = var.idle_client_timeout
   debug_logging       = false
 
+  # The master user: the migrate step only (the services connect as their own roles).
   auth {
     auth_scheme               = "SECRETS"
     secret_arn                = var.secret_arn
     iam_auth                  = "DISABLED"
     client_password_auth_type = "POSTGRES_SCRAM_SHA_256"
     description               = "Aurora master user"
+  }
+
+  # One login per app role: the proxy authenticates the client and the database with the
+  # secret's username and password.
+  dynamic "auth" {
+    for_each = var.app_secret_arns
+    content {
+      auth_scheme               = "SECRETS"
+      secret_arn                = auth.value
+      iam_auth                  = "DISABLED"
+      client_password_auth_type = "POSTGRES_SCRAM_SHA_256"
+      description               = "App role ${auth.key}"
+    }
   }
 
   tags = var.tags

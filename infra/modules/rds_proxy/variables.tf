@@ -19,12 +19,18 @@ variable "security_group_id" {
 }
 
 variable "secret_arn" {
-  description = "Secrets Manager secret with the database user's username and password."
+  description = "Secrets Manager secret with the master user's username and password."
   type        = string
 }
 
+variable "app_secret_arns" {
+  description = "Per app role: the Secrets Manager secret with its username and password (one auth block each)."
+  type        = map(string)
+  default     = {}
+}
+
 variable "kms_key_arn" {
-  description = "KMS key that encrypts the secret."
+  description = "KMS key that encrypts the secrets."
   type        = string
 }
 
