@@ -25,12 +25,13 @@ import httpx
 
 from chaos_lab.aws import MotoServer, ShopResources, create_resources, purge, queue_depth
 from chaos_lab.pgbouncer import PgBouncer
-from chaos_lab.postgres import PostgresNode
+from chaos_lab.postgres import CATALOG_USER, ORDERS_USER, PostgresNode
 from chaos_lab.processes import (
     LabError,
     free_port,
     give_to_service_user,
     port_open,
+    run,
     spawn,
     wait_until,
 )
@@ -165,11 +166,14 @@ class Lab:
         self.save()
         log(f"lab up: {self.entry_url}  (logs in {self.root / 'logs'})")
 
-    def service_env(self, settings: dict[str, str]) -> dict[str, str]:
+    def service_env(self, settings: dict[str, str], user: str = ORDERS_USER) -> dict[str, str]:
+        """A service's environment: its own database role (least privilege; the schema is
+        the migrate step's), the lab's resources, then ``settings``."""
         bouncer = self.bouncer
         return {
-            "SHOP_DATABASE_URL": bouncer.dsn(),
-            "SHOP_DATABASE_READER_URL": bouncer.dsn(reader=True),
+            "SHOP_DATABASE_URL": bouncer.dsn(user=user),
+            "SHOP_DATABASE_READER_URL": bouncer.dsn(reader=True, user=user),
+            "SHOP_MIGRATE": "false",
             "SHOP_WORKER_HEALTH_PORT": str(self.s.ports["worker"]),
             "SHOP_WORKER_WAIT_SECONDS": "2",
             "SHOP_BREAKER_RESET_SECONDS": "3",
@@ -181,17 +185,18 @@ class Lab:
         """(Re)start catalog, orders and the worker with these SHOP_* settings."""
         self.stop_services()
         self.s.service_settings = dict(settings)
-        env = self.service_env(settings)
+        self.migrate()
         logs = self.root / "logs"
         commands = {
-            "orders": ["-m", "uvicorn", "orders.main:app"],
-            "catalog": ["-m", "uvicorn", "catalog.main:app"],
+            "orders": (["-m", "uvicorn", "orders.main:app"], ORDERS_USER),
+            "catalog": (["-m", "uvicorn", "catalog.main:app"], CATALOG_USER),
         }
-        for name, args in commands.items():
-            log(f"{name}: uvicorn on port {self.s.ports[name]} ({_switches(settings)})")
+        for name, (args, user) in commands.items():
+            log(f"{name}: uvicorn on port {self.s.ports[name]} as {user} "
+                f"({_switches(settings)})")
             proc = spawn([sys.executable, *args, "--host", "127.0.0.1", "--port",
                           str(self.s.ports[name]), "--no-access-log"], logs / f"{name}.log",
-                         env=env)
+                         env=self.service_env(settings, user))
             self.s.pids[name] = proc.pid
         if settings.get("SHOP_ENABLE_DEGRADATION", "true") == "true":
             log("order-worker")
@@ -201,6 +206,11 @@ class Lab:
         for name in ("orders", "catalog"):
             url = f"{self.service_url(name)}/health/deep"
             wait_until(partial(get_ok, url), f"{name} to reach its database", timeout=60)
+
+    def migrate(self) -> None:
+        """The schema, as its owner, before the services (which may not change it) start."""
+        run([sys.executable, "-m", "shop.migrate", "--timeout", "60"], timeout=90,
+            env={"SHOP_DATABASE_URL": self.bouncer.dsn()})
 
     def start_worker(self) -> None:
         env = self.service_env(self.s.service_settings)

@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chaos_lab.postgres import DATABASE, PASSWORD, USER
+from chaos_lab.postgres import APP_USERS, DATABASE, PASSWORD, USER
 from chaos_lab.processes import (
     give_to_service_user,
     port_open,
@@ -67,9 +67,9 @@ class PgBouncer:
     def ini(self) -> Path:
         return self.root / "pgbouncer.ini"
 
-    def dsn(self, reader: bool = False) -> str:
+    def dsn(self, reader: bool = False, user: str = USER) -> str:
         database = READER_DB if reader else WRITER_DB
-        return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
 
     @staticmethod
     def binary() -> str:
@@ -81,7 +81,8 @@ class PgBouncer:
             writer=WRITER_DB, reader=READER_DB, database=DATABASE, port=self.port,
             writer_port=self.writer_port, reader_port=self.reader_port, root=self.root,
         ))
-        (self.root / "userlist.txt").write_text(f'"{USER}" "{PASSWORD}"\n"postgres" ""\n')
+        users = "".join(f'"{user}" "{PASSWORD}"\n' for user in (USER, *APP_USERS))
+        (self.root / "userlist.txt").write_text(f'{users}"postgres" ""\n')
 
     def start(self, writer_port: int, reader_port: int) -> None:
         self.writer_port, self.reader_port = writer_port, reader_port

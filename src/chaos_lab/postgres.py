@@ -17,8 +17,12 @@ from chaos_lab.processes import (
 )
 
 DATABASE = "shop"
-USER = "shop"
+USER = "shop"  # owns the tables, runs the migrations
 PASSWORD = "shop"
+# Least privilege (migration 0004): what the services run as.
+ORDERS_USER = "shop_orders"  # the orders service and the order-worker
+CATALOG_USER = "shop_catalog"  # the catalog: read only
+APP_USERS = (ORDERS_USER, CATALOG_USER)
 
 CONFIG = """
 listen_addresses = '127.0.0.1'
@@ -73,7 +77,8 @@ class PostgresNode:
         (self.data / "pg_hba.conf").write_text(HBA)
 
     def init_primary(self) -> None:
-        """initdb, start, and create the shop's role and database (empty: the app migrates)."""
+        """initdb, start, and create the shop's roles and database (empty: the app migrates;
+        migration 0004 grants the services' roles what they may do)."""
         self._fresh_root()
         self._pg("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
                  "--no-sync", "-E", "UTF8")
@@ -81,6 +86,8 @@ class PostgresNode:
         self.start()
         self.psql(f"CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'", database="postgres")
         self.psql(f"CREATE DATABASE {DATABASE} OWNER {USER}", database="postgres")
+        for role in APP_USERS:
+            self.psql(f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'", database="postgres")
 
     def init_replica(self, primary: PostgresNode) -> None:
         """A streaming replica from a base backup of ``primary``, then started."""

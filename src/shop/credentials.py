@@ -30,7 +30,7 @@ class PasswordSource:
         self.secret_arn = settings.database_secret_arn
         self.file: Path | None = settings.database_password_file
         self.fixed = settings.database_password
-        self.timeout = settings.aws_timeout
+        self.settings = settings
         self._value: str | None = None
         self._read_at = float("-inf")
         self._stale = True
@@ -70,21 +70,25 @@ class PasswordSource:
 
     async def _read(self) -> str | None:
         if self.secret_arn:
-            return await self._read_secret(self.secret_arn)
+            return await read_secret_password(self.secret_arn, self.settings)
         if self.file:
             return (await asyncio.to_thread(self.file.read_text)).strip()
         return self.fixed
 
-    async def _read_secret(self, arn: str) -> str:
-        config = AioConfig(connect_timeout=self.timeout, read_timeout=self.timeout,
-                           retries={"max_attempts": 2, "mode": "standard"})
-        async with aioboto3.Session().client("secretsmanager", config=config) as secrets:
-            response = await secrets.get_secret_value(SecretId=arn)
-        text: str = response["SecretString"]
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return text  # a plain-text secret is the password itself
-        if isinstance(data, dict) and isinstance(data.get("password"), str):
-            return str(data["password"])
-        raise ValueError(f"secret {arn} is JSON without a string 'password' field")
+
+
+async def read_secret_password(arn: str, settings: Settings) -> str:
+    """A Secrets Manager secret's password: the "password" field of its JSON (as RDS keeps
+    its managed secrets), or the whole string of a plain-text secret."""
+    config = AioConfig(connect_timeout=settings.aws_timeout, read_timeout=settings.aws_timeout,
+                       retries={"max_attempts": 2, "mode": "standard"})
+    async with aioboto3.Session().client("secretsmanager", config=config) as secrets:
+        response = await secrets.get_secret_value(SecretId=arn)
+    text: str = response["SecretString"]
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(data, dict) and isinstance(data.get("password"), str):
+        return str(data["password"])
+    raise ValueError(f"secret {arn} is JSON without a string 'password' field")

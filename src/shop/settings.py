@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     db_pool_max_size: int = Field(10, ge=1)
     retry_budget_seconds: float = Field(3.0, ge=0)
     migrate_max_backoff_seconds: float = Field(5.0, gt=0)
+    # Apply the schema migrations at start (the owner's right). False where the service runs
+    # as a least-privilege role: it waits for the schema `python -m shop.migrate` applies.
+    migrate: bool = True
+    # python -m shop.migrate only: role name -> Secrets Manager secret ARN (JSON); each role's
+    # password is set to its secret's, so that the services' secrets and the database agree.
+    role_secrets: dict[str, str] = Field(default_factory=dict)
 
     # How long the catalog keeps its encoded product list (0: every request reads).
     catalog_max_age_seconds: float = Field(1.0, ge=0)

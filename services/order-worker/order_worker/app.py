@@ -28,7 +28,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                          "are required")
     async with AsyncExitStack() as stack:
         writer = await stack.enter_async_context(
-            open_endpoint("worker-writer", settings.writer_url, settings, migrate=True)
+            open_endpoint("worker-writer", settings.writer_url, settings,
+                          migrate=settings.migrate)
         )
         # The receive long-polls for up to worker_wait_seconds: its read timeout must outlast it.
         (sqs,) = await open_clients(stack, settings, "sqs",

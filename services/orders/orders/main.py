@@ -25,7 +25,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     async with AsyncExitStack() as stack:
         app.state.endpoint = await stack.enter_async_context(
-            open_endpoint("writer", settings.writer_url, settings, migrate=True)
+            open_endpoint("writer", settings.writer_url, settings, migrate=settings.migrate)
         )
         app.state.buffer = None
         if settings.enable_degradation and settings.order_queue_url \
