@@ -239,7 +239,8 @@ class OrderWorker:
             return await self.dead_letter(message, f"unparseable message: {exc}")
         try:
             return await self.writer.run(
-                lambda conn: place_order(conn, order.order_id, order.product_id, order.quantity)
+                lambda conn: place_order(conn, order.order_id, order.product_id, order.quantity,
+                                         order.idempotency_key)
             )
         except (DatabaseUnavailable, DatabaseNotReady) as exc:
             log.info("order %s: database out (%s), left for redelivery", order.order_id, exc)
