@@ -78,6 +78,8 @@ async def test_migrate_command_applies_the_schema_and_sets_role_passwords(
                                           f"WHERE rolname = '{ORDERS_USER}'", "postgres")
     env = {**aws_env, "SHOP_DATABASE_URL": postgres.dsn(database=database),
            "SHOP_ROLE_SECRETS": json.dumps({ORDERS_USER: secret["ARN"]})}
+    hba = postgres.data / "pg_hba.conf"
+    original_hba = hba.read_text()
     # The owner sets the services' passwords: on RDS the master user may (rds_superuser).
     await asyncio.to_thread(postgres.psql, "ALTER ROLE shop CREATEROLE", "postgres")
     try:
@@ -91,8 +93,19 @@ async def test_migrate_command_applies_the_schema_and_sets_role_passwords(
         assert tables.strip().endswith("0004_least_privilege")
         hash_after = await asyncio.to_thread(postgres.psql, "SELECT rolpassword FROM pg_authid "
                                              f"WHERE rolname = '{ORDERS_USER}'", "postgres")
-        assert hash_after != hash_before
+        assert hash_after != hash_before and hash_after.startswith("SCRAM-SHA-256$")
+        # The verifier made client-side is one PostgreSQL accepts: log in with the password.
+        hba.write_text(f"host all {ORDERS_USER} 127.0.0.1/32 scram-sha-256\n{original_hba}")
+        await asyncio.to_thread(postgres.psql, "SELECT pg_reload_conf()", "postgres")
+        conn = await asyncpg.connect(postgres.dsn(database=database, user=ORDERS_USER),
+                                     password="rotated-by-deploy")
+        await conn.close()
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(postgres.dsn(database=database, user=ORDERS_USER),
+                                  password="shop")
     finally:
+        hba.write_text(original_hba)
+        await asyncio.to_thread(postgres.psql, "SELECT pg_reload_conf()", "postgres")
         await asyncio.to_thread(postgres.psql, f"ALTER ROLE {ORDERS_USER} PASSWORD 'shop'",
                                 "postgres")
         await asyncio.to_thread(postgres.psql, "ALTER ROLE shop NOCREATEROLE", "postgres")

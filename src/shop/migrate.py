@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
+import hmac
 import logging
+import secrets
 import sys
 from functools import partial
 
@@ -48,10 +52,25 @@ async def migrate(settings: Settings, give_up_after: float) -> None:
 
 
 async def set_password(conn: asyncpg.Connection, role: str, password: str) -> None:
-    # Identifiers and literals quoted by the server: nothing here is interpolated by hand.
+    """Sent as a SCRAM verifier, never in clear: the statement is DDL, and Aurora's
+    ``log_statement = ddl`` would write a plain password to the exported log."""
     statement = await conn.fetchval(
-        "SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', $1::text, $2::text)", role, password)
+        "SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', $1::text, $2::text)",
+        role, scram_verifier(password))
     await conn.execute(statement)
+
+
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """What PostgreSQL stores for a SCRAM-SHA-256 password (RFC 5802 / 7677), made here so
+    that the password never reaches the server; it takes a verifier as it is."""
+    salt = secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.digest(salted, b"Server Key", "sha256")
+    b64 = base64.b64encode
+    return (f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}"
+            f"${b64(stored_key).decode()}:{b64(server_key).decode()}")
 
 
 def main() -> int:
