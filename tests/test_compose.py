@@ -1,6 +1,7 @@
 """docker-compose.yml checked against the code, with no Docker engine: the settings the
 services are given are settings they read, ports and health checks match the images, every
-dependency waits for health, images are pinned, secrets come from the environment, and nginx,
+dependency waits for health, images are pinned, secrets come from the environment, the
+services run as their least-privilege roles after a migrate step as the owner, and nginx,
 PgBouncer and the AWS init route to and create what the services expect. PgBouncer's
 configuration and the AWS init script are run for real (the local pgbouncer, moto's server)."""
 
@@ -23,6 +24,7 @@ import yaml
 from chaos_lab import aws as lab_aws
 from chaos_lab.compose_target import NODES, PASSED_THROUGH, ROUTE, ComposePorts
 from chaos_lab.pgbouncer import READER_DB, WRITER_DB
+from chaos_lab.postgres import CATALOG_USER, ORDERS_USER
 from chaos_lab.processes import (
     as_service_user,
     free_port,
@@ -41,8 +43,14 @@ SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 SHOP = {"catalog": 8000, "orders": 8000, "order-worker": 8081}  # service: container port
 STATEFUL = ("postgres", "postgres-replica", "pgbouncer", "moto")
 # ${VAR:-}: from the environment, never a value in the file; empty when unset, so that ps,
-# logs and down work without it (the containers that use it refuse to start without it).
-SECRET = re.compile(r"^\$\{(?P<var>[A-Z_]+):-\}$")
+# logs and down work without it (the containers that use it refuse to start without it). An
+# app role's password may default to the owner's: ${VAR:-${POSTGRES_PASSWORD:-}}.
+SECRET = re.compile(r"^\$\{(?P<var>[A-Z_]+):-(\$\{POSTGRES_PASSWORD:-\})?\}$")
+OWNER = "shop"  # owns the tables (initdb/10-shop.sh); only the migrate step logs in as it
+# Each shop service's database role, and the variable its password comes from.
+ROLES = {"catalog": (CATALOG_USER, "POSTGRES_CATALOG_PASSWORD"),
+         "orders": (ORDERS_USER, "POSTGRES_ORDERS_PASSWORD"),
+         "order-worker": (ORDERS_USER, "POSTGRES_ORDERS_PASSWORD")}
 
 
 def env(service: str) -> dict[str, str]:
@@ -91,7 +99,7 @@ def test_shop_services_reach_the_proxy_endpoints_without_a_password_in_the_url(
         settings["SHOP_DATABASE_READER_URL"])
     assert (writer.hostname, writer.port, writer.path) == ("pgbouncer", 6432, f"/{WRITER_DB}")
     assert (reader.hostname, reader.port, reader.path) == ("pgbouncer", 6432, f"/{READER_DB}")
-    assert writer.password is None and reader.password is None and writer.username == "shop"
+    assert writer.password is None and reader.password is None
     assert SECRET.match(settings["SHOP_DATABASE_PASSWORD"])
     # the compose target's switches come from the environment, defaulting to the resilient shop
     for name in PASSED_THROUGH:
@@ -101,6 +109,40 @@ def test_shop_services_reach_the_proxy_endpoints_without_a_password_in_the_url(
     Settings.model_validate({  # the values parse as the services will parse them
         k.removeprefix("SHOP_").lower(): v for k, v in settings.items()
         if k.startswith("SHOP_") and not v.startswith("${")})
+
+
+@pytest.mark.parametrize("service", list(SHOP))
+def test_no_shop_service_connects_as_the_owner(service: str) -> None:
+    """Least privilege: each service logs in as its role, on both endpoints, with its role's
+    password (never the owner's variable alone), and never migrates."""
+    settings = env(service)
+    role, password_var = ROLES[service]
+    for url in ("SHOP_DATABASE_URL", "SHOP_DATABASE_READER_URL"):
+        assert urlsplit(settings[url]).username == role != OWNER, (service, url)
+    password = SECRET.match(settings["SHOP_DATABASE_PASSWORD"])
+    assert password and password["var"] == password_var
+    assert settings["SHOP_MIGRATE"] == "false"
+    assert SERVICES[service]["depends_on"]["migrate"]["condition"] == \
+        "service_completed_successfully"
+
+
+def test_the_migrate_step_runs_the_orders_image_as_the_owner_once() -> None:
+    spec = SERVICES["migrate"]
+    assert spec["build"] == SERVICES["orders"]["build"]  # the same image, another command
+    assert spec["command"] == ["python", "-m", "shop.migrate", "--timeout", "300"]
+    assert spec["restart"] == "no" and spec["healthcheck"] == {"disable": True}
+    settings = env("migrate")
+    url = urlsplit(settings["SHOP_DATABASE_URL"])
+    assert (url.username, url.password, url.hostname, url.port, url.path) == (
+        OWNER, None, "pgbouncer", 6432, f"/{WRITER_DB}")
+    assert settings["SHOP_DATABASE_PASSWORD"] == "${POSTGRES_PASSWORD:-}"
+    assert "SHOP_MIGRATE" not in settings  # it migrates: that is all it does
+    assert spec["depends_on"] == {"pgbouncer": {"condition": "service_healthy"}}
+    # nothing else logs in as the owner through PgBouncer
+    owners = [service for service in SERVICES if any(
+        urlsplit(value).username == OWNER for name, value in env(service).items()
+        if name.startswith("SHOP_DATABASE") and name.endswith("URL"))]
+    assert owners == ["migrate"]
 
 
 def test_build_contexts_and_dockerfiles_exist() -> None:
@@ -160,7 +202,7 @@ def test_dependencies_wait_for_health_or_completion() -> None:
     for service in SHOP:
         assert SERVICES[service]["depends_on"]["aws-init"]["condition"] == \
             "service_completed_successfully"
-        assert {"pgbouncer", "moto"} <= set(SERVICES[service]["depends_on"])
+        assert {"pgbouncer", "moto", "migrate"} <= set(SERVICES[service]["depends_on"])
 
 
 def test_images_are_pinned() -> None:
@@ -179,7 +221,8 @@ def test_secrets_come_from_the_environment() -> None:
             if name == "AWS_SECRET_ACCESS_KEY":  # moto's placeholder, never a real key
                 assert value == "testing" and "moto" in env(service)["AWS_ENDPOINT_URL"]
     text = (ROOT / "docker-compose.yml").read_text()
-    assert set(re.findall(r"\$\{(POSTGRES_PASSWORD)[^}]*\}", text)) == {"POSTGRES_PASSWORD"}
+    assert set(re.findall(r"\$\{(\w*PASSWORD)[^}]*\}", text)) == {
+        "POSTGRES_PASSWORD", "POSTGRES_ORDERS_PASSWORD", "POSTGRES_CATALOG_PASSWORD"}
 
 
 def test_the_locust_services_are_under_a_profile() -> None:
@@ -223,8 +266,14 @@ def test_postgres_nodes_are_peers() -> None:
     assert SECRET.match(primary["POSTGRES_PASSWORD"]) and SECRET.match(
         replica["POSTGRES_PASSWORD"])
     init = (DEPLOY / "postgres" / "initdb" / "10-shop.sh").read_text()
-    assert "CREATE ROLE shop LOGIN" in init and "CREATE DATABASE shop OWNER shop" in init
+    assert f"CREATE ROLE {OWNER} LOGIN" in init and f"CREATE DATABASE shop OWNER {OWNER}" in init
     assert "host replication all all scram-sha-256" in init
+    # the app roles, each with its password (the writer's first start; a replica's base backup
+    # brings them along), given to the node that runs the init
+    for role, variable in set(ROLES.values()):
+        assert f"CREATE ROLE {role} LOGIN PASSWORD" in init
+        assert f"${{{variable}:-$POSTGRES_PASSWORD}}" in init
+        assert primary[variable] == f"${{{variable}:-${{POSTGRES_PASSWORD:-}}}}"
 
 
 @pytest.mark.parametrize("script", sorted(str(p.relative_to(ROOT))
@@ -275,6 +324,36 @@ while [ $# -gt 0 ]; do
 done
 [ "$host" = "$FAKE_WRITER" ] && echo t || echo f
 """
+
+
+def test_pgbouncer_knows_the_owner_the_app_roles_and_its_admin(tmp_path: Path) -> None:
+    """start.sh writes every user with its password to the auth file (a pgbouncer that prints
+    it stands in for the real one): the app roles' own passwords, or the owner's by default."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "psql").write_text(FAKE_PSQL)
+    (fake_bin / "pgbouncer").write_text(f'#!/bin/sh\ncat "{tmp_path}/userlist.txt"\n')
+    for tool in fake_bin.iterdir():
+        tool.chmod(0o755)
+    settings = env("pgbouncer")
+    for variable in ("POSTGRES_ORDERS_PASSWORD", "POSTGRES_CATALOG_PASSWORD"):
+        assert settings[variable] == f"${{{variable}:-${{POSTGRES_PASSWORD:-}}}}"
+
+    def users(**passwords: str) -> dict[str, str]:
+        result = subprocess.run(
+            ["sh", str(DEPLOY / "pgbouncer" / "start.sh")], capture_output=True, text=True,
+            timeout=10, check=True,
+            env={"PATH": f"{fake_bin}:/usr/bin:/bin", "POSTGRES_PASSWORD": 'pa"ss',
+                 "PGBOUNCER_RUN_DIR": str(tmp_path), "FAKE_WRITER": "postgres", **passwords})
+        rows = [re.fullmatch(r'"(\w+)" "((?:[^"]|"")*)"', line)
+                for line in result.stdout.splitlines() if line.startswith('"')]
+        assert all(rows), result.stdout
+        return {row[1]: row[2].replace('""', '"') for row in rows if row}
+
+    assert users(POSTGRES_ORDERS_PASSWORD="o", POSTGRES_CATALOG_PASSWORD='c"') == {
+        OWNER: 'pa"ss', ORDERS_USER: "o", CATALOG_USER: 'c"', "pgbouncer": 'pa"ss'}
+    assert users() == {OWNER: 'pa"ss', ORDERS_USER: 'pa"ss', CATALOG_USER: 'pa"ss',
+                       "pgbouncer": 'pa"ss'}
 
 
 def start_pgbouncer_script(root: Path, writer: str, *extra: str) -> list[str]:

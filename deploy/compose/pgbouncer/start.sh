@@ -2,6 +2,10 @@
 # The pgbouncer container's entrypoint: the user list from the environment (no password in
 # the repository), the endpoints' routes, then pgbouncer in the foreground.
 #
+# The users, on both endpoints: `shop` (the owner: the migrate step only), `shop_orders` (the
+# orders service and the order-worker), `shop_catalog` (the catalog), and `pgbouncer` (the
+# admin console). PgBouncer logs in to the node as the client's user with the same password.
+#
 # The routes follow the nodes' roles, asked of the nodes themselves: after a failover the
 # nodes keep their names while their roles swap, so `docker compose down && up` after an odd
 # number of failovers has `postgres-replica` as the writer. The writer endpoint goes to
@@ -19,9 +23,15 @@ SECOND="${READER_HOST:-postgres-replica}"
 WAIT="${ROUTE_WAIT_SECONDS:-60}"
 umask 077
 mkdir -p "$RUN_DIR"
-# userlist.txt quotes with double quotes; a double quote inside is doubled.
-password=$(printf '%s' "$POSTGRES_PASSWORD" | sed 's/"/""/g')
-printf '"shop" "%s"\n"pgbouncer" "%s"\n' "$password" "$password" > "$RUN_DIR/userlist.txt"
+# userlist.txt quotes with double quotes; a double quote inside is doubled. The roles'
+# passwords default to POSTGRES_PASSWORD (docker-compose.yml), as the node's init has them.
+user() { printf '"%s" "%s"\n' "$1" "$(printf '%s' "$2" | sed 's/"/""/g')"; }
+{
+    user shop "$POSTGRES_PASSWORD"
+    user shop_orders "${POSTGRES_ORDERS_PASSWORD:-$POSTGRES_PASSWORD}"
+    user shop_catalog "${POSTGRES_CATALOG_PASSWORD:-$POSTGRES_PASSWORD}"
+    user pgbouncer "$POSTGRES_PASSWORD"
+} > "$RUN_DIR/userlist.txt"
 
 is_writer() {  # the node answers, and is not in recovery
     [ "$(PGPASSWORD="$POSTGRES_PASSWORD" PGCONNECT_TIMEOUT=3 psql -h "$1" -p 5432 -U postgres \
