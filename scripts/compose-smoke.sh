@@ -10,7 +10,9 @@
 # 1. up: with a Docker engine that reaches a registry, plain `docker compose up -d --build
 #    --wait`; without one (as root), ../shared/tools/compose-standins/up, which installs
 #    Debian's Docker, builds local stand-ins for the upstream images and brings the stack up
-#    (COMPOSE_SMOKE_MODE=plain|standins forces either);
+#    (COMPOSE_SMOKE_MODE=plain|standins forces either); each database role with a password
+#    of its own, then least privilege checked on the writer: the catalog's role cannot write
+#    the products, the orders' role can take stock but not change a price;
 # 2. `chaos-shop experiment run failover --target compose --preset short`;
 # 3. down and up again without -v: after that (odd) failover the nodes have swapped roles, and
 #    PgBouncer must route writes to the new writer: an order must be confirmed (201);
@@ -101,12 +103,48 @@ CHAOS=$ROOT/.venv/bin/chaos-shop
 PY=$ROOT/.venv/bin/python
 
 # 1. up ---------------------------------------------------------------------------------------
-export POSTGRES_PASSWORD=${POSTGRES_PASSWORD:-$($PY -c 'import secrets; print(secrets.token_hex(16))')}
+new_password() { "$PY" -c 'import secrets; print(secrets.token_hex(16))'; }
+export POSTGRES_PASSWORD=${POSTGRES_PASSWORD:-$(new_password)}
+export POSTGRES_ORDERS_PASSWORD=${POSTGRES_ORDERS_PASSWORD:-$(new_password)}
+export POSTGRES_CATALOG_PASSWORD=${POSTGRES_CATALOG_PASSWORD:-$(new_password)}
 up_plain() { docker compose up -d --build --wait --wait-timeout 300; }
 up_standins() { "$STANDINS" "$ROOT"; }
 say "1. up ($MODE)"
 timed "up ($MODE)" "up_$MODE"
 docker compose ps --format '   {{.Service}}: {{.Status}}'
+
+# Least privilege: each role logs in with its own password (over TCP, as PgBouncer does), and
+# only the owner may change the catalog. SQL as ROLE on the writer (`postgres` at first start).
+as_role() {  # as_role ROLE PASSWORD SQL
+    docker compose exec -T -e PGPASSWORD="$2" postgres psql -h 127.0.0.1 -U "$1" -d shop \
+        -v ON_ERROR_STOP=1 -XAtqc "$3" 2>&1
+}
+denied() {  # denied ROLE PASSWORD SQL: the statement is refused for lack of a privilege
+    local out
+    if out=$(as_role "$@"); then
+        say "$1 may: $3"; return 1
+    fi
+    case $out in
+        *"permission denied"*|*"must be owner"*) echo "   $1 may not: $3";;
+        *) say "$1: $3 failed, but not for a privilege: $out"; return 1;;
+    esac
+}
+allowed() {  # allowed ROLE PASSWORD SQL
+    local out
+    out=$(as_role "$@") || { say "$1 may not: $3: $out"; return 1; }
+    echo "   $1 may: $3"
+}
+privileges_hold() {
+    allowed shop_catalog "$POSTGRES_CATALOG_PASSWORD" 'SELECT count(*) FROM products'
+    denied shop_catalog "$POSTGRES_CATALOG_PASSWORD" 'UPDATE products SET stock = stock'
+    denied shop_catalog "$POSTGRES_CATALOG_PASSWORD" 'DELETE FROM orders'
+    allowed shop_orders "$POSTGRES_ORDERS_PASSWORD" \
+        'UPDATE products SET stock = stock, updated_at = now() WHERE false'
+    denied shop_orders "$POSTGRES_ORDERS_PASSWORD" 'UPDATE products SET price = 0'
+    denied shop_orders "$POSTGRES_ORDERS_PASSWORD" 'DROP TABLE orders'
+}
+say "1b. least privilege in the database"
+timed "least privilege" privileges_hold
 
 # The verdict of one experiment: its AFTER run in result.json -----------------------------------
 verdict() {  # verdict NAME: the experiment's report folder holds one result.json
