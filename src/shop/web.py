@@ -14,6 +14,8 @@ from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -22,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shop.db import Endpoint
 from shop.errors import Overloaded, ShopError
 from shop.metrics import REQUEST_SECONDS, REQUESTS, SHED
+from shop.schemas import DeepHealth, ErrorBody, Health
 from shop.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -31,8 +34,10 @@ MAX_BODY_BYTES = 16 * 1024
 
 
 def error(status_code: int, message: str, headers: dict[str, str] | None = None,
-          **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status_code, headers=headers)
+          detail: list[dict[str, Any]] | None = None) -> JSONResponse:
+    """The one error envelope (``shop.schemas.ErrorBody``); ``detail`` only for a 422."""
+    body = ErrorBody(error=message, detail=detail).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=status_code, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -45,6 +50,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error(422, "invalid request", detail=jsonable_encoder(exc.errors()))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -181,7 +190,8 @@ DeadlineDep = Annotated[float, Depends(request_deadline)]
 def health_router(service: str) -> APIRouter:
     router = APIRouter(tags=["health"])
 
-    @router.get("/health")
+    @router.get("/health", response_model=Health,
+                responses={503: {"model": Health, "description": "the worker's loop stalled"}})
     async def health(request: Request) -> JSONResponse:
         """Liveness: answers at once and never touches the database. A process with a loop
         of its own (the worker) sets ``app.state.alive`` to say whether the loop still turns."""
@@ -190,7 +200,8 @@ def health_router(service: str) -> APIRouter:
             return JSONResponse({"status": "stalled", "service": service}, status_code=503)
         return JSONResponse({"status": "ok", "service": service})
 
-    @router.get("/health/deep")
+    @router.get("/health/deep", response_model=DeepHealth,
+                responses={503: {"model": DeepHealth, "description": "not ready to serve"}})
     async def health_deep(request: Request, endpoint: EndpointDep) -> JSONResponse:
         """Readiness: one direct round trip to the database (no retry, no breaker)."""
         extra = await deep_health_extras(request)

@@ -12,7 +12,6 @@ database when it is not.
 """
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
@@ -25,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from shop.aws import AWS_ERRORS, ProductCache
 from shop.errors import DatabaseNotReady, DatabaseUnavailable, FallbackUnavailable, ProductNotFound
 from shop.metrics import FALLBACKS
+from shop.schemas import ProductList, ProductPublic, errors
 from shop.settings import get_settings
 from shop.web import SERVED_BY, DeadlineDep, EndpointDep
 
@@ -125,18 +125,19 @@ def reader_deadline(deadline: float, cache: ProductCache | None) -> float:
     return deadline - (get_settings().aws_timeout if cache is not None else 0.0)
 
 
-@router.get("", response_model=None)
+@router.get("", response_model=ProductList, response_model_exclude_none=True,
+            responses=errors(503))
 async def list_products(reader: EndpointDep, cache: CacheDep, recent: RecentDep,
-                        deadline: DeadlineDep) -> Response | dict[str, Any]:
+                        deadline: DeadlineDep) -> Response | ProductList:
     async def read() -> bytes:
         # The deadline of the request that started the read: the others share it.
         products, latency_ms = await reader.timed(select_products,
                                                   deadline=reader_deadline(deadline, cache))
         if cache is not None:
             cache.offer(products)
-        return json.dumps({"products": products, "count": len(products), "source": "database",
-                           "served_by": SERVED_BY, "db_latency_ms": latency_ms},
-                          separators=(",", ":")).encode()
+        return ProductList.model_validate(
+            {"products": products, "count": len(products), "source": "database",
+             "served_by": SERVED_BY, "db_latency_ms": latency_ms}).model_dump_json().encode()
 
     if not recent.fresh():
         try:
@@ -147,14 +148,16 @@ async def list_products(reader: EndpointDep, cache: CacheDep, recent: RecentDep,
                     raise DatabaseUnavailable("reader", exc) from exc
                 raise
             products, age = await from_cache(cache, deadline)
-            return {"products": products, "count": len(products), "source": "cache",
-                    "cache_age_seconds": age, "served_by": SERVED_BY}
+            return ProductList.model_validate(
+                {"products": products, "count": len(products), "source": "cache",
+                 "cache_age_seconds": age, "served_by": SERVED_BY})
     return recent.response()
 
 
-@router.get("/{product_id}")
+@router.get("/{product_id}", response_model=ProductPublic, response_model_exclude_none=True,
+            responses=errors(404, 422, 503))
 async def get_product(product_id: ProductId, reader: EndpointDep, cache: CacheDep,
-                      deadline: DeadlineDep) -> dict[str, Any]:
+                      deadline: DeadlineDep) -> ProductPublic:
     async def select_product(conn: asyncpg.Connection) -> dict[str, Any]:
         row = await conn.fetchrow(f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1",
                                   product_id)
@@ -172,11 +175,12 @@ async def get_product(product_id: ProductId, reader: EndpointDep, cache: CacheDe
         cached = next((p for p in products if p["id"] == product_id), None)
         if cached is None:
             raise ProductNotFound() from None
-        return {**cached, "source": "cache", "cache_age_seconds": age, "served_by": SERVED_BY}
+        return ProductPublic(**cached, source="cache", cache_age_seconds=age,
+                             served_by=SERVED_BY)
     if cache is not None:
         cache.offer([product])
-    return {**product, "source": "database", "served_by": SERVED_BY,
-            "db_latency_ms": latency_ms}
+    return ProductPublic(**product, source="database", served_by=SERVED_BY,
+                         db_latency_ms=latency_ms)
 
 
 async def from_cache(cache: ProductCache, deadline: float,

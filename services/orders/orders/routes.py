@@ -7,6 +7,7 @@ database or on the queue and is held by the outbox until the queue surely has it
 """
 
 import uuid
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import asyncpg
@@ -32,6 +33,7 @@ from shop.errors import (
 )
 from shop.metrics import FALLBACKS
 from shop.orders import Order, fetch_order, order_id_for, place_order, raise_for_rejection
+from shop.schemas import OrderAccepted, OrderPublic, Source, errors
 from shop.settings import get_settings
 from shop.web import SERVED_BY, DeadlineDep, EndpointDep
 
@@ -55,11 +57,18 @@ BufferDep = Annotated[OrderBuffer | None, Depends(order_buffer)]
 IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=MAX_IDEMPOTENCY_KEY)]
 
 
-@router.post("", status_code=201)
+def public(order: Order, source: Source, **extra: Any) -> OrderPublic:
+    return OrderPublic(**asdict(order), source=source, served_by=SERVED_BY, **extra)
+
+
+@router.post("", status_code=201, response_model=OrderPublic, response_model_exclude_none=True,
+             responses={202: {"model": OrderAccepted,
+                              "description": "pending: queued, or held until it surely is"},
+                        **errors(404, 409, 413, 422, 503)})
 async def create_order(
     order: OrderCreate, writer: EndpointDep, buffer: BufferDep, deadline: DeadlineDep,
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> OrderPublic | JSONResponse:
     # Made before the first attempt: retries, the queued copy and repeats all reuse it.
     request = QueuedOrder(order_id_for(idempotency_key, order.product_id, order.quantity),
                           order.product_id, order.quantity, idempotency_key)
@@ -79,11 +88,7 @@ async def create_order(
             raise
         may_exist = isinstance(exc, DatabaseUnavailable) and exc.may_have_applied
         return await queue_order(buffer, request, deadline, may_exist)
-    return JSONResponse(
-        {**placed.public(), "source": "database", "served_by": SERVED_BY,
-         "db_latency_ms": latency_ms},
-        status_code=201,
-    )
+    return public(placed, "database", db_latency_ms=latency_ms)
 
 
 async def queue_order(buffer: OrderBuffer, request: QueuedOrder, deadline: float,
@@ -92,7 +97,7 @@ async def queue_order(buffer: OrderBuffer, request: QueuedOrder, deadline: float
     unknown); the same id on the queue is then replayed by the worker, not applied twice."""
     if buffer.outbox.full() and not may_exist:
         raise FallbackUnavailable("database unavailable, order queue backed up")
-    source = "queue"
+    source: Source = "queue"
     try:
         await buffer.enqueue(request, deadline)
     except (EnqueueUnknown, FallbackUnavailable) as exc:
@@ -104,17 +109,16 @@ async def queue_order(buffer: OrderBuffer, request: QueuedOrder, deadline: float
         buffer.outbox.hold(request)
         source = "outbox"
     FALLBACKS.labels(kind=f"order_{'queued' if source == 'queue' else 'held'}").inc()
-    return JSONResponse(
-        {"order_id": str(request.order_id), "status": "pending",
-         "product_id": request.product_id, "quantity": request.quantity, "source": source,
-         "served_by": SERVED_BY},
-        status_code=202,
-    )
+    accepted = OrderAccepted(order_id=request.order_id, status="pending",
+                             product_id=request.product_id, quantity=request.quantity,
+                             source=source, served_by=SERVED_BY)
+    return JSONResponse(accepted.model_dump(mode="json"), status_code=202)
 
 
-@router.get("/{order_id}")
+@router.get("/{order_id}", response_model=OrderPublic, response_model_exclude_none=True,
+            responses=errors(404, 422, 503))
 async def get_order(order_id: uuid.UUID, writer: EndpointDep, buffer: BufferDep,
-                    deadline: DeadlineDep) -> dict[str, Any]:
+                    deadline: DeadlineDep) -> OrderPublic:
     async def select(conn: asyncpg.Connection) -> Order:
         found = await fetch_order(conn, order_id)
         if found is None:
@@ -125,8 +129,7 @@ async def get_order(order_id: uuid.UUID, writer: EndpointDep, buffer: BufferDep,
     database_out: Exception | None = None
     try:
         found, latency_ms = await writer.timed(select, deadline=deadline - reserve)
-        return {**found.public(), "source": "database", "served_by": SERVED_BY,
-                "db_latency_ms": latency_ms}
+        return public(found, "database", db_latency_ms=latency_ms)
     except (*DB_OUT, OrderNotFound) as exc:
         # Not in the database (yet), or the database is out: a buffered order's status.
         if buffer is None:
@@ -141,4 +144,4 @@ async def get_order(order_id: uuid.UUID, writer: EndpointDep, buffer: BufferDep,
         # 404 only when the database said so: with it out, an order placed directly (201)
         # has no buffered status, and "not found" would be a lie.
         raise database_out or OrderNotFound()
-    return {**buffered.public(), "source": "queue", "served_by": SERVED_BY}
+    return public(buffered, "queue")

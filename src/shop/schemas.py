@@ -1,0 +1,108 @@
+"""The HTTP contract: the shape of every answer, shared by the services and published in their
+OpenAPI documents (``/openapi.json``), so that clients can be generated from them and a
+contract test can hold the services to them. One error envelope for every error.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from shop.orders import OrderStatus
+
+# Where an answer came from: every fallback says so.
+Source = Literal["database", "cache", "queue", "outbox"]
+CatalogSource = Literal["database", "cache"]
+
+
+class ErrorBody(BaseModel):
+    """Every error: 4xx and 5xx alike."""
+
+    error: str
+    # 422 for a malformed request only: what was wrong, field by field (FastAPI's details).
+    detail: list[dict[str, Any]] | None = None
+
+
+class Product(BaseModel):
+    id: int
+    name: str
+    price: float
+    stock: int
+
+
+class ProductPublic(Product):
+    source: CatalogSource
+    served_by: str
+    db_latency_ms: float | None = None
+    cache_age_seconds: float | None = None  # with "source": "cache": how old the copy is
+
+
+class ProductList(BaseModel):
+    products: list[Product]
+    count: int
+    source: CatalogSource
+    served_by: str
+    db_latency_ms: float | None = None
+    cache_age_seconds: float | None = None
+
+
+class OrderPublic(BaseModel):
+    """An order as the database (or, while it is out, the order-status table) knows it."""
+
+    order_id: uuid.UUID
+    product_id: int
+    quantity: int
+    status: OrderStatus
+    reason: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    source: Source
+    served_by: str
+    db_latency_ms: float | None = None
+
+
+class OrderAccepted(BaseModel):
+    """202: the order is pending; ``GET /orders/{order_id}`` tells what became of it."""
+
+    order_id: uuid.UUID
+    status: Literal["pending"]
+    product_id: int
+    quantity: int
+    source: Literal["queue", "outbox"]
+    served_by: str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "stalled"]
+    service: str
+
+
+class DeepHealth(BaseModel):
+    """Readiness, and what each service adds (breaker state, its AWS resources)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["healthy", "unhealthy"]
+    database: Literal["connected", "error"]
+    served_by: str
+    latency_ms: float | None = None
+    schema_ready: bool | None = None
+    error: str | None = None
+    breaker: Literal["closed", "open", "half-open"] | None = None
+
+
+ERROR_MEANINGS = {
+    404: "unknown product or order",
+    409: "insufficient stock",
+    413: "request body too large",
+    422: "malformed request, or an Idempotency-Key already used with another body",
+    503: "overloaded, or the database and its fallback both unavailable: nothing was done",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entries of a route's error answers, all in the one envelope."""
+    return {code: {"model": ErrorBody, "description": ERROR_MEANINGS[code]} for code in codes}
