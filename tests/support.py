@@ -79,3 +79,24 @@ def metric(metrics: httpx.Response, name: str, **labels: str) -> float:
             if sample.name == name and sample.labels == labels:
                 return float(sample.value)
     return 0.0
+
+
+async def shop_traffic(catalog: httpx.AsyncClient, orders: httpx.AsyncClient,
+                       stop: asyncio.Event, log: list[dict[str, Any]]) -> None:
+    """Reads and orders every 50 ms, 3 to 1, until ``stop``; each outcome appended to ``log``
+    with when it started. A timeout or connection error is status 0."""
+    tick = 0
+    while not stop.is_set():
+        tick += 1
+        kind = "write" if tick % 4 == 0 else "read"
+        started = time.monotonic()
+        try:
+            if kind == "write":
+                response = await orders.post("/orders", json={"product_id": 2, "quantity": 1})
+            else:
+                response = await catalog.get("/products")
+            status, body = response.status_code, response.json()
+        except httpx.HTTPError:
+            status, body = 0, {}
+        log.append({"kind": kind, "status": status, "body": body, "at": started})
+        await asyncio.sleep(0.05)

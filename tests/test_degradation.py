@@ -10,7 +10,6 @@ import time
 import uuid
 from collections import Counter
 from contextlib import AsyncExitStack
-from typing import Any
 
 import asyncpg
 import httpx
@@ -25,7 +24,7 @@ from orders.main import app as orders_app
 from shop.aws import AWS_ERRORS, ProductCache, open_clients
 from shop.orders import order_id_for
 from shop.settings import Settings
-from support import eventually, metric, serve
+from support import eventually, metric, serve, shop_traffic
 
 DOWN = "postgresql://shop@127.0.0.1:1/shop"  # nothing listens there
 FAST = {"SHOP_BREAKER_RESET_SECONDS": "1", "SHOP_MIGRATE_MAX_BACKOFF_SECONDS": "0.5",
@@ -36,25 +35,6 @@ def dlq_depth(moto_url: str, aws: ShopResources) -> int:
     return queue_depth(moto_url, aws.dlq_url)
 
 
-async def traffic(catalog: httpx.AsyncClient, orders: httpx.AsyncClient, stop: asyncio.Event,
-                  log: list[dict[str, Any]]) -> None:
-    """3 reads to 1 write, every 50 ms; a timeout or connection error is status 0."""
-    tick = 0
-    while not stop.is_set():
-        tick += 1
-        kind = "write" if tick % 4 == 0 else "read"
-        try:
-            if kind == "write":
-                response = await orders.post("/orders", json={"product_id": 2, "quantity": 1})
-            else:
-                response = await catalog.get("/products")
-            status, body = response.status_code, response.json()
-        except httpx.HTTPError:
-            status, body = 0, {}
-        log.append({"kind": kind, "status": status, "body": body, "at": time.monotonic()})
-        await asyncio.sleep(0.05)
-
-
 async def test_outage_under_traffic_loses_nothing(cluster: Cluster, moto_url: str,
                                                   aws: ShopResources,
                                                   aws_env: dict[str, str]) -> None:
@@ -63,7 +43,7 @@ async def test_outage_under_traffic_loses_nothing(cluster: Cluster, moto_url: st
     async with serve(orders_app, **env) as orders, serve(catalog_app, **env) as catalog, \
             serve(worker_app, **env):
         stop, log = asyncio.Event(), []
-        running = asyncio.create_task(traffic(catalog, orders, stop, log))
+        running = asyncio.create_task(shop_traffic(catalog, orders, stop, log))
         await asyncio.sleep(2)  # steady state; the catalog copy gets written
         await asyncio.to_thread(cluster.bouncer.lose_target)
         await asyncio.sleep(8)

@@ -25,7 +25,7 @@ from shop.db import Endpoint
 from shop.errors import DatabaseUnavailable
 from shop.orders import place_order
 from shop.settings import Settings
-from support import eventually, metric, serve
+from support import eventually, metric, serve, shop_traffic
 
 DOWN = "postgresql://shop@127.0.0.1:1/shop"  # nothing listens there
 FAST = {"SHOP_BREAKER_RESET_SECONDS": "1", "SHOP_MIGRATE_MAX_BACKOFF_SECONDS": "0.5",
@@ -141,27 +141,6 @@ async def test_commit_waiting_for_the_standby_is_not_cancelled(postgres: Postgre
 
 
 # A rotated password ------------------------------------------------------------------------
-
-
-async def shop_traffic(catalog: httpx.AsyncClient, orders: httpx.AsyncClient,
-                       stop: asyncio.Event, log: list[dict[str, Any]]) -> None:
-    """Reads and orders every 50 ms, 3 to 1; a timeout or connection error is status 0."""
-    tick = 0
-    while not stop.is_set():
-        tick += 1
-        kind = "write" if tick % 4 == 0 else "read"
-        started = time.monotonic()
-        try:
-            if kind == "write":
-                response = await orders.post("/orders", json={"product_id": 2, "quantity": 1})
-            else:
-                response = await catalog.get("/products")
-            status, body = response.status_code, response.json()
-        except httpx.HTTPError:
-            status, body = 0, {}
-        log.append({"kind": kind, "status": status, "body": body, "at": started,
-                    "seconds": time.monotonic() - started})
-        await asyncio.sleep(0.05)
 
 
 async def test_password_rotation_costs_no_failed_request(
