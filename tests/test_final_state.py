@@ -256,6 +256,7 @@ async def test_poller_survives_an_unexpected_error_in_its_ping(
     await admin.execute(f"CREATE ROLE {role} LOGIN")
     await admin.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {role}")
     await admin.execute(f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role}")
+    await admin.execute(f"GRANT EXECUTE ON FUNCTION place_order(uuid, int, int, text) TO {role}")
     env = {**aws_env, **FAST, "SHOP_DATABASE_URL": postgres.dsn(user=role),
            "SHOP_RETRY_BUDGET_SECONDS": "0.5"}
     orders = {str(uuid.uuid4()): product for product in (1, 2, 4)}

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -34,8 +32,9 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("4f1c2b0e-6f4e-4b8e-9a57-3c1d7f0e9b21")
 
 # A COMMIT is never cancelled by the statement timeout: cancelled while it waits for the
 # synchronous standby, it stays committed on the writer alone, and a replay would then confirm
-# an order a failover can still lose. asyncpg takes no "no timeout", so: a day. The request's
-# deadline stops waiting for it instead (Endpoint.run(detach=True)), an unknown outcome.
+# an order a failover can still lose. The order statement commits as it ends, so it gets no
+# statement timeout (asyncpg takes no "none": a day). The request's deadline stops waiting for
+# it instead (Endpoint.run(detach=True)), an unknown outcome.
 COMMIT_TIMEOUT_SECONDS = 24 * 3600.0
 
 
@@ -75,66 +74,28 @@ def _order(row: asyncpg.Record | None) -> Order:
 ORDER_COLUMNS = "id, product_id, quantity, status, reason, created_at, updated_at"
 
 
-@asynccontextmanager
-async def transaction(conn: asyncpg.Connection) -> AsyncIterator[None]:
-    """BEGIN ... COMMIT, the COMMIT never cut short by the statement timeout (see above);
-    asyncpg's own ``conn.transaction()`` commits under it."""
-    await conn.execute("BEGIN")
-    try:
-        yield
-    except BaseException:
-        with suppress(Exception):  # a broken connection has nothing left to roll back
-            await conn.execute("ROLLBACK")
-        raise
-    await conn.execute("COMMIT", timeout=COMMIT_TIMEOUT_SECONDS)
-
-
 async def place_order(
     conn: asyncpg.Connection, order_id: uuid.UUID, product_id: int, quantity: int,
     idempotency_key: str | None = None,
 ) -> Order:
     """Record the order and decrement stock atomically; replay the outcome if it exists.
 
+    One round trip: the SQL function ``place_order`` (migration 0005) claims the id and the
+    key, decrements the stock conditionally and records the outcome, in the statement's own
+    transaction. Its timeout is the commit's (see above): the request's deadline, not the
+    statement timeout, decides how long anyone waits for it.
+
     Returns the order, confirmed or rejected (with a reason); never raises for a business
     outcome, so that the worker can record a rejection. ``raise_for_rejection`` turns a
     rejection into the API's 404/409/422.
     """
-    async with transaction(conn):
-        # Claim the id (and the key) first: a concurrent attempt with the same id or key waits
-        # here for this transaction, then finds the row instead of decrementing again.
-        claimed = await conn.fetchval(
-            "INSERT INTO orders (id, product_id, quantity, status, idempotency_key)"
-            " VALUES ($1, $2, $3, 'pending', $4)"
-            " ON CONFLICT DO NOTHING RETURNING id",
-            order_id, product_id, quantity, idempotency_key,
-        )
-        if claimed is None:
-            row = await conn.fetchrow(
-                f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 OR idempotency_key = $2"
-                " ORDER BY id = $1 DESC LIMIT 1", order_id, idempotency_key)
-            if row is not None and row["id"] != order_id:
-                # The key belongs to another order (another body): that one stands.
-                return Order(order_id, product_id, quantity, "rejected", REASON_KEY_REUSED)
-            return _order(row)
-
-        # The one conditional update that can never oversell.
-        stock_left = await conn.fetchval(
-            "UPDATE products SET stock = stock - $2, updated_at = now()"
-            " WHERE id = $1 AND stock >= $2 RETURNING stock",
-            product_id, quantity,
-        )
-        if stock_left is not None:
-            status, reason = "confirmed", None
-        elif await conn.fetchval("SELECT 1 FROM products WHERE id = $1", product_id):
-            status, reason = "rejected", REASON_NO_STOCK
-        else:
-            status, reason = "rejected", REASON_UNKNOWN_PRODUCT
-        row = await conn.fetchrow(
-            "UPDATE orders SET status = $2, reason = $3, updated_at = now()"
-            f" WHERE id = $1 RETURNING {ORDER_COLUMNS}",
-            order_id, status, reason,
-        )
-        return _order(row)
+    row = await conn.fetchrow(
+        f"SELECT {ORDER_COLUMNS} FROM place_order($1, $2, $3, $4)",
+        order_id, product_id, quantity, idempotency_key, timeout=COMMIT_TIMEOUT_SECONDS)
+    if row is not None and row["id"] != order_id:
+        # The key belongs to another order (another body): that one stands.
+        return Order(order_id, product_id, quantity, "rejected", REASON_KEY_REUSED)
+    return _order(row)
 
 
 def raise_for_rejection(order: Order) -> Order:

@@ -238,9 +238,14 @@ class OrderWorker:
         except (ValueError, KeyError, TypeError) as exc:
             return await self.dead_letter(message, f"unparseable message: {exc}")
         try:
+            # Bounded like a request (the order statement has no statement timeout, so that
+            # its commit is never cut short): past it the outcome is unknown, the message
+            # comes back, and place_order replays whatever did commit.
+            deadline = asyncio.get_running_loop().time() + self.settings.request_budget_seconds
             return await self.writer.run(
                 lambda conn: place_order(conn, order.order_id, order.product_id, order.quantity,
-                                         order.idempotency_key)
+                                         order.idempotency_key),
+                deadline=deadline, detach=True,
             )
         except (DatabaseUnavailable, DatabaseNotReady) as exc:
             log.info("order %s: database out (%s), left for redelivery", order.order_id, exc)
