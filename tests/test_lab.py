@@ -33,6 +33,7 @@ async def test_failover_before_never_recovers_after_loses_nothing(lab: LocalTarg
     assert after.lost == 0 and after.stock_consistent
     assert after.healthy_after and after.steady_before
     assert after.dlq == 0 and after.queue == 0
+    assert after.passed and not before.passed and experiments.verdict([before, after])
 
     folder = report.write([before, after], tmp_path)
     assert (folder / "timeline.png").stat().st_size > 10_000
@@ -53,3 +54,4 @@ async def test_outage_before_fails_after_loses_nothing(lab: LocalTarget) -> None
     assert after.queue == 0 and after.dlq == 0
     assert after.drained_seconds is not None and after.drained_seconds <= 30
     assert after.healthy_after
+    assert after.passed and not before.passed, [c for c in after.checks if not c.passed]

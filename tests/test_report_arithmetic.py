@@ -1,6 +1,14 @@
 """The arithmetic behind the before/after tables: no lab needed."""
 
-from chaos_lab.experiment import experiment, recovery_seconds, timeline
+from chaos_lab.experiment import (
+    experiment,
+    latency,
+    p99_between,
+    percentile,
+    recovery_seconds,
+    timeline,
+)
+from chaos_lab.processes import LabError
 from loadtest.traffic import Outcome, TrafficProfile, TrafficResults, schedule
 
 
@@ -71,6 +79,20 @@ def test_experiments_scale_and_refuse_bad_input() -> None:
     for bad in (("nope", "default", 1), ("failover", "nope", 1), ("failover", "short", 0)):
         try:
             experiment(*bad)
-        except ValueError:
+        except LabError:
             continue
         raise AssertionError(f"{bad} was accepted")
+
+
+def test_percentiles_are_nearest_rank_and_failures_count_at_their_timeout() -> None:
+    assert percentile([5, 1, 3, 2, 4], 50) == 3
+    assert percentile([float(i) for i in range(1, 101)], 99) == 99
+    assert percentile([7.0], 99) == 7
+    r = TrafficResults([Outcome(0.2, "read", 200, latency_ms=10),
+                        Outcome(0.7, "read", 200, latency_ms=30),
+                        Outcome(1.5, "read", 0, latency_ms=5000),
+                        Outcome(3.1, "read", 200, latency_ms=4)])
+    assert latency(r) == [{"p50": 10, "p99": 30}, {"p50": 5000, "p99": 5000}, {},
+                          {"p50": 4, "p99": 4}]
+    assert p99_between(r, 1, 3) == 5000  # the timeout is the customer's wait
+    assert p99_between(r, 10, 20) is None

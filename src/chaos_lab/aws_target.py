@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
 import uuid
 from collections.abc import Mapping
@@ -32,8 +31,9 @@ import aioboto3
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chaos_lab.processes import LabError
-from chaos_lab.target import FAULT_NAMES, Say
+from chaos_lab.model import Fault, Switches, implementation
+from chaos_lab.processes import LabError, run
+from chaos_lab.target import Say
 
 # The outputs of infra/outputs.tf this driver reads (the infra tests check they exist).
 REQUIRED_OUTPUTS = (
@@ -47,8 +47,9 @@ REQUIRED_OUTPUTS = (
     "order_queue_url",
     "order_dlq_url",
 )
-TEMPLATE_OUTPUTS = {"failover": "fis_failover_template_id",
-                    "db-outage": "fis_db_outage_template_id"}
+# AWS's fault registry: the FIS experiment template (a Terraform output) of each fault.
+TEMPLATE_OUTPUTS = {Fault.FAILOVER: "fis_failover_template_id",
+                    Fault.DB_OUTAGE: "fis_db_outage_template_id"}
 
 # FIS experiment states (GetExperiment's state.status).
 STARTING = frozenset({"pending", "initiating"})
@@ -60,17 +61,8 @@ AWS_ERRORS = (BotoCoreError, ClientError, asyncio.TimeoutError, OSError)
 def load_outputs(infra_dir: Path, timeout: float = 60.0) -> dict[str, Any]:
     """``terraform output -json`` of ``infra_dir``, as {name: value}."""
     cmd = ["terraform", f"-chdir={infra_dir}", "output", "-json"]
-    try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                                check=False)
-    except FileNotFoundError as exc:
-        raise LabError("terraform is not installed: the AWS target reads "
-                       "`terraform output -json` of the deployment") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise LabError(f"`{' '.join(cmd)}` did not answer within {timeout:g}s") from exc
-    if result.returncode != 0:
-        raise LabError(f"`{' '.join(cmd)}` failed ({result.returncode}): "
-                       f"{(result.stderr or result.stdout).strip()[-1000:]}")
+    result = run(cmd, timeout=timeout, missing="the AWS target reads `terraform output "
+                                                 "-json` of the deployment")
     try:
         raw = json.loads(result.stdout or "{}")
     except json.JSONDecodeError as exc:
@@ -87,19 +79,6 @@ def _unwrap(outputs: Mapping[str, Any]) -> dict[str, Any]:
             for name, value in outputs.items()}
 
 
-def _switch(settings: Mapping[str, str], name: str) -> bool:
-    """A SHOP_* boolean as pydantic reads it; a missing one takes the Settings default (on)."""
-    value = settings.get(name)
-    if value is None:
-        return True
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise LabError(f"{name}={value!r} is not a boolean")
-
-
 @dataclass(frozen=True)
 class Deployment:
     """What ``infra/`` deployed, as far as the experiments need to know."""
@@ -108,7 +87,7 @@ class Deployment:
     region: str
     enable_proxy: bool
     enable_degradation: bool
-    templates: dict[str, str]  # fault -> FIS experiment template id
+    templates: dict[Fault, str]  # fault -> FIS experiment template id
     outage_seconds: float
     queue_url: str
     dlq_url: str
@@ -208,9 +187,12 @@ class AwsTarget:
 
     # Settings ---------------------------------------------------------------------------
 
-    async def apply(self, settings: dict[str, str], say: Say) -> None:
-        wanted = {"enable_proxy": _switch(settings, "SHOP_ENABLE_PROXY"),
-                  "enable_degradation": _switch(settings, "SHOP_ENABLE_DEGRADATION")}
+    @property
+    def breaker_urls(self) -> dict[str, str]:
+        return {}  # the services' /health/deep is not public
+
+    async def apply(self, switches: Switches, say: Say) -> None:
+        wanted = {"enable_proxy": switches.proxy, "enable_degradation": switches.degradation}
         deployed = {"enable_proxy": self.deployment.enable_proxy,
                     "enable_degradation": self.deployment.enable_degradation}
         if wanted != deployed:
@@ -222,11 +204,6 @@ class AwsTarget:
                 f"On AWS the switches are Terraform variables: run `terraform -chdir=infra "
                 f"apply {variables} -var image_tag=<your tag>`, wait for the services to be "
                 f"stable, then start the run again")
-        others = sorted(k for k in settings
-                        if k not in ("SHOP_ENABLE_PROXY", "SHOP_ENABLE_DEGRADATION"))
-        if others:
-            say(f"[aws] settings {', '.join(others)} are not changed on AWS: the task "
-                f"definitions keep their deployed values")
         say(f"[aws] deployment matches: {', '.join(f'{k}={v}' for k, v in deployed.items())}")
 
     async def reset(self) -> None:
@@ -234,14 +211,13 @@ class AwsTarget:
 
     # Faults: FIS experiments ------------------------------------------------------------
 
-    async def inject(self, fault: str, hold: float, say: Say) -> None:
-        if fault not in FAULT_NAMES:
-            raise LabError(f"unknown fault {fault!r}; choose from {list(FAULT_NAMES)}")
+    async def inject(self, fault: Fault, hold: float, say: Say) -> None:
+        template = implementation(self.deployment.templates, fault, self.name)
+        fault = Fault(fault)
         if fault in self._running:
             raise LabError(f"a {fault} experiment ({self._running[fault].experiment_id}) is "
                            f"still running: restore it first")
-        template = self.deployment.templates[fault]
-        if fault == "db-outage" and hold and abs(hold - self.deployment.outage_seconds) > 1:
+        if fault is Fault.DB_OUTAGE and hold and abs(hold - self.deployment.outage_seconds) > 1:
             say(f"[aws] note: the FIS template holds the outage "
                 f"{self.deployment.outage_seconds:g}s (Terraform variable db_outage_seconds), "
                 f"not the {hold:g}s asked for; FIS restores the target itself")
@@ -277,9 +253,10 @@ class AwsTarget:
             say(self._stopped_message(outcome))
         say(f"[aws] FIS experiment {outcome.experiment_id}: {outcome.status}")
 
-    async def restore(self, fault: str, say: Say) -> None:
+    async def restore(self, fault: Fault, say: Say) -> None:
         """Wait for the experiment to end (FIS and the outage runbook restore the fault
         themselves). Past its deadline the experiment is stopped. Idempotent."""
+        implementation(self.deployment.templates, fault, self.name)
         outcome = self._running.get(fault)
         if outcome is None:
             return
@@ -307,11 +284,11 @@ class AwsTarget:
             return
         say(f"[aws] FIS experiment {outcome.experiment_id} ({fault}) {outcome.status}")
 
-    def _timeout_for(self, fault: str) -> float:
+    def _timeout_for(self, fault: Fault) -> float:
         if self.experiment_timeout is not None:
             return self.experiment_timeout
         # A failover takes a minute or two; the outage its hold plus the restore's own wait.
-        return 600.0 if fault == "failover" else self.deployment.outage_seconds + 900.0
+        return 600.0 if fault is Fault.FAILOVER else self.deployment.outage_seconds + 900.0
 
     async def _stop(self, fis: Any, outcome: ExperimentOutcome, say: Say) -> None:
         say(f"[aws] FIS experiment {outcome.experiment_id} still {outcome.status}: stopping it")

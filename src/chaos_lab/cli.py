@@ -1,35 +1,52 @@
 """``chaos-shop``: the lab's command line.
 
     chaos-shop lab up | status | reset | down
-    chaos-shop experiment run failover|db-outage [--compare] [--preset short] [--scale 10]
+    chaos-shop experiment list
+    chaos-shop experiment run NAME|FILE.yaml [--settings fragile] [--compare] [--preset short]
+    chaos-shop gameday [--compare] [--preset short]
+
+Exit codes: 0 the hypothesis holds; 1 it is violated (or the steady state before was not met,
+or the lab failed); 2 a bad argument or a malformed experiment file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
 from chaos_lab import experiment as experiments
 from chaos_lab import report
 from chaos_lab.bench import BenchPart
 from chaos_lab.lab import DEFAULT_DIR, Lab
 from chaos_lab.local_target import LocalTarget
+from chaos_lab.model import (
+    EXPERIMENTS_DIR,
+    RESILIENT_SWITCHES,
+    Experiment,
+    ExperimentFileError,
+    catalog,
+    load,
+)
 from chaos_lab.processes import LabError
-from chaos_lab.target import RESILIENT, Target
+from chaos_lab.target import Target
 
 app = typer.Typer(help="Chaos Shop's lab: the shop as local processes, faults, experiments.",
                   no_args_is_help=True)
 lab_app = typer.Typer(help="Start, inspect, reset and stop the local lab.", no_args_is_help=True)
-experiment_app = typer.Typer(help="Run the failover and outage experiments.",
+experiment_app = typer.Typer(help="List and run the experiments (files under experiments/).",
                              no_args_is_help=True)
 app.add_typer(lab_app, name="lab")
 app.add_typer(experiment_app, name="experiment")
 console = Console(width=None if sys.stdout.isatty() else 120)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 LabDir = Annotated[Path, typer.Option("--dir", help="the lab's directory (state and logs)")]
 
@@ -66,39 +83,130 @@ def lab_reset(directory: LabDir = DEFAULT_DIR) -> None:
     _say("lab reset: seeded stock, no orders, queues and tables empty")
 
 
+class SettingsChoice(StrEnum):
+    resilient = "resilient"
+    fragile = "fragile"
+
+
+Preset = Annotated[str, typer.Option(help="default (the file's timings) or one of its "
+                                          "presets, e.g. short")]
+Scale = Annotated[float, typer.Option(help="multiply the traffic rates")]
+TargetName = Annotated[str, typer.Option("--target", help="where the shop runs: local (the "
+                                                          "lab), compose or aws")]
+ReportDir = Annotated[Path, typer.Option(help="where journals go (result.json, junit.xml, "
+                                              "timeline.png)")]
+ExperimentsDir = Annotated[Path, typer.Option("--experiments", help="the catalog's folder")]
+
+
+@experiment_app.command("list")
+def experiment_list(folder: ExperimentsDir = EXPERIMENTS_DIR) -> None:
+    """The experiments of the catalog: name, fault, description."""
+    table = Table(title=f"experiments in {folder}")
+    for column in ("name", "fault", "hold", "description"):
+        table.add_column(column)
+    for name, path in catalog(folder).items():
+        try:
+            spec = load(path)
+        except ExperimentFileError as exc:
+            table.add_row(name, "[red]invalid[/red]", "", escape(str(exc)))
+            continue
+        table.add_row(spec.name, spec.fault.name.value, f"{spec.fault.hold:g} s",
+                      spec.description)
+    console.print(table)
+
+
 @experiment_app.command("run")
 def experiment_run(
-    name: Annotated[str, typer.Argument(help="failover or db-outage")],
+    name: Annotated[str, typer.Argument(help="a catalog name (see `experiment list`) or a "
+                                             "path to an experiment file (.yaml)")],
+    settings: Annotated[SettingsChoice, typer.Option(
+        help="resilient (AFTER) or fragile (the file's BEFORE settings)")]
+    = SettingsChoice.resilient,
     compare: Annotated[bool, typer.Option(help="run the fragile settings, then the "
-                                               "resilient ones, side by side")] = False,
-    preset: Annotated[str, typer.Option(help="default (the reference's timings) or short")]
-    = "default",
-    scale: Annotated[float, typer.Option(help="multiply the traffic rates")] = 1.0,
-    target: Annotated[str, typer.Option(help="where the shop runs: local (the lab), "
-                                             "compose or aws")] = "local",
-    report_dir: Annotated[Path, typer.Option(help="where results go")] = Path("reports"),
+                                               "resilient ones; only AFTER decides the "
+                                               "verdict")] = False,
+    preset: Preset = "default",
+    scale: Scale = 1.0,
+    target: TargetName = "local",
+    report_dir: ReportDir = Path("reports"),
     directory: LabDir = DEFAULT_DIR,
 ) -> None:
-    """Run an experiment against the lab (brought up if it is not) and report it."""
+    """Run an experiment and judge its hypothesis: exit 0 when it holds, 1 when violated."""
+    spec = _experiment(name, preset, scale, target)
+
+    def go() -> None:
+        shop = _target(target, directory)
+        if not _run_one(shop, spec, compare, settings, report_dir):
+            raise typer.Exit(1)
+
+    _guard(go)
+
+
+@app.command("gameday")
+def gameday(
+    compare: Annotated[bool, typer.Option(help="BEFORE and AFTER for each experiment")]
+    = False,
+    preset: Preset = "default",
+    scale: Scale = 1.0,
+    target: TargetName = "local",
+    report_dir: ReportDir = Path("reports"),
+    folder: ExperimentsDir = EXPERIMENTS_DIR,
+    directory: LabDir = DEFAULT_DIR,
+) -> None:
+    """Every experiment of the catalog, one verdict table; exit 1 if any AFTER fails."""
+    paths = catalog(folder)
+    if not paths:
+        errors.print(f"no experiment files (*.yaml) in {folder}")
+        raise typer.Exit(2)
+    # Every file is checked before anything runs: a typo fails in a second, not in an hour.
+    specs = [_experiment(str(path), preset, scale, target) for path in paths.values()]
+
+    def go() -> None:
+        shop = _target(target, directory)
+        results = []
+        for spec in specs:
+            runs = _runs(shop, spec, compare, SettingsChoice.resilient, report_dir)
+            results.append((spec.name, spec.fault.value, runs))
+        console.print(report.gameday_table(results))
+        if not all(experiments.verdict(runs) for *_, runs in results):
+            raise typer.Exit(1)
+
+    _guard(go)
+
+
+def _experiment(name: str, preset: str, scale: float, target: str) -> Experiment:
+    """The file, validated, preset applied; a mistake is exit 2 with file, field and why."""
     if target not in TARGETS:
         raise typer.BadParameter(f"unknown target {target!r}; choose from {', '.join(TARGETS)}",
                                  param_hint="--target")
     try:
-        spec = experiments.experiment(name, preset, scale)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        return experiments.experiment(name, preset, scale)
+    except LabError as exc:  # ExperimentFileError, an unknown preset, a bad scale
+        errors.print(f"[red]experiment error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from exc
 
-    def go() -> None:
-        shop = _target(target, directory)
-        if compare:
-            runs = asyncio.run(experiments.compare(shop, spec, say=_say))
-        else:
-            runs = [asyncio.run(experiments.run(shop, spec, dict(RESILIENT), "AFTER", _say))]
-        console.print(report.table(runs))
-        folder = report.write(runs, report_dir)
-        _say(f"report: {folder / 'result.json'} and {folder / 'timeline.png'}")
 
-    _guard(go)
+def _runs(shop: Target, spec: Experiment, compare: bool, settings: SettingsChoice,
+          report_dir: Path) -> list[experiments.RunResult]:
+    if compare:
+        runs = asyncio.run(experiments.compare(shop, spec, say=_say))
+    elif settings is SettingsChoice.fragile:
+        runs = [asyncio.run(experiments.run(shop, spec, spec.fragile, "BEFORE", _say))]
+    else:
+        runs = [asyncio.run(experiments.run(shop, spec, RESILIENT_SWITCHES, "AFTER", _say))]
+    console.print(report.table(runs))
+    folder = report.write(runs, report_dir)
+    _say(f"journal: {folder / 'result.json'}, {folder / 'junit.xml'}; "
+         f"timeline: {folder / 'timeline.png'}")
+    return runs
+
+
+def _run_one(shop: Target, spec: Experiment, compare: bool, settings: SettingsChoice,
+             report_dir: Path) -> bool:
+    runs = _runs(shop, spec, compare, settings, report_dir)
+    passed = experiments.verdict(runs)
+    _say(f"verdict: {'PASS' if passed else 'FAIL'} ({spec.name}, {spec.preset} preset)")
+    return passed
 
 
 @app.command("bench")
@@ -152,7 +260,7 @@ def _guard(action: object) -> None:
     try:
         action()  # type: ignore[operator]
     except LabError as exc:
-        console.print(f"[red]lab error:[/red] {exc}")
+        console.print(f"[red]lab error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
 
 

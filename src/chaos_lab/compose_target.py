@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -33,8 +32,9 @@ import httpx
 
 from chaos_lab.aws import ShopResources, client, purge, queue_depth
 from chaos_lab.lab import get_ok
-from chaos_lab.processes import LabError, wait_until
-from chaos_lab.target import FAULT_NAMES, Say, WriterChecks, fetch_from
+from chaos_lab.model import Fault, Switches, implementation
+from chaos_lab.processes import LabError, ToolMissing, run, wait_until
+from chaos_lab.target import Say, WriterChecks, fetch_from
 from shop.db import reset_catalog
 
 NODES = ("postgres", "postgres-replica")
@@ -45,10 +45,6 @@ ENDPOINTS = ("shop", "shop_reader")  # PgBouncer's writer and reader databases
 ROUTE = "/etc/chaos-shop/pgbouncer/route.sh"
 PREFIX = "chaos-shop"  # the AWS resources' names (deploy/compose/aws-init)
 NO_ORDER = "00000000-0000-0000-0000-000000000000"  # looked up to see the orders route answer
-
-
-class ToolMissing(LabError):
-    """docker (with its compose plugin) or psql is not installed here."""
 
 
 @dataclass(frozen=True)
@@ -115,20 +111,10 @@ class ComposeTarget(WriterChecks):
 
     def _run(self, cmd: Sequence[str], env: dict[str, str] | None = None,
              timeout: float | None = None) -> str:
-        """Run a command to completion; any failure is a LabError that says what and why."""
-        limit = timeout or self.command_timeout
-        try:
-            result = subprocess.run(list(cmd), capture_output=True, text=True, timeout=limit,
-                                    env={**os.environ, **(env or {})}, check=False)
-        except FileNotFoundError as exc:
-            raise ToolMissing(f"{cmd[0]} not found: the compose target needs the docker client "
-                           "with its compose plugin, and psql") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise LabError(f"{' '.join(cmd)} did not finish within {limit:.0f}s") from exc
-        if result.returncode != 0:
-            raise LabError(f"{' '.join(cmd)} failed ({result.returncode}): "
-                           f"{(result.stderr or result.stdout).strip()[-2000:]}")
-        return result.stdout
+        """Run a command to completion through the lab's one runner (a LabError on failure)."""
+        return run(cmd, env=env, timeout=timeout or self.command_timeout,
+                   missing="the compose target needs the docker client with its compose "
+                           "plugin, and psql").stdout
 
     def compose(self, *args: str, env: dict[str, str] | None = None,
                 timeout: float | None = None) -> str:
@@ -176,21 +162,20 @@ class ComposeTarget(WriterChecks):
 
     # The target ---------------------------------------------------------------------------
 
-    async def apply(self, settings: dict[str, str], say: Say) -> None:
-        unknown = sorted(set(settings) - set(PASSED_THROUGH))
-        if unknown:
-            raise LabError(f"docker-compose.yml does not pass {', '.join(unknown)} to the "
-                           f"services; it passes {', '.join(PASSED_THROUGH)}")
-        await asyncio.to_thread(self._apply, settings, say)
+    @property
+    def breaker_urls(self) -> dict[str, str]:
+        return {"catalog": self.health_urls[1], "orders": self.health_urls[2]}
 
-    def _apply(self, settings: dict[str, str], say: Say) -> None:
-        degradation = settings.get("SHOP_ENABLE_DEGRADATION", "true") == "true"
+    async def apply(self, switches: Switches, say: Say) -> None:
+        await asyncio.to_thread(self._apply, switches, say)
+
+    def _apply(self, switches: Switches, say: Say) -> None:
         # Without degradation there is no queue to drain: no worker, as in the lab.
-        services = SHOP_SERVICES if degradation else SHOP_SERVICES[:2]
-        say(f"compose: recreating {', '.join(services)}")
-        self.compose("up", "-d", "--force-recreate", *services, env=settings,
+        services = SHOP_SERVICES if switches.degradation else SHOP_SERVICES[:2]
+        say(f"compose: recreating {', '.join(services)} ({switches})")
+        self.compose("up", "-d", "--force-recreate", *services, env=switches.env(),
                      timeout=max(self.command_timeout, 300))
-        if not degradation:
+        if not switches.degradation:
             self.compose("stop", "order-worker")
         # Ready means the schema is in place: the first deep health check that passes.
         for url in self.health_urls[1:]:
@@ -232,26 +217,23 @@ class ComposeTarget(WriterChecks):
             await conn.close(timeout=5)
         await asyncio.to_thread(purge, self.moto_url, await asyncio.to_thread(self.resources))
 
-    async def inject(self, fault: str, hold: float, say: Say) -> None:
-        if fault not in FAULT_NAMES:
-            raise LabError(f"unknown fault {fault!r}; compose knows {list(FAULT_NAMES)}")
-        if fault == "failover":
-            await asyncio.to_thread(self._fail_over, say)
-        else:
-            say("compose: pgbouncer loses its target (DISABLE + KILL)")
-            await asyncio.to_thread(self.pgbouncer_admin, *_each("DISABLE", "KILL"))
+    async def inject(self, fault: Fault, hold: float, say: Say) -> None:
+        start, _ = implementation(FAULTS, fault, self.name)
+        await asyncio.to_thread(start, self, say)
 
-    async def restore(self, fault: str, say: Say) -> None:
-        if fault == "failover":
-            await asyncio.to_thread(self._rejoin, say)
-        elif fault == "db-outage":
-            say("compose: pgbouncer gets its target back (RESUME + ENABLE)")
-            # RESUME of an endpoint that is not paused is an error psql reports and goes on
-            # from: restoring twice, or what was never injected, is harmless.
-            await asyncio.to_thread(self.pgbouncer_admin, *_each("RESUME", "ENABLE"),
-                                    stop_on_error=False)
-        else:
-            raise LabError(f"unknown fault {fault!r}; compose knows {list(FAULT_NAMES)}")
+    async def restore(self, fault: Fault, say: Say) -> None:
+        _, end = implementation(FAULTS, fault, self.name)
+        await asyncio.to_thread(end, self, say)
+
+    def _lose_target(self, say: Say) -> None:
+        say("compose: pgbouncer loses its target (DISABLE + KILL)")
+        self.pgbouncer_admin(*_each("DISABLE", "KILL"))
+
+    def _restore_target(self, say: Say) -> None:
+        say("compose: pgbouncer gets its target back (RESUME + ENABLE)")
+        # RESUME of an endpoint that is not paused is an error psql reports and goes on
+        # from: restoring twice, or what was never injected, is harmless.
+        self.pgbouncer_admin(*_each("RESUME", "ENABLE"), stop_on_error=False)
 
     def _fail_over(self, say: Say) -> None:
         old = self.writer()
@@ -319,6 +301,14 @@ class ComposeTarget(WriterChecks):
         if dsn is None:
             return None
         return await fetch_from(dsn, query, *args, password=self.password)
+
+
+# Compose's fault registry: (inject, restore) for each fault of the catalog.
+FAULTS: dict[Fault, tuple[Callable[[ComposeTarget, Say], None],
+                          Callable[[ComposeTarget, Say], None]]] = {
+    Fault.FAILOVER: (ComposeTarget._fail_over, ComposeTarget._rejoin),
+    Fault.DB_OUTAGE: (ComposeTarget._lose_target, ComposeTarget._restore_target),
+}
 
 
 def _each(*commands: str) -> list[str]:

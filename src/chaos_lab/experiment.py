@@ -1,60 +1,41 @@
-"""Experiments as data, in the spirit of chaostoolkit: a traffic profile, a fault, when and for
-how long, the steady state checked before and after, a rollback that always runs, and the
-invariants checked through the public API once the queue has drained."""
+"""The experiment runner, in the spirit of chaostoolkit: the experiment is data (a file under
+``experiments/``, see ``chaos_lab.model``); a run applies the switches, checks the steady state
+before (and injects nothing when it is not met), starts the traffic, injects the fault on time,
+restores it (the rollback always runs), waits for the queue to drain, checks the invariants
+through the public API, and judges every tolerance of the hypothesis: the verdict."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
 
-from chaos_lab.target import RESILIENT, Say, Target
-from loadtest.traffic import Outcome, TrafficProfile, TrafficResults, generate
+from chaos_lab.model import (
+    RESILIENT_SWITCHES,
+    Check,
+    Experiment,
+    Measured,
+    Switches,
+    find,
+    judge,
+    load,
+)
+from chaos_lab.target import Say, Target
+from loadtest.traffic import Outcome, TrafficResults, generate
 
+# Kept for the bench (src/chaos_lab/bench), which restarts the lab with these settings.
+NO_DEGRADATION = Switches(proxy=True, degradation=False).env()
 
-@dataclass(frozen=True)
-class Experiment:
-    name: str
-    fault: str
-    profile: TrafficProfile
-    fault_at: float  # seconds after the traffic starts
-    hold: float  # seconds the fault lasts before it is restored (0: restored after the run)
-    fragile: dict[str, str]  # the BEFORE settings; AFTER is RESILIENT
-    drain_timeout: float = 300.0  # a wait for the queue to empty, not a sleep
-
-
-FRAGILE_FAILOVER = {"SHOP_ENABLE_PROXY": "false", "SHOP_ENABLE_DEGRADATION": "false"}
-NO_DEGRADATION = {"SHOP_ENABLE_PROXY": "true", "SHOP_ENABLE_DEGRADATION": "false"}
-
-EXPERIMENTS: dict[str, dict[str, Experiment]] = {
-    "failover": {
-        "default": Experiment("failover", "failover", TrafficProfile(duration=120),
-                              fault_at=30, hold=0, fragile=FRAGILE_FAILOVER),
-        "short": Experiment("failover", "failover", TrafficProfile(duration=20),
-                            fault_at=6, hold=0, fragile=FRAGILE_FAILOVER),
-    },
-    "db-outage": {
-        # 30 s healthy baseline, the 3-minute outage, then a minute of recovery.
-        "default": Experiment("db-outage", "db-outage", TrafficProfile(duration=270),
-                              fault_at=30, hold=180, fragile=NO_DEGRADATION),
-        "short": Experiment("db-outage", "db-outage", TrafficProfile(duration=24),
-                            fault_at=5, hold=10, fragile=NO_DEGRADATION),
-    },
-}
+FAULT_TAIL = 5.0  # seconds after the fault ends still counted as "during the fault"
 
 
 def experiment(name: str, preset: str = "default", scale: float = 1.0) -> Experiment:
-    if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; choose from {sorted(EXPERIMENTS)}")
-    if preset not in EXPERIMENTS[name]:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(EXPERIMENTS[name])}")
-    if scale <= 0:
-        raise ValueError("scale must be positive")
-    spec = EXPERIMENTS[name][preset]
-    return replace(spec, profile=spec.profile.scaled(scale)) if scale != 1 else spec
+    """A catalog experiment by name (experiments/<name>.yaml) or a file of one's own."""
+    path = find(name)
+    return load(path).resolve(preset, scale, source=path)
 
 
 # One run ----------------------------------------------------------------------------------
@@ -64,116 +45,189 @@ def experiment(name: str, preset: str = "default", scale: float = 1.0) -> Experi
 class RunResult:
     experiment: str
     label: str  # BEFORE or AFTER
-    settings: dict[str, str]
+    settings: dict[str, bool]  # the switches
+    fault: str
     fault_at: float
     hold: float
-    counts: dict[str, int]
-    accepted: int
-    decided: dict[str, int]
-    lost: int
-    stock_start: int | None
-    stock_end: int | None
-    confirmed_quantity: int
-    stock_consistent: bool | None
-    unacknowledged_confirmed: int
-    dlq: int
-    queue: int
-    steady_before: bool
-    healthy_after: bool
-    recovery_seconds: float | None  # fault to last failure; None: never recovered
+    preset: str = "default"
+    gating: bool = True  # its verdict decides the exit code (not BEFORE in a comparison)
+    aborted: str | None = None  # why the fault was not injected (steady state not met)
+    counts: dict[str, int] = field(default_factory=dict)
+    accepted: int = 0
+    decided: dict[str, int] = field(default_factory=dict)
+    lost: int = 0
+    stock_start: int | None = None
+    stock_end: int | None = None
+    confirmed_quantity: int = 0
+    stock_consistent: bool | None = None
+    unacknowledged_confirmed: int = 0
+    dlq: int = -1
+    queue: int = -1
+    steady_before: bool = False
+    healthy_after: bool = False
+    recovery_seconds: float | None = None  # fault to last failure; None: never recovered
+    fault_window: tuple[float, float] | None = None  # seconds since the traffic started
+    p99_during_fault_ms: float | None = None
+    checks: list[Check] = field(default_factory=list)
     timeline: list[dict[str, int]] = field(default_factory=list)
+    latency: list[dict[str, float]] = field(default_factory=list)  # per second: p50, p99
+    breakers: list[dict[str, Any]] = field(default_factory=list)  # t, service, state
     checked_in: str = "api"
     target: str = "local"
-    drained_seconds: float | None = None  # restore to queue and DLQ empty; None: not measured
+    drained_seconds: float | None = None  # restore (or the traffic's end) to an empty queue
+
+    @property
+    def passed(self) -> bool:
+        return self.aborted is None and bool(self.checks) and all(c.passed for c in self.checks)
+
+    @property
+    def failed_requests(self) -> int:
+        return self.counts.get("read_fail", 0) + self.counts.get("write_fail", 0)
 
     def summary(self) -> dict[str, Any]:
         data = asdict(self)
-        data.pop("timeline")
+        for series in ("timeline", "latency", "breakers"):
+            data.pop(series)
+        data["verdict"] = "pass" if self.passed else "fail"
         return data
 
 
-async def run(target: Target, spec: Experiment, settings: dict[str, str], label: str,
-              say: Say = print) -> RunResult:
-    say(f"[{label}] {spec.name}: restarting the services ({_describe(settings)})")
-    await target.apply(settings, say)
+def verdict(runs: list[RunResult]) -> bool:
+    """The runs that gate (AFTER; a lone fragile run) all hold their hypothesis, and no run
+    was aborted for want of a steady state."""
+    return all(r.aborted is None for r in runs) and all(r.passed for r in runs if r.gating)
+
+
+class BreakerWatch:
+    """Each service's breaker, read from its /health/deep ``breaker`` field once a second;
+    a change of state is recorded with its time since the traffic started."""
+
+    def __init__(self, urls: dict[str, str], started: float) -> None:
+        self.urls, self.started = urls, started
+        self.changes: list[dict[str, Any]] = []
+        self._last: dict[str, str] = {}
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            while self.urls:
+                polled = time.monotonic()
+                states = await asyncio.gather(*(self._one(client, url)
+                                                for url in self.urls.values()))
+                for service, state in zip(self.urls, states, strict=True):
+                    if state is not None and state != self._last.get(service):
+                        self._last[service] = state
+                        self.changes.append({"t": round(polled - self.started, 1),
+                                             "service": service, "state": state})
+                await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - polled)))
+
+    @staticmethod
+    async def _one(client: httpx.AsyncClient, url: str) -> str | None:
+        try:
+            state = (await client.get(url)).json().get("breaker")
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        return str(state) if state else None
+
+
+async def run(target: Target, spec: Experiment, switches: Switches, label: str,
+              say: Say = print, gating: bool = True) -> RunResult:
+    say(f"[{label}] {spec.name}: restarting the services ({switches})")
+    await target.apply(switches, say)
     await target.reset()
     profile = spec.profile
     stock_start = await _stock(target, profile.product_id)
-    steady_before = await _steady(target)
-    say(f"[{label}] steady state before: {'ok' if steady_before else 'NOT OK'}; "
-        f"traffic {profile.reads_per_second:g} reads/s + {profile.writes_per_second:g} "
-        f"writes/s for {profile.duration:g}s, {spec.fault} at t={spec.fault_at:g}s"
-        + (f" held {spec.hold:g}s" if spec.hold else ""))
+    result = RunResult(experiment=spec.name, label=label, settings=switches.model_dump(),
+                       fault=spec.fault.value, fault_at=spec.fault_at, hold=spec.hold,
+                       preset=spec.preset, gating=gating, target=target.name,
+                       stock_start=stock_start)
+    unsteady = await _unsteady(target)
+    if unsteady:
+        result.aborted = (f"steady state before not met ({'; '.join(unsteady)}): the fault "
+                          f"was not injected")
+        result.checks = [Check("steady_state_before", "is", True, False, False)]
+        say(f"[{label}] {result.aborted}")
+        return result
+    result.steady_before = True
+    say(f"[{label}] steady state before: ok; traffic {profile.reads_per_second:g} reads/s + "
+        f"{profile.writes_per_second:g} writes/s for {profile.duration:g}s, {spec.fault} at "
+        f"t={spec.fault_at:g}s" + (f" held {spec.hold:g}s" if spec.hold else ""))
+    started = time.monotonic()
     traffic = asyncio.create_task(generate(target.entry_url, profile, on_status=say))
+    watch = BreakerWatch(target.breaker_urls, started)
+    watching = asyncio.create_task(watch.run())
     drain: asyncio.Task[float | None] | None = None
     restored = False
     try:
-        await asyncio.sleep(spec.fault_at)
+        await asyncio.sleep(max(0.0, spec.fault_at - (time.monotonic() - started)))
         say(f"[{label}] >>> inject {spec.fault}")
+        injected_at = time.monotonic() - started
         await target.inject(spec.fault, spec.hold, say)
         if spec.hold:
-            await asyncio.sleep(spec.hold)
+            await asyncio.sleep(max(0.0, started + injected_at + spec.hold - time.monotonic()))
             say(f"[{label}] <<< restore {spec.fault}")
             restored = True
             await target.restore(spec.fault, say)
-            drain = asyncio.create_task(_time_to_drain(target, spec.drain_timeout))
+            if switches.degradation:
+                drain = asyncio.create_task(wait_for_drain(target, spec.drain_timeout))
+        fault_end = time.monotonic() - started
         results = await traffic
         drained = await drain if drain else None
     finally:
-        for task in (traffic, drain):
+        for task in (traffic, drain, watching):
             if task is not None and not task.done():
                 task.cancel()
         if not restored:  # the rollback always runs
             say(f"[{label}] rollback: restore {spec.fault}")
             await target.restore(spec.fault, say)
     say(results.results_block())
-    result = await verify(target, spec, settings, label, results, stock_start, steady_before,
-                          say)
-    result.drained_seconds = drained
+    result.fault_window = (round(injected_at, 1), round(fault_end + FAULT_TAIL, 1))
+    result.breakers = watch.changes
+    await verify(target, spec, switches, result, results, drained, say)
     return result
 
 
-async def verify(target: Target, spec: Experiment, settings: dict[str, str], label: str,
-                 results: TrafficResults, stock_start: int | None, steady_before: bool,
-                 say: Say) -> RunResult:
-    """The steady state after, and the invariants, through the public API where it answers."""
-    degradation = settings.get("SHOP_ENABLE_DEGRADATION", "true") == "true"
-    if degradation:
+async def verify(target: Target, spec: Experiment, switches: Switches, result: RunResult,
+                 results: TrafficResults, drained: float | None, say: Say) -> None:
+    """The steady state after, the invariants through the public API where it answers, and
+    every tolerance judged."""
+    label = result.label
+    if switches.degradation and drained is None:
         say(f"[{label}] waiting for the order queue to drain")
-        deadline = time.monotonic() + spec.drain_timeout
-        while time.monotonic() < deadline:
-            depths = await _depths(target)
-            if depths is not None and depths[0] == 0:
-                break
-            await asyncio.sleep(1)
-    healthy_after = await _healthy_within(target, 30)
+        drained = await wait_for_drain(target, spec.drain_timeout)
+    result.drained_seconds = drained
+    result.healthy_after = await _healthy_within(target, 30)
     accepted = results.accepted_orders()
-    statuses, checked_in = await _order_statuses(target, [o.order_id or "" for o in accepted])
-    decided = {s: sum(1 for v in statuses.values() if v == s)
-               for s in ("confirmed", "rejected", "pending", "missing")}
-    lost = sum(1 for v in statuses.values() if v not in ("confirmed", "rejected"))
-    confirmed_quantity = decided["confirmed"] * spec.profile.quantity
-    stock_end = await _stock(target, spec.profile.product_id)
-    db_confirmed = await target.confirmed_in_db(spec.profile.product_id)
+    statuses, result.checked_in = await _order_statuses(
+        target, [o.order_id or "" for o in accepted])
+    result.decided = {s: sum(1 for v in statuses.values() if v == s)
+                      for s in ("confirmed", "rejected", "pending", "missing")}
+    result.lost = sum(1 for v in statuses.values() if v not in ("confirmed", "rejected"))
+    result.accepted = len(accepted)
+    result.counts = results.counts
+    result.confirmed_quantity = result.decided["confirmed"] * spec.quantity
+    result.stock_end = await _stock(target, spec.product_id)
+    db_confirmed = await target.confirmed_in_db(spec.product_id)
     # Where the database is out of reach (AWS), the API's confirmed orders are all we know.
-    confirmed = decided["confirmed"] if db_confirmed is None else db_confirmed
-    queue, dlq = await _depths(target) or (-1, -1)  # -1: the queue service did not answer
-    result = RunResult(
-        experiment=spec.name, label=label, settings=settings, fault_at=spec.fault_at,
-        hold=spec.hold, counts=results.counts, accepted=len(accepted), decided=decided,
-        lost=lost, stock_start=stock_start, stock_end=stock_end,
-        confirmed_quantity=confirmed_quantity,
-        stock_consistent=None if stock_end is None or stock_start is None else
-        stock_start - stock_end == confirmed * spec.profile.quantity,
-        unacknowledged_confirmed=max(0, confirmed - decided["confirmed"]),
-        dlq=dlq, queue=queue,
-        steady_before=steady_before, healthy_after=healthy_after,
-        recovery_seconds=recovery_seconds(results, spec.fault_at),
-        timeline=timeline(results), checked_in=checked_in, target=target.name,
-    )
-    say(f"[{label}] lost orders: {lost} of {len(accepted)} accepted; healthy after: "
-        f"{healthy_after}; DLQ: {result.dlq}")
-    return result
+    confirmed = result.decided["confirmed"] if db_confirmed is None else db_confirmed
+    result.stock_consistent = (
+        None if result.stock_end is None or result.stock_start is None
+        else result.stock_start - result.stock_end == confirmed * spec.quantity)
+    result.unacknowledged_confirmed = max(0, confirmed - result.decided["confirmed"])
+    result.queue, result.dlq = await _depths(target) or (-1, -1)  # -1: no answer
+    result.recovery_seconds = recovery_seconds(results, spec.fault_at)
+    result.timeline = timeline(results)
+    result.latency = latency(results)
+    if result.fault_window is not None:
+        result.p99_during_fault_ms = p99_between(results, *result.fault_window)
+    result.checks = judge(spec.hypothesis, Measured(
+        failed_requests=result.failed_requests, lost_orders=result.lost,
+        p99_latency_ms=result.p99_during_fault_ms, recovery_seconds=result.recovery_seconds,
+        stock_consistent=result.stock_consistent, dlq=result.dlq,
+        healthy_after=result.healthy_after))
+    failed = [c.title for c in result.checks if not c.passed]
+    say(f"[{label}] lost orders: {result.lost} of {len(accepted)} accepted; healthy after: "
+        f"{result.healthy_after}; DLQ: {result.dlq}; hypothesis "
+        + ("holds" if not failed else f"VIOLATED ({', '.join(failed)})"))
 
 
 def recovery_seconds(results: TrafficResults, fault_at: float) -> float | None:
@@ -214,17 +268,38 @@ def timeline(results: TrafficResults) -> list[dict[str, int]]:
     return rows
 
 
+def percentile(values: list[float], q: float) -> float:
+    """Nearest rank: the smallest value with at least q% of the values at or below it."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil
+    return ordered[int(rank) - 1]
+
+
+def latency(results: TrafficResults) -> list[dict[str, float]]:
+    """p50 and p99 of the requests started in each second (failures at their timeout)."""
+    if not results.outcomes:
+        return []
+    seconds = int(max(o.at for o in results.outcomes)) + 1
+    buckets: list[list[float]] = [[] for _ in range(seconds)]
+    for outcome in results.outcomes:
+        buckets[int(outcome.at)].append(outcome.latency_ms)
+    return [{"p50": percentile(b, 50), "p99": percentile(b, 99)} if b else {} for b in buckets]
+
+
+def p99_between(results: TrafficResults, start: float, end: float) -> float | None:
+    """p99 latency of the requests started in [start, end]; None when there were none."""
+    window = [o.latency_ms for o in results.outcomes if start <= o.at <= end]
+    return percentile(window, 99) if window else None
+
+
 async def compare(target: Target, spec: Experiment, say: Say = print) -> list[RunResult]:
-    before = await run(target, spec, spec.fragile, "BEFORE", say)
-    after = await run(target, spec, dict(RESILIENT), "AFTER", say)
+    """BEFORE (the fragile switches; failing is the point, it does not gate) then AFTER."""
+    before = await run(target, spec, spec.fragile, "BEFORE", say, gating=False)
+    after = await run(target, spec, RESILIENT_SWITCHES, "AFTER", say)
     return [before, after]
 
 
 # Checks -----------------------------------------------------------------------------------
-
-
-def _describe(settings: dict[str, str]) -> str:
-    return ", ".join(f"{k.removeprefix('SHOP_').lower()}={v}" for k, v in settings.items())
 
 
 async def _depths(target: Target) -> tuple[int, int] | None:
@@ -237,14 +312,24 @@ async def _depths(target: Target) -> tuple[int, int] | None:
         return None
 
 
-async def _time_to_drain(target: Target, limit: float) -> float | None:
-    """Seconds from now until the order queue and the DLQ are both empty; None if never."""
+async def wait_for_drain(target: Target, limit: float) -> float | None:
+    """The one drain wait: seconds from now until the order queue is empty (visible and in
+    flight); None if it is not within ``limit``. The DLQ is a tolerance, not waited for."""
     start = time.monotonic()
     while time.monotonic() - start < limit:
-        if await _depths(target) == (0, 0):
+        depths = await _depths(target)
+        if depths is not None and depths[0] == 0:
             return round(time.monotonic() - start, 1)
         await asyncio.sleep(0.5)
     return None
+
+
+async def _unsteady(target: Target) -> list[str]:
+    """What is not in its steady state (empty: all is)."""
+    checks = await asyncio.gather(*(_get(url) for url in target.health_urls))
+    return [f"{url} answered {'nothing' if r is None else r.status_code}"
+            for url, r in zip(target.health_urls, checks, strict=True)
+            if r is None or r.status_code != 200]
 
 
 async def _get(url: str, seconds: float = 3) -> httpx.Response | None:
@@ -256,8 +341,7 @@ async def _get(url: str, seconds: float = 3) -> httpx.Response | None:
 
 
 async def _steady(target: Target) -> bool:
-    checks = await asyncio.gather(*(_get(url) for url in target.health_urls))
-    return all(r is not None and r.status_code == 200 for r in checks)
+    return not await _unsteady(target)
 
 
 async def _healthy_within(target: Target, seconds: float) -> bool:

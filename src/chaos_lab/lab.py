@@ -24,6 +24,7 @@ import asyncpg
 import httpx
 
 from chaos_lab.aws import MotoServer, ShopResources, create_resources, purge, queue_depth
+from chaos_lab.model import Switches
 from chaos_lab.pgbouncer import PgBouncer
 from chaos_lab.postgres import CATALOG_USER, ORDERS_USER, PostgresNode
 from chaos_lab.processes import (
@@ -198,7 +199,7 @@ class Lab:
                           str(self.s.ports[name]), "--no-access-log"], logs / f"{name}.log",
                          env=self.service_env(settings, user))
             self.s.pids[name] = proc.pid
-        if settings.get("SHOP_ENABLE_DEGRADATION", "true") == "true":
+        if Switches.from_env(settings).degradation:
             log("order-worker")
             self.start_worker()
         self.save()
@@ -307,8 +308,7 @@ class Lab:
 
 
 def _switches(settings: dict[str, str]) -> str:
-    return (f"proxy={settings.get('SHOP_ENABLE_PROXY', 'true')} "
-            f"degradation={settings.get('SHOP_ENABLE_DEGRADATION', 'true')}")
+    return str(Switches.from_env(settings))
 
 
 def get_ok(url: str) -> bool:

@@ -14,11 +14,11 @@ import asyncpg
 
 from chaos_lab.aws import queue_depth
 from chaos_lab.lab import Lab
-from chaos_lab.processes import LabError
+from chaos_lab.model import Fault, Switches, implementation
 from chaos_lab.target import Say, WriterChecks, fetch_from
 
 
-class Fault(Protocol):
+class LocalFault(Protocol):
     def inject(self, lab: Lab) -> None: ...
 
     def restore(self, lab: Lab) -> None:
@@ -53,7 +53,9 @@ class DbOutage:
         lab.bouncer.restore_target()
 
 
-FAULTS: dict[str, Callable[[], Fault]] = {"failover": Failover, "db-outage": DbOutage}
+# The lab's fault registry: one entry per fault of the catalog.
+FAULTS: dict[Fault, Callable[[], LocalFault]] = {Fault.FAILOVER: Failover,
+                                                 Fault.DB_OUTAGE: DbOutage}
 
 
 class LocalTarget(WriterChecks):
@@ -63,7 +65,7 @@ class LocalTarget(WriterChecks):
 
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
-        self._faults: dict[str, Fault] = {}
+        self._faults: dict[Fault, LocalFault] = {}
 
     @property
     def entry_url(self) -> str:
@@ -74,20 +76,25 @@ class LocalTarget(WriterChecks):
         return [f"{self.lab.entry_url}/products",
                 *(f"{self.lab.service_url(n)}/health/deep" for n in ("catalog", "orders"))]
 
-    async def apply(self, settings: dict[str, str], say: Say) -> None:
-        await asyncio.to_thread(self.lab.start_services, settings, lambda *_: None)
+    @property
+    def breaker_urls(self) -> dict[str, str]:
+        return {name: f"{self.lab.service_url(name)}/health/deep"
+                for name in ("catalog", "orders")}
+
+    async def apply(self, switches: Switches, say: Say) -> None:
+        await asyncio.to_thread(self.lab.start_services, switches.env(), lambda *_: None)
 
     async def reset(self) -> None:
         await self.lab.reset()
 
-    async def inject(self, fault: str, hold: float, say: Say) -> None:
-        if fault not in FAULTS:
-            raise LabError(f"unknown fault {fault!r}; the lab knows {sorted(FAULTS)}")
-        self._faults[fault] = FAULTS[fault]()
-        await asyncio.to_thread(self._faults[fault].inject, self.lab)
+    async def inject(self, fault: Fault, hold: float, say: Say) -> None:
+        made = implementation(FAULTS, fault, self.name)()
+        self._faults[Fault(fault)] = made
+        await asyncio.to_thread(made.inject, self.lab)
 
-    async def restore(self, fault: str, say: Say) -> None:
-        injected = self._faults.pop(fault, None)
+    async def restore(self, fault: Fault, say: Say) -> None:
+        implementation(FAULTS, fault, self.name)
+        injected = self._faults.pop(Fault(fault), None)
         if injected is not None:
             await asyncio.to_thread(injected.restore, self.lab)
 

@@ -37,13 +37,28 @@ def give_to_service_user(path: Path) -> None:
         shutil.chown(path, entry.pw_uid, entry.pw_gid)
 
 
+class ToolMissing(LabError):
+    """A command the lab needs is not installed here."""
+
+
 def run(cmd: Sequence[str], *, timeout: float = 60, service_user: bool = False,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        env: dict[str, str] | None = None,
+        missing: str = "") -> subprocess.CompletedProcess[str]:
+    """The lab's one way to run a command to completion. Whatever goes wrong is a LabError
+    that says what and why (never a traceback): not installed (``ToolMissing``, with the
+    ``missing`` hint), not finished within ``timeout``, or a non-zero exit with its output."""
     full = as_service_user(cmd) if service_user else list(cmd)
-    result = subprocess.run(full, capture_output=True, text=True, timeout=timeout,
-                            env={**os.environ, **(env or {})}, check=False)
+    shown = " ".join(cmd)
+    try:
+        result = subprocess.run(full, capture_output=True, text=True, timeout=timeout,
+                                env={**os.environ, **(env or {})}, check=False)
+    except FileNotFoundError as exc:
+        raise ToolMissing(f"{cmd[0]} is not installed (not found on PATH)"
+                          + (f": {missing}" if missing else "")) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise LabError(f"{shown} did not finish within {timeout:g}s") from exc
     if result.returncode != 0:
-        raise LabError(f"{' '.join(cmd)} failed ({result.returncode}): "
+        raise LabError(f"{shown} failed ({result.returncode}): "
                        f"{(result.stderr or result.stdout).strip()[-2000:]}")
     return result
 

@@ -1,15 +1,20 @@
-"""What an experiment leaves behind: the before/after table, a JSON result, a PNG timeline."""
+"""What an experiment leaves behind: the before/after table with the hypothesis' tolerances
+and the verdict, the journal (``result.json``, and ``junit.xml`` for CI: one testcase per
+tolerance per run), and a PNG timeline (outcomes, latency, breakers)."""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
 
 from matplotlib.figure import Figure
 from rich.table import Table
 
-from chaos_lab.experiment import RunResult
+from chaos_lab.experiment import RunResult, verdict
+from chaos_lab.model import Check
 
 ROWS: list[tuple[str, str]] = [
     ("reads ok (database)", "read_ok"),
@@ -33,7 +38,8 @@ def _recovery(run: RunResult) -> str:
 
 
 def table(runs: list[RunResult]) -> Table:
-    title = f"{runs[0].experiment}: " + " vs ".join(r.label for r in runs)
+    title = (f"{runs[0].experiment} ({runs[0].preset}): " + " vs ".join(r.label for r in runs)
+             + f" -- verdict: {'PASS' if verdict(runs) else 'FAIL'}")
     out = Table(title=title)
     out.add_column("")
     for run in runs:
@@ -46,12 +52,57 @@ def table(runs: list[RunResult]) -> Table:
     out.add_row("stock == start - confirmed", *(_yes(r.stock_consistent) for r in runs))
     out.add_row("queue / DLQ after", *(f"{r.queue} / {r.dlq}" for r in runs))
     if any(r.drained_seconds is not None for r in runs):
-        out.add_row("queue + DLQ empty after restore",
+        out.add_row("queue drained (after the restore)",
                     *("-" if r.drained_seconds is None else f"{r.drained_seconds:g} s"
                       for r in runs))
     out.add_row("healthy after, no restart", *(_yes(r.healthy_after) for r in runs))
     out.add_row("fault to last failure", *(_recovery(r) for r in runs))
+    out.add_section()
+    for index, check in enumerate(_checks_of(runs)):
+        out.add_row(f"{check.title} ({check.expected})",
+                    *(_judged(r.checks[index]) if index < len(r.checks) else "-"
+                      for r in runs))
+    out.add_row("hypothesis", *(_run_verdict(r) for r in runs))
     return out
+
+
+def _checks_of(runs: list[RunResult]) -> list[Check]:
+    return max((r.checks for r in runs), key=len)
+
+
+def _judged(check: Check) -> str:
+    mark = "[green]ok[/green]" if check.passed else "[red]FAIL[/red]"
+    return f"{check.shown(check.measured)} {mark}"
+
+
+def _run_verdict(run: RunResult) -> str:
+    if run.aborted:
+        return "[red]ABORTED[/red] (steady state before not met)"
+    if run.passed:
+        return "[green]holds[/green]"
+    return "[red]VIOLATED[/red]" + ("" if run.gating else " (expected: BEFORE)")
+
+
+def gameday_table(results: list[tuple[str, str, list[RunResult]]]) -> Table:
+    """One row per experiment: its fault, each run's verdict with what it violated."""
+    out = Table(title="gameday: " + ("PASS" if all(verdict(r) for *_, r in results)
+                                     else "FAIL"))
+    for column in ("experiment", "fault", "BEFORE (fragile)", "AFTER (resilient)", "verdict"):
+        out.add_column(column)
+    for name, fault, runs in results:
+        by_label = {r.label: r for r in runs}
+        out.add_row(name, fault, *(_brief(by_label.get(label)) for label in ("BEFORE", "AFTER")),
+                    "[green]PASS[/green]" if verdict(runs) else "[red]FAIL[/red]")
+    return out
+
+
+def _brief(run: RunResult | None) -> str:
+    if run is None:
+        return "-"
+    if run.aborted:
+        return "[red]aborted[/red]: steady state before not met"
+    failed = [f"{c.title} {c.shown(c.measured)}" for c in run.checks if not c.passed]
+    return "[green]holds[/green]" if not failed else "[red]violated[/red]: " + ", ".join(failed)
 
 
 def _lost(run: RunResult) -> str:
@@ -67,26 +118,69 @@ def _yes(value: bool | None) -> str:
 
 
 def _switches(run: RunResult) -> str:
-    s = run.settings
-    return (f"proxy={s.get('SHOP_ENABLE_PROXY', 'true')} "
-            f"degradation={s.get('SHOP_ENABLE_DEGRADATION', 'true')}")
+    return " ".join(f"{name}={str(on).lower()}" for name, on in run.settings.items())
 
 
 def write(runs: list[RunResult], report_dir: Path) -> Path:
-    """JSON + PNG under ``report_dir/<experiment>-<time>/``; returns that folder."""
+    """result.json + junit.xml + timeline.png under ``report_dir/<experiment>-<time>/``;
+    returns that folder."""
     folder = report_dir / f"{runs[0].experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "result.json").write_text(json.dumps(
-        [{**r.summary(), "timeline": r.timeline} for r in runs], indent=2))
+    suffix = 1
+    while folder.exists():  # two runs in the same second (gameday): never overwrite
+        suffix += 1
+        folder = folder.with_name(f"{folder.name.split('~')[0]}~{suffix}")
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps(journal(runs), indent=2))
+    junit(runs).write(folder / "junit.xml", encoding="unicode", xml_declaration=True)
     plot(runs, folder / "timeline.png")
     return folder
 
 
+def journal(runs: list[RunResult]) -> dict[str, Any]:
+    return {"experiment": runs[0].experiment, "preset": runs[0].preset,
+            "target": runs[0].target, "verdict": "pass" if verdict(runs) else "fail",
+            "runs": [{**r.summary(), "timeline": r.timeline, "latency": r.latency,
+                      "breakers": r.breakers} for r in runs]}
+
+
+def junit(runs: list[RunResult]) -> ET.ElementTree[ET.Element]:
+    """One testsuite per run, one testcase per tolerance. A violated tolerance of a run that
+    does not gate (BEFORE in a comparison) is reported as skipped, with the evidence: it is
+    expected to fail and must not turn CI red."""
+    suites = ET.Element("testsuites", name=f"chaos-shop {runs[0].experiment}")
+    for run in runs:
+        name = f"{run.experiment}.{run.label}"
+        failures = sum(1 for c in run.checks if not c.passed) if run.gating else 0
+        suite = ET.SubElement(suites, "testsuite", name=name, tests=str(len(run.checks)),
+                              failures=str(failures),
+                              skipped=str(0 if run.gating else
+                                          sum(1 for c in run.checks if not c.passed)))
+        for check in run.checks:
+            case = ET.SubElement(suite, "testcase", classname=name, name=check.name)
+            evidence = (f"{check.title}: measured {check.shown(check.measured)}, tolerance "
+                        f"{check.expected} ({_switches(run)}, {run.preset} preset, "
+                        f"{run.target})")
+            if run.aborted:
+                evidence += f"; {run.aborted}"
+            if check.passed:
+                ET.SubElement(case, "system-out").text = evidence
+            elif run.gating:
+                ET.SubElement(case, "failure", message=evidence, type="ToleranceViolated")
+            else:
+                ET.SubElement(case, "skipped", message="expected of the fragile settings: "
+                                                      + evidence)
+    ET.indent(suites)
+    return ET.ElementTree(suites)
+
+
 def plot(runs: list[RunResult], path: Path) -> None:
-    """Per-second outcomes, reads above and writes below, one column per run."""
-    fig = Figure(figsize=(7 * len(runs), 6))  # no pyplot: no display, no global state
-    axes = fig.subplots(2, len(runs), sharex=True, squeeze=False)
+    """Per second, one column per run: reads, writes (outcomes stacked), then the latency the
+    customer waited (p50 and p99 of the requests started that second) with the breakers'
+    changes of state marked (polled from each service's /health/deep once a second)."""
+    fig = Figure(figsize=(7 * len(runs), 9))  # no pyplot: no display, no global state
+    axes = fig.subplots(3, len(runs), sharex=True, squeeze=False)
     for column, run in enumerate(runs):
+        window = run.fault_window or (run.fault_at, run.fault_at + (run.hold or 1))
         for row, kind in enumerate(("read", "write")):
             ax = axes[row][column]
             labels = [k for k in COLOURS if k.startswith(kind)]
@@ -99,12 +193,39 @@ def plot(runs: list[RunResult], path: Path) -> None:
                            color=COLOURS[label],
                            label=label.replace("_", " "))
                     bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-            end = run.fault_at + (run.hold if run.hold else 1)
-            ax.axvspan(run.fault_at, end, color="grey", alpha=0.25, label="fault")
+            ax.axvspan(*window, color="grey", alpha=0.25, label="fault (+5 s)")
             ax.set_ylabel(f"{kind}s per second")
             ax.legend(loc="upper right", fontsize=7)
             if row == 0:
-                ax.set_title(f"{run.experiment} {run.label} ({_switches(run)})")
-        axes[1][column].set_xlabel("seconds since the traffic started")
+                ax.set_title(f"{run.experiment} {run.label} ({_switches(run)}): "
+                             + ("holds" if run.passed else "VIOLATED"))
+        _plot_latency(axes[2][column], run, window)
+        axes[2][column].set_xlabel("seconds since the traffic started")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+BREAKER_COLOURS = {"open": "#c62828", "half-open": "#ffb300", "closed": "#2e7d32"}
+
+
+def _plot_latency(ax: Any, run: RunResult, window: tuple[float, float]) -> None:
+    seconds = [s + 0.5 for s, row in enumerate(run.latency) if row]
+    for key, style in (("p50", "-"), ("p99", "--")):
+        ax.plot(seconds, [row[key] for row in run.latency if row], style, color="#37474f",
+                label=key, linewidth=1.2)
+    ax.axvspan(*window, color="grey", alpha=0.25)
+    ax.set_yscale("symlog", linthresh=10)
+    ax.set_ylabel("latency, ms")
+    shown: set[str] = set()
+    seen: set[str] = set()
+    for change in run.breakers:
+        if change["service"] not in seen:  # its state when the watch began: not a change
+            seen.add(change["service"])
+            continue
+        label = f"breaker {change['state']}"
+        ax.axvline(change["t"], color=BREAKER_COLOURS.get(change["state"], "black"),
+                   linestyle=":", linewidth=1.2, label=None if label in shown else label)
+        ax.annotate(change["service"], (change["t"], 1), xycoords=("data", "axes fraction"),
+                    fontsize=6, rotation=90, va="top")
+        shown.add(label)
+    ax.legend(loc="upper right", fontsize=7)

@@ -1,9 +1,10 @@
 """Where an experiment runs: the local lab, docker compose or AWS.
 
 The experiment runner (``chaos_lab.experiment``) only talks to a ``Target``; each target
-knows how to run the shop with given ``SHOP_*`` settings, inject and restore a fault, and read
-what the invariants need that the public API cannot tell (queue depths, the database's stock
-where it is reachable).
+knows how to run the shop with given switches, inject and restore the faults of the catalog
+(``chaos_lab.model.Fault``: each target keeps a registry of its implementations, and an unknown
+or unimplemented fault is one LabError), and read what the invariants need that the public API
+cannot tell (queue depths, the database's stock where it is reachable).
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from typing import Protocol
 
 import asyncpg
 
+from chaos_lab.model import RESILIENT_SWITCHES, Fault, Switches
+
 Say = Callable[[str], None]
 
-FAULT_NAMES = ("failover", "db-outage")
-
 # The reference's two switches, as service settings: the AFTER of every experiment.
-RESILIENT = {"SHOP_ENABLE_PROXY": "true", "SHOP_ENABLE_DEGRADATION": "true"}
+RESILIENT = RESILIENT_SWITCHES.env()
 
 
 class Target(Protocol):
@@ -32,18 +33,24 @@ class Target(Protocol):
     def health_urls(self) -> list[str]:
         """URLs that answer 200 when the shop is in its steady state (deep health checks)."""
 
-    async def apply(self, settings: dict[str, str], say: Say) -> None:
-        """Run the shop with these ``SHOP_*`` settings, ready to serve. A target that cannot
-        change them (AWS: Terraform variables) raises ``LabError`` when they differ."""
+    @property
+    def breaker_urls(self) -> dict[str, str]:
+        """Each service's /health/deep (its ``breaker`` field is polled once a second during a
+        run); empty where they are not reachable (AWS: the ALB routes only the API)."""
+
+    async def apply(self, switches: Switches, say: Say) -> None:
+        """Run the shop with these switches, ready to serve. A target that cannot change
+        them (AWS: Terraform variables) raises ``LabError`` when they differ."""
 
     async def reset(self) -> None:
         """Seeded stock, no orders, empty queues and tables."""
 
-    async def inject(self, fault: str, hold: float, say: Say) -> None:
-        """Start the fault (one of ``FAULT_NAMES``). ``hold`` is how long it will last before
-        ``restore``; a target whose fault restores itself (FIS) may use it."""
+    async def inject(self, fault: Fault, hold: float, say: Say) -> None:
+        """Start the fault (found in the target's registry by ``model.implementation``).
+        ``hold`` is how long it will last before ``restore``; a target whose fault restores
+        itself (FIS) may use it."""
 
-    async def restore(self, fault: str, say: Say) -> None:
+    async def restore(self, fault: Fault, say: Say) -> None:
         """End the fault; always runs, also when the experiment failed half-way; idempotent."""
 
     async def queue_depths(self) -> tuple[int, int]:

@@ -1,0 +1,360 @@
+"""The lab's vocabulary, typed once: the shop's two switches, the fault catalog, an
+experiment file (YAML under ``experiments/``) and its hypothesis with tolerances.
+
+An experiment is data, as in chaostoolkit: a fault with its options, when it strikes and for
+how long, the traffic it strikes under, the BEFORE ("fragile") switches, and a steady-state
+hypothesis whose tolerances the AFTER (resilient) settings must meet. Presets (``short``)
+override parts of it. A file is validated whole when it is loaded, presets included, and any
+mistake is reported as ``file: field: what is wrong``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml  # type: ignore[import-untyped]
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from chaos_lab.processes import LabError
+from loadtest.traffic import TrafficProfile
+
+# Switches --------------------------------------------------------------------------------
+
+PROXY_ENV, DEGRADATION_ENV = "SHOP_ENABLE_PROXY", "SHOP_ENABLE_DEGRADATION"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+class Switches(BaseModel):
+    """The reference's two switches: the database proxy, and degradation (cache + queue)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    proxy: bool = True
+    degradation: bool = True
+
+    def env(self) -> dict[str, str]:
+        """As the services read them (``SHOP_*`` settings)."""
+        return {PROXY_ENV: str(self.proxy).lower(), DEGRADATION_ENV: str(self.degradation).lower()}
+
+    @classmethod
+    def from_env(cls, settings: Mapping[str, str]) -> Switches:
+        """Read back from ``SHOP_*`` settings as pydantic-settings reads them (a missing one
+        takes the services' default: on). The one place a switch is parsed."""
+        def one(name: str) -> bool:
+            value = settings.get(name)
+            if value is None:
+                return True
+            lowered = value.strip().lower()
+            if lowered in _TRUE or lowered in _FALSE:
+                return lowered in _TRUE
+            raise LabError(f"{name}={value!r} is not a boolean")
+        return cls(proxy=one(PROXY_ENV), degradation=one(DEGRADATION_ENV))
+
+    def __str__(self) -> str:
+        return f"proxy={str(self.proxy).lower()} degradation={str(self.degradation).lower()}"
+
+
+RESILIENT_SWITCHES = Switches()
+
+
+# Faults ----------------------------------------------------------------------------------
+
+
+class Fault(StrEnum):
+    """The fault catalog. Adding a fault: a member here, then one entry in each target's
+    registry (``local_target.FAULTS``, ``compose_target.FAULTS``, ``aws_target.FAULTS``)."""
+
+    FAILOVER = "failover"
+    DB_OUTAGE = "db-outage"
+
+
+T = TypeVar("T")
+
+
+def fault_named(name: str | Fault) -> Fault:
+    """The one "unknown fault" error."""
+    try:
+        return Fault(name)
+    except ValueError:
+        raise LabError(f"unknown fault {name!r}; the catalog has "
+                       f"{', '.join(f.value for f in Fault)}") from None
+
+
+def implementation(registry: Mapping[Fault, T], fault: str | Fault, target: str) -> T:
+    """A target's implementation of ``fault``: an unknown name and a fault this target does
+    not implement (yet) are both a LabError that says so."""
+    known = fault_named(fault)
+    if known not in registry:
+        raise LabError(f"the {target} target does not implement the {known.value} fault; it "
+                       f"implements {', '.join(f.value for f in registry)}")
+    return registry[known]
+
+
+# An experiment file ----------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FaultSpec(_Strict):
+    name: Fault
+    hold: float = Field(0, ge=0, description="seconds the fault lasts before it is restored "
+                                             "(0: restored after the traffic)")
+
+
+class Timing(_Strict):
+    fault_at: float = Field(ge=0, description="seconds after the traffic starts")
+    duration: float = Field(gt=0, description="seconds of traffic")
+
+
+class Traffic(_Strict):
+    reads_per_second: float = Field(3.0, ge=0)
+    writes_per_second: float = Field(1.0, ge=0)
+    timeout: float = Field(5.0, gt=0, description="the client's timeout, seconds")
+    product_id: int = Field(2, ge=1)
+    quantity: int = Field(1, ge=1)
+
+
+class Hypothesis(_Strict):
+    """The steady-state hypothesis: what the customer may see at most while the fault lasts,
+    and what must be true afterwards."""
+
+    max_failed_requests: int = Field(ge=0, description="reads + writes that failed "
+                                                       "(5xx, timeout, refused)")
+    max_lost_orders: int = Field(0, ge=0, description="accepted (201/202), never decided")
+    max_p99_latency_ms: float = Field(gt=0, description="p99 of every request during the "
+                                                        "fault, failures included")
+    max_recovery_seconds: float = Field(ge=0, description="from the fault to the last failure")
+    stock_consistent: bool = True
+    dlq_empty: bool = True
+    healthy_after: bool = True
+
+
+PRESET_PARTS = ("fault", "timing", "traffic", "hypothesis")
+
+
+class ExperimentFile(_Strict):
+    """What a file under ``experiments/`` holds (see failover.yaml)."""
+
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str = ""
+    fault: FaultSpec
+    timing: Timing
+    traffic: Traffic = Traffic()
+    fragile: Switches = Field(description="the BEFORE settings")
+    hypothesis: Hypothesis
+    drain_timeout: float = Field(300.0, gt=0, description="seconds to wait for the queue")
+    presets: dict[str, dict[str, dict[str, Any]]] = Field(
+        default_factory=dict, description="name -> overrides of fault/timing/traffic/hypothesis")
+
+    @model_validator(mode="after")
+    def _fault_fits(self) -> ExperimentFile:
+        _check_timing(self.timing, self.fault)
+        return self
+
+    def preset(self, name: str) -> ExperimentFile:
+        """This experiment with a preset's overrides ("default": as written)."""
+        if name == "default" and name not in self.presets:
+            return self
+        if name not in self.presets:
+            raise LabError(f"{self.name} has no preset {name!r}; it has "
+                           f"{', '.join(['default', *sorted(self.presets)])}")
+        data = self.model_dump(mode="json")
+        for part, overrides in self.presets[name].items():
+            data[part] = {**data[part], **overrides}
+        data["presets"] = {}
+        return ExperimentFile.model_validate(data)
+
+    def resolve(self, preset: str = "default", scale: float = 1.0,
+                source: Path | None = None) -> Experiment:
+        if not (scale > 0 and math.isfinite(scale)):
+            raise LabError("scale must be a positive number")
+        chosen = self.preset(preset)
+        traffic = chosen.traffic
+        return Experiment(
+            name=chosen.name, description=chosen.description, fault=chosen.fault.name,
+            hold=chosen.fault.hold, fault_at=chosen.timing.fault_at,
+            duration=chosen.timing.duration,
+            reads_per_second=traffic.reads_per_second * scale,
+            writes_per_second=traffic.writes_per_second * scale,
+            timeout=traffic.timeout, product_id=traffic.product_id, quantity=traffic.quantity,
+            fragile=chosen.fragile, hypothesis=chosen.hypothesis,
+            drain_timeout=chosen.drain_timeout, preset=preset, source=source)
+
+
+def _check_timing(timing: Timing, fault: FaultSpec) -> None:
+    if timing.fault_at >= timing.duration:
+        raise ValueError(f"timing.fault_at ({timing.fault_at:g}) must come before the end of "
+                         f"the traffic (timing.duration {timing.duration:g})")
+    if timing.fault_at + fault.hold > timing.duration:
+        raise ValueError(f"the fault ends at {timing.fault_at + fault.hold:g}s (fault_at + "
+                         f"fault.hold), after the traffic ({timing.duration:g}s): the recovery "
+                         f"would not be measured")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment, preset applied: what the runner runs."""
+
+    name: str
+    fault: Fault
+    fault_at: float
+    hold: float
+    duration: float
+    reads_per_second: float
+    writes_per_second: float
+    timeout: float
+    product_id: int
+    quantity: int
+    fragile: Switches
+    hypothesis: Hypothesis
+    description: str = ""
+    drain_timeout: float = 300.0
+    preset: str = "default"
+    source: Path | None = None
+
+    @property
+    def profile(self) -> TrafficProfile:
+        return TrafficProfile(self.reads_per_second, self.writes_per_second, self.duration,
+                              self.timeout, self.product_id, self.quantity)
+
+
+class ExperimentFileError(LabError):
+    """An experiment file that cannot be read or does not follow the schema."""
+
+
+def load(path: Path) -> ExperimentFile:
+    """Read and validate a file, presets included; errors say file, field and what is wrong."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ExperimentFileError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ExperimentFileError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ExperimentFileError(f"{path}: an experiment is a mapping (name:, fault:, "
+                                  f"timing:, ...), not {type(raw).__name__}")
+    try:
+        spec = ExperimentFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ExperimentFileError(_explain(path, exc)) from None
+    for name, overrides in spec.presets.items():
+        unknown = sorted(set(overrides) - set(PRESET_PARTS))
+        if unknown:
+            raise ExperimentFileError(
+                f"{path}: presets.{name}: {', '.join(unknown)} cannot be overridden; a preset "
+                f"overrides {', '.join(PRESET_PARTS)}")
+        try:
+            spec.preset(name)
+        except ValidationError as exc:
+            raise ExperimentFileError(_explain(path, exc, f"presets.{name}.")) from None
+    return spec
+
+
+def _explain(path: Path, exc: ValidationError, prefix: str = "") -> str:
+    lines = [f"{path}: {len(exc.errors())} problem(s)"]
+    for error in exc.errors():
+        where = prefix + ".".join(str(part) for part in error["loc"]) \
+            if error["loc"] else prefix.rstrip(".") or "(the whole file)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "missing (required)"
+        elif error["type"] == "extra_forbidden":
+            message = "unknown field (a typo?)"
+        lines.append(f"  {where}: {message}")
+    return "\n".join(lines)
+
+
+# Where the experiments are ---------------------------------------------------------------
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
+
+
+def catalog(folder: Path = EXPERIMENTS_DIR) -> dict[str, Path]:
+    """The experiment files of a folder, by name (the file's stem)."""
+    return {path.stem: path for path in sorted(folder.glob("*.yaml"))}
+
+
+def find(name_or_path: str, folder: Path = EXPERIMENTS_DIR) -> Path:
+    """A catalog name (``failover``) or a path to a file of one's own."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ExperimentFileError(f"{path}: no such file")
+        return path
+    known = catalog(folder)
+    if name_or_path not in known:
+        raise ExperimentFileError(f"unknown experiment {name_or_path!r}; {folder} has "
+                                  f"{', '.join(known) or 'none'} (or give a path to a .yaml)")
+    return known[name_or_path]
+
+
+# The verdict -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    """One tolerance of the hypothesis, what was measured, and whether it holds."""
+
+    name: str  # failed_requests, lost_orders, ...
+    rule: str  # how the measured value must relate to the tolerance: <=, is
+    tolerance: float | bool
+    measured: float | bool | None  # None: could not be measured (which fails the check)
+    passed: bool
+    unit: str = ""
+    unmeasured: str = "unknown"  # what None means here
+
+    @property
+    def title(self) -> str:
+        return self.name.replace("_", " ")
+
+    def shown(self, value: float | bool | None) -> str:
+        if value is None:
+            return self.unmeasured
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        return f"{value:g}{self.unit}"
+
+    @property
+    def expected(self) -> str:
+        return f"{self.rule} {self.shown(self.tolerance)}" if self.rule != "is" \
+            else self.shown(self.tolerance)
+
+
+@dataclass(frozen=True)
+class Measured:
+    failed_requests: int
+    lost_orders: int
+    p99_latency_ms: float | None  # during the fault
+    recovery_seconds: float | None  # None: failures until the end, no recovery
+    stock_consistent: bool | None
+    dlq: int  # -1: the queue service did not answer
+    healthy_after: bool
+
+
+def judge(h: Hypothesis, m: Measured) -> list[Check]:
+    """Every tolerance against what was measured; an unmeasured value fails its check."""
+    def most(name: str, limit: float, value: float | None, unit: str = "",
+             unmeasured: str = "unknown") -> Check:
+        return Check(name, "<=", limit, value, value is not None and value <= limit, unit,
+                     unmeasured)
+
+    def must(name: str, wanted: bool, value: bool | None) -> Check:
+        return Check(name, "is", True, value, value is True or not wanted)
+
+    dlq_empty = None if m.dlq < 0 else m.dlq == 0
+    return [
+        most("failed_requests", h.max_failed_requests, m.failed_requests),
+        most("lost_orders", h.max_lost_orders, m.lost_orders),
+        most("p99_latency_during_fault", h.max_p99_latency_ms, m.p99_latency_ms, " ms"),
+        most("recovery_time", h.max_recovery_seconds, m.recovery_seconds, " s", "never"),
+        must("stock_consistent", h.stock_consistent, m.stock_consistent),
+        must("dlq_empty", h.dlq_empty, dlq_empty),
+        must("healthy_after", h.healthy_after, m.healthy_after),
+    ]

@@ -1,0 +1,274 @@
+"""Experiments as files, and their verdict.
+
+The schema and the journal need no lab; the verdict is proven both ways through the command
+line against one real lab for the module: the fragile settings of ``failover`` violate the
+hypothesis (exit 1), the resilient ones hold it (exit 0), and ``gameday`` runs the catalog
+into one verdict table. Malformed files exit 2, before any lab is touched."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+from typer.testing import CliRunner
+
+from chaos_lab import experiment as experiments
+from chaos_lab import report
+from chaos_lab.cli import app
+from chaos_lab.experiment import RunResult
+from chaos_lab.lab import Lab
+from chaos_lab.model import (
+    EXPERIMENTS_DIR,
+    Fault,
+    Hypothesis,
+    Measured,
+    Switches,
+    catalog,
+    implementation,
+    judge,
+    load,
+)
+from chaos_lab.processes import LabError, free_port
+from chaos_lab.target import Say
+
+runner = CliRunner()
+
+GOOD = """\
+name: mine
+fault: {name: db-outage, hold: 4}
+timing: {fault_at: 2, duration: 10}
+fragile: {proxy: true, degradation: false}
+hypothesis: {max_failed_requests: 0, max_p99_latency_ms: 500, max_recovery_seconds: 1}
+presets:
+  short: {timing: {duration: 8}, hypothesis: {max_failed_requests: 2}}
+"""
+
+
+# The files ---------------------------------------------------------------------------------
+
+
+def test_the_catalog_files_are_valid_with_every_preset() -> None:
+    names = catalog()
+    assert {"failover", "db-outage"} <= set(names)
+    for name, path in names.items():
+        spec = load(path)
+        assert spec.name == name and spec.description
+        assert spec.hypothesis.max_lost_orders == 0
+        for preset in ("default", *spec.presets):
+            resolved = experiments.experiment(name, preset)
+            assert resolved.fault_at < resolved.duration
+    short = experiments.experiment("failover", "short")
+    assert (short.fault_at, short.duration, short.fragile) == (6, 20, Switches(proxy=False,
+                                                                                degradation=False))
+    outage = experiments.experiment("db-outage")
+    assert (outage.fault_at, outage.hold, outage.duration) == (30, 180, 270)
+
+
+def test_a_file_of_ones_own_and_its_preset(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(GOOD)
+    spec = experiments.experiment(str(path), "short", scale=2)
+    assert spec.fault is Fault.DB_OUTAGE and spec.hold == 4 and spec.duration == 8
+    assert spec.hypothesis.max_failed_requests == 2  # the preset's
+    assert spec.hypothesis.max_p99_latency_ms == 500  # the file's
+    assert spec.profile.reads_per_second == 6  # 3 (the default) x 2
+
+
+def test_a_malformed_file_says_file_field_and_what_is_wrong_and_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(GOOD.replace("db-outage", "meteor").replace("fault_at: 2", "fault_at: -1")
+                    .replace("max_failed_requests: 0,", "max_failed: 0,")
+                    .replace("{duration: 8}", "{duraton: 8}"))
+    result = runner.invoke(app, ["experiment", "run", str(path), "--dir", str(tmp_path / "no")])
+    assert result.exit_code == 2
+    message = result.output
+    assert str(path) in message
+    assert "fault.name: Input should be 'failover' or 'db-outage'" in message
+    assert "timing.fault_at: Input should be greater than or equal to 0" in message
+    assert "hypothesis.max_failed_requests: missing (required)" in message
+    assert "hypothesis.max_failed: unknown field" in message
+    assert not (tmp_path / "no").exists(), "no lab was started for a file that is wrong"
+
+    path.write_text(GOOD.replace("{duration: 8}", "{duraton: 8}"))
+    result = runner.invoke(app, ["experiment", "run", str(path)])
+    assert result.exit_code == 2 and "presets.short.timing.duraton: unknown field" in result.output
+    path.write_text(GOOD.replace("fault_at: 2", "fault_at: 9"))
+    result = runner.invoke(app, ["experiment", "run", str(path)])
+    assert result.exit_code == 2 and "the fault ends at 13s" in result.output
+    path.write_text("name: [unclosed")
+    result = runner.invoke(app, ["experiment", "run", str(path)])
+    assert result.exit_code == 2 and "not valid YAML" in result.output
+    for args in (["nope"], ["failover", "--preset", "long"], ["failover", "--scale", "0"]):
+        assert runner.invoke(app, ["experiment", "run", *args]).exit_code == 2, args
+
+
+def test_list_shows_name_fault_and_description() -> None:
+    result = runner.invoke(app, ["experiment", "list"])
+    assert result.exit_code == 0
+    for name, path in catalog().items():
+        assert name in result.output
+        assert load(path).description.split()[0] in result.output
+
+
+# The model ---------------------------------------------------------------------------------
+
+
+def test_one_unknown_fault_error_and_a_fault_a_target_lacks() -> None:
+    registry = {Fault.FAILOVER: "ok"}
+    assert implementation(registry, "failover", "test") == "ok"
+    with pytest.raises(LabError, match="unknown fault 'meteor'; the catalog has failover"):
+        implementation(registry, "meteor", "test")
+    with pytest.raises(LabError, match="the test target does not implement the db-outage"):
+        implementation(registry, Fault.DB_OUTAGE, "test")
+
+
+def test_switches_are_parsed_once() -> None:
+    assert Switches.from_env({}) == Switches()
+    assert Switches.from_env({"SHOP_ENABLE_PROXY": "False", "SHOP_ENABLE_DEGRADATION": "0"}) \
+        == Switches(proxy=False, degradation=False)
+    assert Switches(degradation=False).env() == {"SHOP_ENABLE_PROXY": "true",
+                                                 "SHOP_ENABLE_DEGRADATION": "false"}
+    with pytest.raises(LabError, match="is not a boolean"):
+        Switches.from_env({"SHOP_ENABLE_PROXY": "maybe"})
+
+
+def test_judge_every_tolerance_and_unmeasured_fails() -> None:
+    h = Hypothesis(max_failed_requests=2, max_p99_latency_ms=1000, max_recovery_seconds=5)
+    good = Measured(failed_requests=2, lost_orders=0, p99_latency_ms=999, recovery_seconds=0,
+                    stock_consistent=True, dlq=0, healthy_after=True)
+    assert all(c.passed for c in judge(h, good))
+    bad = Measured(failed_requests=3, lost_orders=1, p99_latency_ms=None, recovery_seconds=None,
+                   stock_consistent=None, dlq=-1, healthy_after=False)
+    assert not any(c.passed for c in judge(h, bad))
+
+
+def _run(label: str, gating: bool, failed: int) -> RunResult:
+    h = Hypothesis(max_failed_requests=0, max_p99_latency_ms=1000, max_recovery_seconds=5)
+    run = RunResult("failover", label, Switches().model_dump(), "failover", 6, 0, gating=gating,
+                    counts={"read_fail": failed})
+    run.checks = judge(h, Measured(failed, 0, 10.0, 0.0, True, 0, True))
+    return run
+
+
+def test_journal_and_junit_record_every_tolerance(tmp_path: Path) -> None:
+    runs = [_run("BEFORE", gating=False, failed=40), _run("AFTER", gating=True, failed=0)]
+    assert experiments.verdict(runs)  # BEFORE failing is the point
+    folder = report.write(runs, tmp_path)
+    journal = json.loads((folder / "result.json").read_text())
+    assert journal["verdict"] == "pass"
+    before = journal["runs"][0]
+    assert before["verdict"] == "fail"
+    assert before["checks"][0] == {"name": "failed_requests", "rule": "<=", "tolerance": 0,
+                                   "measured": 40, "passed": False, "unit": "",
+                                   "unmeasured": "unknown"}
+    suites = ET.parse(folder / "junit.xml").getroot()
+    assert [s.get("name") for s in suites] == ["failover.BEFORE", "failover.AFTER"]
+    assert all(len(s) == 7 for s in suites)  # one testcase per tolerance per run
+    assert suites[0].get("failures") == "0" and suites[0].get("skipped") == "1"
+    assert suites[1].get("failures") == "0"
+
+    runs[1] = _run("AFTER", gating=True, failed=1)
+    assert not experiments.verdict(runs)
+    failures = ET.parse(report.write(runs, tmp_path) / "junit.xml").getroot().iter("failure")
+    assert ["failed requests: measured 1, tolerance <= 0" in f.get("message", "")
+            for f in failures] == [True]
+
+
+class Unsteady:
+    """A target whose shop does not answer: the fault must not be injected."""
+
+    name = "test"
+
+    def __init__(self) -> None:
+        self.entry_url = f"http://127.0.0.1:{free_port()}"
+        self.health_urls = [f"{self.entry_url}/products"]
+        self.breaker_urls: dict[str, str] = {}
+        self.calls: list[str] = []
+
+    async def apply(self, switches: Switches, say: Say) -> None:
+        self.calls.append("apply")
+
+    async def reset(self) -> None:
+        self.calls.append("reset")
+
+    async def inject(self, fault: Fault, hold: float, say: Say) -> None:
+        self.calls.append("inject")
+
+    async def restore(self, fault: Fault, say: Say) -> None:
+        self.calls.append("restore")
+
+    async def stock_in_db(self, product_id: int) -> int | None:
+        return 100
+
+
+async def test_no_fault_without_the_steady_state_before() -> None:
+    target = Unsteady()
+    spec = experiments.experiment("failover", "short")
+    result = await experiments.run(target, spec, Switches(), "AFTER",  # type: ignore[arg-type]
+                                   say=lambda _: None)
+    assert target.calls == ["apply", "reset"]
+    assert result.aborted and "steady state before not met" in result.aborted
+    assert not experiments.verdict([result])
+
+
+# The verdict, against the real lab ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lab_dir(work_dir: Path) -> Iterator[Path]:
+    lab = Lab(work_dir / "lab-experiments")
+    lab.up(log=lambda *_: None)
+    yield lab.root
+    lab.down(log=lambda *_: None)
+
+
+def _journal(report_dir: Path) -> dict[str, object]:
+    [path] = report_dir.glob("*/result.json")
+    data: dict[str, object] = json.loads(path.read_text())
+    return data
+
+
+def test_fragile_failover_violates_the_hypothesis_and_exits_1(lab_dir: Path,
+                                                              tmp_path: Path) -> None:
+    result = runner.invoke(app, ["experiment", "run", "failover", "--preset", "short",
+                                 "--settings", "fragile", "--dir", str(lab_dir),
+                                 "--report-dir", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "verdict: FAIL" in result.output
+    journal = _journal(tmp_path)
+    assert journal["verdict"] == "fail"
+    [run] = journal["runs"]  # type: ignore[misc]
+    failed = {c["name"] for c in run["checks"] if not c["passed"]}
+    assert {"failed_requests", "recovery_time", "healthy_after"} <= failed
+    assert list(ET.parse(next(tmp_path.glob("*/junit.xml"))).getroot().iter("failure"))
+
+
+def test_resilient_failover_holds_the_hypothesis_and_exits_0(lab_dir: Path,
+                                                             tmp_path: Path) -> None:
+    result = runner.invoke(app, ["experiment", "run", "failover", "--preset", "short",
+                                 "--dir", str(lab_dir), "--report-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "verdict: PASS" in result.output
+    [run] = _journal(tmp_path)["runs"]  # type: ignore[misc]
+    assert all(c["passed"] for c in run["checks"])
+    assert run["latency"] and run["p99_during_fault_ms"] is not None
+    assert (next(tmp_path.glob("*/timeline.png"))).stat().st_size > 10_000
+
+
+def test_gameday_runs_the_catalog_into_one_verdict_table(lab_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    for name in ("failover", "db-outage"):
+        shutil.copy(EXPERIMENTS_DIR / f"{name}.yaml", folder)
+    result = runner.invoke(app, ["gameday", "--preset", "short", "--experiments", str(folder),
+                                 "--dir", str(lab_dir), "--report-dir", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    table = result.output[result.output.index("gameday: PASS"):]
+    for name in ("failover", "db-outage"):
+        row = next(line for line in table.splitlines() if f" {name} " in line)
+        assert "holds" in row and "PASS" in row, row
+    assert len(list((tmp_path / "r").glob("*/junit.xml"))) == 2
