@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The main job: set-up, the local lab, and both experiments with --compare (fragile settings,
-# then resilient ones), printing the before/after tables. Reports (JSON + PNG timelines) go to
-# reports/. Extra arguments go to both experiments, e.g. `--preset short` or `--scale 10`.
+# The main job: set-up, the local lab, then every experiment of experiments/ (chaos-shop
+# gameday --compare): for each, the fragile (BEFORE) settings then the resilient (AFTER) ones,
+# the before/after table with each tolerance of its hypothesis, measured, ok or FAIL; then one
+# verdict table. Exits non-zero when an AFTER run violates its hypothesis (BEFORE failing is
+# the point), when a steady state before was not met, or when an experiment file is malformed.
+# Journals (result.json, junit.xml for CI, timeline.png) go to reports/. Extra arguments go to
+# gameday, e.g. `--preset short` or `--scale 10`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 lab_dir=${CHAOS_LAB_DIR:-.lab}
 trap '.venv/bin/chaos-shop lab down --dir "$lab_dir" >/dev/null 2>&1 || true' EXIT
 .venv/bin/chaos-shop lab up --dir "$lab_dir"
-.venv/bin/chaos-shop experiment run failover --compare --dir "$lab_dir" "$@"
-.venv/bin/chaos-shop experiment run db-outage --compare --dir "$lab_dir" "$@"
+.venv/bin/chaos-shop gameday --compare --dir "$lab_dir" "$@"
