@@ -272,3 +272,15 @@ def test_gameday_runs_the_catalog_into_one_verdict_table(lab_dir: Path, tmp_path
         row = next(line for line in table.splitlines() if f" {name} " in line)
         assert "holds" in row and "PASS" in row, row
     assert len(list((tmp_path / "r").glob("*/junit.xml"))) == 2
+
+
+def test_one_subprocess_runner_turns_every_failure_into_a_lab_error(tmp_path: Path) -> None:
+    from chaos_lab.processes import ToolMissing, run
+
+    assert run(["echo", "hi"]).stdout == "hi\n"
+    with pytest.raises(ToolMissing, match=r"no-such-tool is not installed .*: needed for x"):
+        run([str(tmp_path / "no-such-tool")], missing="needed for x")
+    with pytest.raises(LabError, match=r"sleep 5 did not finish within 0\.2s"):
+        run(["sleep", "5"], timeout=0.2)
+    with pytest.raises(LabError, match=r"failed \(3\): oops"):
+        run(["sh", "-c", "echo oops >&2; exit 3"])
