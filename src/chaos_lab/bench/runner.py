@@ -25,10 +25,18 @@ import aioboto3
 import asyncpg
 import httpx
 
+from chaos_lab import processes
 from chaos_lab.bench import BenchPart
 from chaos_lab.experiment import NO_DEGRADATION
 from chaos_lab.lab import Lab, get_ok
-from chaos_lab.processes import LabError, free_port, spawn, stop_process, wait_until
+from chaos_lab.processes import (
+    PG_BIN,
+    LabError,
+    free_port,
+    spawn,
+    stop_process,
+    wait_until,
+)
 from chaos_lab.target import RESILIENT, Say, fetch_from
 from shop.aws import OrderBuffer, QueuedOrder, client_config
 from shop.settings import Settings
@@ -37,6 +45,7 @@ HERE = Path(__file__).parent
 QUEUED = "order queued, 202 (breaker open)"
 ENQUEUE_ALONE = "its two AWS calls alone (OrderBuffer.enqueue, no HTTP, same emulator)"
 BIG_STOCK = 1_000_000
+HOT = "1 hot product"
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,9 @@ class Figures:
     catalog: dict[str, list[WrkResult]] = field(default_factory=dict)
     orders: dict[str, list[WrkResult]] = field(default_factory=dict)
     oversold: dict[str, bool] = field(default_factory=dict)
+    # pgbench running the order function (one hot product) on the same database, each run
+    # right after the shop's: transactions per second.
+    pgbench_tps: list[float] = field(default_factory=list)
     degraded_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
     drain: tuple[int, float] | None = None
     rss_mib: dict[str, float] = field(default_factory=dict)
@@ -140,6 +152,14 @@ class Figures:
                 lines.append(f"| {key} | {m(rs, 'requests_per_second'):.0f} | "
                              f"{m(rs, 'p50_ms'):.2f} | {m(rs, 'p99_ms'):.2f} | {errors} | "
                              f"{'YES' if self.oversold[key] else 'no'} |")
+            if self.pgbench_tps:
+                shop = self.orders[HOT]
+                pairs = zip(shop, self.pgbench_tps, strict=True)
+                ratio = statistics.median(r.requests_per_second / t for r, t in pairs)
+                lines += ["", f"pgbench, the same order function on one hot product, same "
+                          f"database and connections: "
+                          f"{statistics.median(self.pgbench_tps):.0f} tps; the shop reaches "
+                          f"**{ratio:.0%}** of it (goal 50%)"]
         if self.degraded_ms:
             lines += ["", "### 3. Degraded paths, database gone (single requests in sequence)",
                       "", "| path | p50 ms | p99 ms |", "| --- | ---: | ---: |"]
@@ -237,7 +257,7 @@ class Bench:
         lab = self.lab
         url = f"{lab.service_url('orders')}/orders"
         script = str(HERE / "order.lua")
-        for key, spread in (("1 hot product", 1), ("spread over 10", 10)):
+        for key, spread in ((HOT, 1), ("spread over 10", 10)):
             for run in range(1, self.runs + 1):
                 await self._set_stock(BIG_STOCK)
                 result = await asyncio.to_thread(wrk, url, self.seconds, self.connections,
@@ -247,7 +267,28 @@ class Bench:
                 self.figures.oversold[key] = self.figures.oversold.get(key, False) or oversold
                 self.say(f"orders run {run}/{self.runs} {key}: "
                          f"{result.requests_per_second:.0f} req/s, oversold: {oversold}")
+                if spread == 1:
+                    await self._set_stock(BIG_STOCK)
+                    tps = await asyncio.to_thread(self._pgbench)
+                    self.figures.pgbench_tps.append(tps)
+                    self.say(f"pgbench run {run}/{self.runs}, same function: {tps:.0f} tps")
         await lab.reset()
+
+    def _pgbench(self) -> float:
+        """pgbench calling the order function on the hot product: what the database alone does
+        with the shop's transaction (the writer, synchronous standby and all)."""
+        script = self.lab.root / "bench-order.sql"
+        script.write_text("SELECT place_order(gen_random_uuid(), 2, 1, NULL);\n")
+        script.chmod(0o644)
+        out = processes.run(
+            [str(PG_BIN / "pgbench"), "-h", "127.0.0.1", "-p", str(self.lab.primary.port),
+             "-U", "shop", "-n", "-c", str(self.connections), "-j", "2",
+             "-T", str(int(self.seconds)), "-f", str(script), "shop"],
+            service_user=True, timeout=self.seconds + 60)
+        found = re.search(r"^tps = ([\d.]+)", out.stdout, re.MULTILINE)
+        if found is None:
+            raise LabError(f"pgbench printed no tps: {out.stdout[-500:]}")
+        return float(found.group(1))
 
     async def _set_stock(self, stock: int) -> None:
         conn = await asyncpg.connect(self.lab.primary.dsn(), timeout=5)
