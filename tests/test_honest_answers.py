@@ -268,3 +268,27 @@ async def test_aws_hung_during_an_outage_every_answer_in_time_and_true(
 
 async def _outbox_empty(orders: httpx.AsyncClient) -> bool:
     return metric(await orders.get("/metrics"), "shop_outbox_orders") == 0
+
+
+async def test_write_still_waiting_for_a_connection_at_its_deadline_never_runs(
+        shop_db: str, db: asyncpg.Connection) -> None:
+    """The pool's one connection is busy past the deadline: the write never left this process,
+    so the answer may say so (not applied), and then it must really never run."""
+    endpoint = Endpoint("writer", shop_db, Settings(database_url=shop_db, db_pool_max_size=1,
+                                                    db_acquire_timeout=5, db_command_timeout=5))
+    endpoint.ready.set()
+    await endpoint.open()
+    order_id = uuid.uuid4()
+    busy = asyncio.ensure_future(endpoint.run(lambda conn: conn.execute("SELECT pg_sleep(1.5)")))
+    await asyncio.sleep(0.2)
+    try:
+        deadline = asyncio.get_running_loop().time() + 0.5
+        with pytest.raises(DatabaseUnavailable) as raised:
+            await endpoint.run(lambda conn: place_order(conn, order_id, 2, 1), deadline=deadline,
+                               detach=True)
+        assert not raised.value.may_have_applied
+        await busy
+        await asyncio.sleep(0.5)
+        assert await db.fetchval("SELECT count(*) FROM orders WHERE id = $1", order_id) == 0
+    finally:
+        await endpoint.close()

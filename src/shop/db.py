@@ -275,8 +275,15 @@ class _Attempts(Generic[T]):
             async with asyncio.timeout_at(self.deadline):
                 return await asyncio.shield(task)
         except TimeoutError as exc:
+            if not self.progress.started:
+                # Still waiting for a connection: nothing was sent, and nothing ever may be,
+                # since the caller is about to say so. Stop it before it gets one.
+                task.cancel()
+                await asyncio.wait({task}, timeout=1)
+                if not self.progress.started:
+                    raise self._unavailable(exc) from None
             task.add_done_callback(self._late_outcome)
-            raise self._unavailable(exc) from None
+            raise DatabaseUnavailable(self.endpoint.name, exc, may_have_applied=True) from None
 
     def _late_outcome(self, task: asyncio.Future[T]) -> None:
         """A detached write ended after its caller moved on: say how (nobody else will)."""
