@@ -42,3 +42,9 @@ OUTBOX_ORDERS = Gauge(
 SHED = Counter(
     "shop_requests_shed_total", "Requests answered 503 at once: more in progress than the cap"
 )
+QUEUE_MESSAGES = Gauge(
+    "shop_queue_messages",
+    "Messages in an SQS queue (visible + in flight, SQS's approximate counts), read by the"
+    " order-worker every few seconds: orders, dead-letter",
+    ["queue"],
+)

@@ -36,7 +36,7 @@ from typing import Any
 from shop.aws import AWS_ERRORS, OrderBuffer, QueuedOrder
 from shop.db import Endpoint
 from shop.errors import DatabaseNotReady, DatabaseUnavailable
-from shop.metrics import ORDERS_FAILED, WORKER_MESSAGES
+from shop.metrics import ORDERS_FAILED, QUEUE_MESSAGES, WORKER_MESSAGES
 from shop.orders import Order, fetch_order, place_order
 from shop.settings import Settings
 
@@ -57,6 +57,9 @@ DLQ_WATCH_VISIBILITY_SECONDS = 5
 DLQ_WATCH_REMEMBERED = 10_000  # message ids already handled: read again, nothing to do
 SQS_MAX_ATTRIBUTES = 10  # message attributes SQS takes on one message
 REASON_ATTRIBUTE = "dead_letter_reason"  # added by the worker, dropped again by redrive
+# The queue-depth gauge (shop_queue_messages): read every few seconds, for the dashboard.
+QUEUE_DEPTH_SECONDS = 5.0
+QUEUE_DEPTH_ATTRIBUTES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
 
 
 @dataclass(frozen=True)
@@ -97,11 +100,11 @@ class OrderWorker:
         """Until ``stopping`` is set; in-flight messages are finished before it returns.
         ``SHOP_WORKER_POLLERS`` receive loops run side by side: one loop spends most of its
         time waiting on SQS and the database, so a backlog drains that many times faster.
-        Beside them, one loop watches the dead-letter queue."""
+        Beside them, one loop watches the dead-letter queue and one reads the queues' depth."""
         log.info("order-worker draining %s with %d pollers", self.queue_url,
                  self.settings.worker_pollers)
         await asyncio.gather(*(self._poll() for _ in range(self.settings.worker_pollers)),
-                             self._watch_dead_letters())
+                             self._watch_dead_letters(), self._watch_queue_depth())
         log.info("order-worker stopped")
 
     async def _poll(self) -> None:
@@ -384,6 +387,36 @@ class OrderWorker:
             del self._dead_letters_seen[next(iter(self._dead_letters_seen))]
         return int(marked)
 
+    # The queues' depth ----------------------------------------------------------------------
+
+    async def _watch_queue_depth(self) -> None:
+        """Background loop: ``shop_queue_messages`` for the order queue and its DLQ, every
+        ``QUEUE_DEPTH_SECONDS``. A round that fails is logged and leaves the last values; the
+        loop never dies."""
+        while not self.stopping.is_set():
+            try:
+                await self.refresh_queue_depth()
+            except Exception as exc:  # never dies
+                log.warning("queue depth not read: %s: %s", type(exc).__name__, exc)
+            await self._pause(QUEUE_DEPTH_SECONDS)
+
+    async def refresh_queue_depth(self) -> dict[str, int]:
+        """One round: each queue's visible + in-flight messages into the gauge. Every call is
+        bounded (the client bounds connecting and reading, not the wait for one of its pooled
+        connections, which the long-polling pollers hold: the deadline covers that too)."""
+        bound = 2 * (self.settings.aws_timeout + self.settings.worker_wait_seconds)
+        async with asyncio.timeout(bound):
+            policy = await self.redrive_policy()
+        queues = {"orders": self.queue_url}
+        if policy is not None:
+            queues["dead-letter"] = policy.dead_letter_queue_url
+        depths = {}
+        for name, url in queues.items():
+            async with asyncio.timeout(bound):
+                depths[name] = await queue_depth(self.sqs, url)
+            QUEUE_MESSAGES.labels(queue=name).set(depths[name])
+        return depths
+
     async def _decided_in_database(self, order_id: uuid.UUID) -> Order | None:
         """The order's row if the database has it (decided: place_order commits a decision or
         nothing). Only asked while the breaker is closed; unknown counts as not there."""
@@ -457,6 +490,14 @@ def _order_fields(body: str) -> tuple[uuid.UUID | None, int, int]:
         return value if type(value) is int and 0 <= value < 2**63 else 0
 
     return order_id, whole(data.get("product_id")), whole(data.get("quantity"))
+
+
+async def queue_depth(sqs: Any, queue_url: str) -> int:
+    """Visible plus in-flight messages (SQS's approximate counts)."""
+    response = await sqs.get_queue_attributes(QueueUrl=queue_url,
+                                              AttributeNames=list(QUEUE_DEPTH_ATTRIBUTES))
+    attributes = response.get("Attributes", {})
+    return sum(int(attributes.get(name, 0)) for name in QUEUE_DEPTH_ATTRIBUTES)
 
 
 async def redrive_policy_of(sqs: Any, queue_url: str) -> RedrivePolicy | None:
