@@ -272,6 +272,10 @@ def test_gameday_runs_the_catalog_into_one_verdict_table(lab_dir: Path, tmp_path
         row = next(line for line in table.splitlines() if f" {name} " in line)
         assert "holds" in row and "PASS" in row, row
     assert len(list((tmp_path / "r").glob("*/junit.xml"))) == 2
+    [outage] = [json.loads(path.read_text())
+                for path in (tmp_path / "r").glob("db-outage-*/result.json")]
+    states = {change["state"] for change in outage["runs"][0]["breakers"]}
+    assert "open" in states, "the breakers opened during the outage (polled /health/deep)"
 
 
 def test_one_subprocess_runner_turns_every_failure_into_a_lab_error(tmp_path: Path) -> None:
