@@ -87,7 +87,7 @@ def test_a_malformed_file_says_file_field_and_what_is_wrong_and_exits_2(tmp_path
     assert result.exit_code == 2
     message = result.output
     assert str(path) in message
-    assert "fault.name: Input should be 'failover' or 'db-outage'" in message
+    assert "fault.name: Input should be 'failover', 'db-outage', 'brownout'" in message
     assert "timing.fault_at: Input should be greater than or equal to 0" in message
     assert "hypothesis.max_failed_requests: missing (required)" in message
     assert "hypothesis.max_failed: unknown field" in message

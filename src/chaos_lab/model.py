@@ -71,6 +71,11 @@ class Fault(StrEnum):
 
     FAILOVER = "failover"
     DB_OUTAGE = "db-outage"
+    BROWNOUT = "brownout"
+    CREDENTIAL_ROTATION = "credential-rotation"
+    AWS_OUTAGE = "aws-outage"
+    WORKER_CRASH = "worker-crash"
+    READER_LOSS = "reader-loss"
 
 
 T = TypeVar("T")
