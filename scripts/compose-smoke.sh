@@ -156,7 +156,7 @@ import json
 import sys
 
 name, path = sys.argv[1], sys.argv[2]
-after = next(run for run in json.load(open(path)) if run["label"] == "AFTER")
+after = next(run for run in json.load(open(path))["runs"] if run["label"] == "AFTER")
 counts = after["counts"]
 checks = {
     "failed requests": counts["read_fail"] + counts["write_fail"] == 0,
