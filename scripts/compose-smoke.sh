@@ -16,7 +16,9 @@
 # 2. `chaos-shop experiment run failover --target compose --preset short`;
 # 3. down and up again without -v: after that (odd) failover the nodes have swapped roles, and
 #    PgBouncer must route writes to the new writer: an order must be confirmed (201);
-# 4. `chaos-shop experiment run db-outage --target compose --preset short`.
+# 4. `chaos-shop experiment run db-outage --target compose --preset short`;
+# 5. with a registry (plain mode, the observability profile up): a screenshot of the Grafana
+#    dashboard (scripts/dashboard-screenshot.sh); skipped, with a message, with the stand-ins.
 # A verdict (result.json, the AFTER run) holds with no failed request, no lost order, the
 # steady state before, healthy after, stock consistent. Timings are printed at the end.
 set -euo pipefail
@@ -75,7 +77,7 @@ teardown() {
     set +e
     say "teardown (exit $code so far)"
     if engine_up; then
-        docker compose --profile load down -v --timeout 20 >/dev/null 2>&1 \
+        docker compose --profile load --profile observability down -v --timeout 20 >/dev/null 2>&1 \
             || say "docker compose down failed"
     fi
     # dockerd goes too when the stand-in tool started it for this run
@@ -107,7 +109,11 @@ new_password() { "$PY" -c 'import secrets; print(secrets.token_hex(16))'; }
 export POSTGRES_PASSWORD=${POSTGRES_PASSWORD:-$(new_password)}
 export POSTGRES_ORDERS_PASSWORD=${POSTGRES_ORDERS_PASSWORD:-$(new_password)}
 export POSTGRES_CATALOG_PASSWORD=${POSTGRES_CATALOG_PASSWORD:-$(new_password)}
-up_plain() { docker compose up -d --build --wait --wait-timeout 300; }
+# With a registry the observability profile comes up too (Prometheus + Grafana: step 5's
+# screenshot); the stand-ins have no image for either.
+up_plain() {
+    COMPOSE_PROFILES=observability docker compose up -d --build --wait --wait-timeout 300
+}
 up_standins() { "$STANDINS" "$ROOT"; }
 say "1. up ($MODE)"
 timed "up ($MODE)" "up_$MODE"
@@ -209,3 +215,8 @@ timed "down + up + order (201)" restart_and_order
 # 4. db-outage --------------------------------------------------------------------------------
 say "4. db-outage"
 timed "experiment db-outage" experiment db-outage
+
+# 5. the dashboard as it saw the game day -----------------------------------------------------
+say "5. the Grafana dashboard, headless Chromium"
+timed "dashboard screenshot" bash scripts/dashboard-screenshot.sh --skip-if-unavailable \
+    "$REPORTS/dashboard.png"
