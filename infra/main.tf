@@ -66,12 +66,24 @@ locals {
     for name, s in local.services : name => s if var.enable_degradation || !s.needs_degradation
   }
 
-  # FIS finds its targets by this tag (the cluster, and each service's tasks).
+  # FIS finds its targets by this tag (the cluster, the reader, the private subnets, and each
+  # service's tasks).
   fis_tag_key = "chaos-shop:fis-target"
   fis_tag_values = merge(
-    { aurora = "${var.name}-aurora" },
+    {
+      aurora          = "${var.name}-aurora"
+      aurora_reader   = "${var.name}-aurora-reader"
+      private_subnets = "${var.name}-private-subnets"
+    },
     { for name in keys(local.services) : name => "${var.name}-${name}" },
   )
+  # ... and the brownout finds the services behind the ALB (catalog, orders) by this one.
+  fis_group_tag_key   = "chaos-shop:fis-group"
+  fis_group_tag_value = "${var.name}-database-clients"
+  brownout_services   = toset(keys(local.routes))
+
+  # The brownout's sidecar needs the internet (its tools, SSM registration): NAT only.
+  task_fault_injection = var.enable_task_fault_injection && var.aws_api_access == "nat"
 
   # Database endpoints: the proxy's, or the cluster's in the fragile deployment.
   database_endpoints = {
@@ -232,6 +244,7 @@ module "network" {
   aws_api_access     = var.aws_api_access
   kms_key_arn        = module.kms.key_arn
   log_retention_days = var.log_retention_days
+  fis_subnet_tags    = { (local.fis_tag_key) = local.fis_tag_values.private_subnets }
 }
 
 module "security_groups" {
@@ -271,6 +284,7 @@ module "aurora" {
   app_roles         = local.database_roles
   kms_key_arn       = module.kms.key_arn
   fis_target_tags   = { (local.fis_tag_key) = local.fis_tag_values.aurora }
+  fis_reader_tags   = { (local.fis_tag_key) = local.fis_tag_values.aurora_reader }
 }
 
 module "rds_proxy" {
@@ -348,8 +362,17 @@ module "service" {
     backlog_per_task = var.worker_backlog_per_task
   } : null
   log_retention_days = var.log_retention_days
+  # The brownout's opt-in (the catalog and orders tasks): see modules/ecs_service.
+  fault_injection = local.task_fault_injection && contains(local.brownout_services, each.key) ? {
+    managed_instance_role_name = module.fis.managed_instance_role.name
+    managed_instance_role_arn  = module.fis.managed_instance_role.arn
+    ssm_agent_image            = var.ssm_agent_image
+  } : null
 
-  tags = { Service = each.key, (local.fis_tag_key) = local.fis_tag_values[each.key] }
+  tags = merge(
+    { Service = each.key, (local.fis_tag_key) = local.fis_tag_values[each.key] },
+    contains(local.brownout_services, each.key) ? { (local.fis_group_tag_key) = local.fis_group_tag_value } : {},
+  )
 }
 
 module "observability" {
@@ -382,8 +405,18 @@ module "fis" {
   services                = keys(local.deployed_services)
   fis_target_tag_key      = local.fis_tag_key
   fis_target_tag_values   = local.fis_tag_values
+  fis_group_tag_key       = local.fis_group_tag_key
+  fis_group_tag_value     = local.fis_group_tag_value
   stop_alarm_arn          = module.observability.alb_5xx_alarm_arn
+  dlq_alarm_arn           = module.observability.dlq_alarm_arn
   db_outage_seconds       = var.db_outage_seconds
+  vpc_id                  = module.network.vpc_id
+  instance_arns           = module.aurora.instance_arns
+  master_secret_arn       = module.aurora.master_user_secret_arn
+  task_fault_injection    = local.task_fault_injection
+  brownout_sources        = [local.database_endpoint.writer, local.database_endpoint.reader]
+  brownout_delay_ms       = var.brownout_delay_ms
+  brownout_seconds        = var.brownout_seconds
   kms_key_arn             = module.kms.key_arn
   log_retention_days      = var.log_retention_days
 }

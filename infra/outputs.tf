@@ -35,6 +35,36 @@ output "fis_db_outage_seconds" {
   value       = var.db_outage_seconds
 }
 
+output "fis_brownout_template_id" {
+  description = "FIS experiment template: the database's answers to the catalog and orders tasks delayed (null: the tasks are not opted in; needs aws_api_access = nat)."
+  value       = try(module.fis.brownout_template_id, null)
+}
+
+output "fis_brownout_seconds" {
+  description = "How long the brownout template delays the database's answers."
+  value       = var.brownout_seconds
+}
+
+output "fis_credential_rotation_template_id" {
+  description = "FIS experiment template: the Aurora master secret rotated now (SSM Automation)."
+  value       = try(module.fis.credential_rotation_template_id, null)
+}
+
+output "fis_aws_outage_template_id" {
+  description = "FIS experiment template: DynamoDB cut from the private subnets while RDS Proxy has no target."
+  value       = try(module.fis.aws_outage_template_id, null)
+}
+
+output "fis_worker_crash_template_id" {
+  description = "FIS experiment template: every order-worker task stopped (null with enable_degradation = false)."
+  value       = try(module.fis.worker_crash_template_id, null)
+}
+
+output "fis_reader_loss_template_id" {
+  description = "FIS experiment template: the Aurora reader instance rebooted."
+  value       = try(module.fis.reader_loss_template_id, null)
+}
+
 output "fis_stop_task_template_ids" {
   description = "FIS experiment template per service: stop one task."
   value       = try(module.fis.stop_task_template_ids, {})

@@ -267,6 +267,30 @@ variable "db_outage_seconds" {
   }
 }
 
+variable "enable_task_fault_injection" {
+  description = "Opt the catalog and orders tasks in to FIS's aws:ecs:task actions (the brownout): enableFaultInjection, pidMode task and an SSM agent sidecar. Takes effect only with aws_api_access = \"nat\": the sidecar installs its tools and registers with SSM over the internet."
+  type        = bool
+  default     = true
+}
+
+variable "ssm_agent_image" {
+  description = "Image of the FIS sidecar (the SSM agent). Pin a version, or mirror it into ECR, for a longer-lived deployment."
+  type        = string
+  default     = "public.ecr.aws/amazon-ssm-agent/amazon-ssm-agent:latest"
+}
+
+variable "brownout_delay_ms" {
+  description = "How late every database answer is during the brownout experiment, milliseconds (the local lab's default: 3 s)."
+  type        = number
+  default     = 3000
+}
+
+variable "brownout_seconds" {
+  description = "How long the brownout experiment lasts."
+  type        = number
+  default     = 120
+}
+
 variable "alb_5xx_percent" {
   description = "Share of 5xx answers, percent, over two minutes that fires the customer-impact alarm and stops any running experiment."
   type        = number

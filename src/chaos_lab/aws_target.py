@@ -47,9 +47,28 @@ REQUIRED_OUTPUTS = (
     "order_queue_url",
     "order_dlq_url",
 )
-# AWS's fault registry: the FIS experiment template (a Terraform output) of each fault.
+# AWS's fault registry: the FIS experiment template (a Terraform output) of each fault
+# (infra/modules/fis; docs/aws.md says what each one does and cannot do).
 TEMPLATE_OUTPUTS = {Fault.FAILOVER: "fis_failover_template_id",
-                    Fault.DB_OUTAGE: "fis_db_outage_template_id"}
+                    Fault.DB_OUTAGE: "fis_db_outage_template_id",
+                    Fault.BROWNOUT: "fis_brownout_template_id",
+                    Fault.CREDENTIAL_ROTATION: "fis_credential_rotation_template_id",
+                    Fault.AWS_OUTAGE: "fis_aws_outage_template_id",
+                    Fault.WORKER_CRASH: "fis_worker_crash_template_id",
+                    Fault.READER_LOSS: "fis_reader_loss_template_id"}
+# Templates some deployments do not have (their output is null), and why.
+OPTIONAL_TEMPLATES = {
+    Fault.BROWNOUT: "the tasks are opted in to FIS's ECS actions only with "
+                    "enable_task_fault_injection=true and aws_api_access=nat",
+    Fault.WORKER_CRASH: "the order-worker, and so its template, exists only with "
+                        "enable_degradation=true",
+}
+# Faults whose template holds the database outage for db_outage_seconds.
+HELD_FOR_OUTAGE_SECONDS = frozenset({Fault.DB_OUTAGE, Fault.AWS_OUTAGE})
+# How long an experiment may take before the driver stops it, when nothing says better: a
+# failover, a reboot or a rotation takes minutes; a stop-task seconds.
+EXPERIMENT_TIMEOUTS = {Fault.FAILOVER: 600.0, Fault.READER_LOSS: 900.0,
+                       Fault.CREDENTIAL_ROTATION: 1200.0, Fault.WORKER_CRASH: 300.0}
 
 # FIS experiment states (GetExperiment's state.status).
 STARTING = frozenset({"pending", "initiating"})
@@ -87,10 +106,11 @@ class Deployment:
     region: str
     enable_proxy: bool
     enable_degradation: bool
-    templates: dict[Fault, str]  # fault -> FIS experiment template id
+    templates: dict[Fault, str]  # fault -> FIS experiment template id (those deployed)
     outage_seconds: float
     queue_url: str
     dlq_url: str
+    brownout_seconds: float | None = None
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any]) -> Deployment:
@@ -110,16 +130,34 @@ class Deployment:
             outage_seconds = float(values["fis_db_outage_seconds"])
         except (TypeError, ValueError) as exc:
             raise LabError("output fis_db_outage_seconds must be a number") from exc
+        brownout_seconds = values.get("fis_brownout_seconds")
+        try:
+            brownout = None if brownout_seconds is None else float(brownout_seconds)
+        except (TypeError, ValueError) as exc:
+            raise LabError("output fis_brownout_seconds must be a number") from exc
         return cls(
             alb_url=alb_url,
             region=str(values["region"]),
             enable_proxy=values["enable_proxy"],
             enable_degradation=values["enable_degradation"],
-            templates={fault: str(values[name]) for fault, name in TEMPLATE_OUTPUTS.items()},
+            templates={fault: str(values[name]) for fault, name in TEMPLATE_OUTPUTS.items()
+                       if values.get(name) is not None},
             outage_seconds=outage_seconds,
             queue_url=str(values["order_queue_url"]),
             dlq_url=str(values["order_dlq_url"]),
+            brownout_seconds=brownout,
         )
+
+    def template(self, fault: Fault | str) -> str:
+        """The FIS template of ``fault``; a LabError that says why when there is none."""
+        known = Fault(fault)
+        template = self.templates.get(known)
+        if template is None:
+            why = OPTIONAL_TEMPLATES.get(known, "is infra/ deployed with this version of the "
+                                                "code? (terraform -chdir=infra apply)")
+            raise LabError(f"this deployment has no {known} template: terraform output "
+                           f"{TEMPLATE_OUTPUTS[known]} is null; {why}")
+        return template
 
 
 @dataclass
@@ -212,15 +250,20 @@ class AwsTarget:
     # Faults: FIS experiments ------------------------------------------------------------
 
     async def inject(self, fault: Fault, hold: float, say: Say) -> None:
-        template = implementation(self.deployment.templates, fault, self.name)
+        implementation(TEMPLATE_OUTPUTS, fault, self.name)
         fault = Fault(fault)
+        template = self.deployment.template(fault)
         if fault in self._running:
             raise LabError(f"a {fault} experiment ({self._running[fault].experiment_id}) is "
                            f"still running: restore it first")
-        if fault is Fault.DB_OUTAGE and hold and abs(hold - self.deployment.outage_seconds) > 1:
-            say(f"[aws] note: the FIS template holds the outage "
-                f"{self.deployment.outage_seconds:g}s (Terraform variable db_outage_seconds), "
-                f"not the {hold:g}s asked for; FIS restores the target itself")
+        held = dict.fromkeys(HELD_FOR_OUTAGE_SECONDS, self.deployment.outage_seconds)
+        variables = dict.fromkeys(HELD_FOR_OUTAGE_SECONDS, "db_outage_seconds")
+        if self.deployment.brownout_seconds is not None:
+            held[Fault.BROWNOUT] = self.deployment.brownout_seconds
+            variables[Fault.BROWNOUT] = "brownout_seconds"
+        if fault in held and hold and abs(hold - held[fault]) > 1:
+            say(f"[aws] note: the FIS template holds the {fault} {held[fault]:g}s (Terraform "
+                f"variable {variables[fault]}), not the {hold:g}s asked for; FIS ends it itself")
         async with self._client("fis") as fis:
             try:
                 response = await self._call(fis.start_experiment(
@@ -256,7 +299,8 @@ class AwsTarget:
     async def restore(self, fault: Fault, say: Say) -> None:
         """Wait for the experiment to end (FIS and the outage runbook restore the fault
         themselves). Past its deadline the experiment is stopped. Idempotent."""
-        implementation(self.deployment.templates, fault, self.name)
+        implementation(TEMPLATE_OUTPUTS, fault, self.name)
+        fault = Fault(fault)
         outcome = self._running.get(fault)
         if outcome is None:
             return
@@ -287,8 +331,12 @@ class AwsTarget:
     def _timeout_for(self, fault: Fault) -> float:
         if self.experiment_timeout is not None:
             return self.experiment_timeout
-        # A failover takes a minute or two; the outage its hold plus the restore's own wait.
-        return 600.0 if fault is Fault.FAILOVER else self.deployment.outage_seconds + 900.0
+        # The outages: their hold plus the restore's own wait; the brownout its duration.
+        if fault in HELD_FOR_OUTAGE_SECONDS:
+            return self.deployment.outage_seconds + 900.0
+        if fault is Fault.BROWNOUT:
+            return (self.deployment.brownout_seconds or 3600.0) + 300.0
+        return EXPERIMENT_TIMEOUTS.get(fault, 900.0)
 
     async def _stop(self, fis: Any, outcome: ExperimentOutcome, say: Say) -> None:
         say(f"[aws] FIS experiment {outcome.experiment_id} still {outcome.status}: stopping it")

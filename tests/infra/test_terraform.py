@@ -584,8 +584,8 @@ def test_deployments_roll_back_and_tasks_carry_the_fis_tag() -> None:
     breaker = service["deployment_circuit_breaker"][0]
     assert breaker == {"enable": True, "rollback": True}
     assert service["propagate_tags"] == "SERVICE"
-    tags = module_call("service")["tags"]
-    assert tags["${(local.fis_tag_key)}"] == "${local.fis_tag_values[each.key]}"
+    tags = squash(module_call("service")["tags"])
+    assert "{Service=each.key,(local.fis_tag_key)=local.fis_tag_values[each.key]}" in tags
 
 
 def test_autoscaling_on_cpu_and_the_worker_on_its_backlog() -> None:
@@ -710,7 +710,8 @@ def test_only_the_orders_task_runs_the_migrate_step_before_its_service() -> None
     definition = squash(service.resource("aws_ecs_task_definition", "this")
                         ["container_definitions"])
     assert definition.startswith(
-        "${jsonencode(concat(local.init_containers,[merge({name=var.name")
+        "${jsonencode(concat(local.init_containers,local.fault_injection_sidecars,"
+        "[merge({name=var.name")
     assert definition.endswith("},local.command,local.depends_on)]))}")
     assert "essential=true" in definition
 
@@ -986,7 +987,9 @@ def templates() -> dict[str, dict[str, Any]]:
 
 
 def test_one_template_per_failure_mode() -> None:
-    assert set(templates()) == {"failover", "db_outage", "stop_task"}
+    assert set(templates()) == {"failover", "db_outage", "stop_task", "brownout",
+                                "credential_rotation", "aws_outage", "worker_crash",
+                                "reader_loss"}
 
 
 def test_failover_template_targets_the_cluster_by_its_tag() -> None:
@@ -1063,32 +1066,213 @@ def test_outage_runbook_removes_holds_and_always_restores() -> None:
 
 
 def test_every_template_stops_on_the_5xx_alarm_and_logs() -> None:
+    # Those that can lose orders also stop when orders reach the dead-letter queue.
+    with_dlq = {"aws_outage", "worker_crash"}
     for name, template in templates().items():
-        assert template["stop_condition"] == [{"source": "aws:cloudwatch:alarm",
-                                               "value": "${var.stop_alarm_arn}"}], name
+        alarms = ["${var.stop_alarm_arn}", *(["${var.dlq_alarm_arn}"] * (name in with_dlq))]
+        assert template["stop_condition"] == [{"source": "aws:cloudwatch:alarm", "value": a}
+                                              for a in alarms], name
         logging = template["log_configuration"][0]
         assert "aws_cloudwatch_log_group.this.arn" in \
             logging["cloudwatch_logs_configuration"][0]["log_group_arn"], name
         assert template["experiment_options"][0]["empty_target_resolution_mode"] == "fail"
     assert module_call("fis")["stop_alarm_arn"] == "${module.observability.alb_5xx_alarm_arn}"
+    assert module_call("fis")["dlq_alarm_arn"] == "${module.observability.dlq_alarm_arn}"
     alarm = sub("observability").resource("aws_cloudwatch_metric_alarm", "alb_5xx_rate")
     metrics = str(alarm["metric_query"])
     assert "HTTPCode_ELB_5XX_Count" in metrics and "HTTPCode_Target_5XX_Count" in metrics
     assert "RequestCount" in metrics
 
 
+def policy_actions(policy: str) -> set[str]:
+    return {action for listed in re.findall(r"Action=\[([^\]]*)\]", policy)
+            for action in re.findall(r'"([\w-]+:\w+)"', listed)}
+
+
 def test_fis_role_is_limited_to_its_actions() -> None:
     policy = squash(sub("fis").resource("aws_iam_role_policy", "fis")["policy"])
-    actions = {action for listed in re.findall(r"Action=\[([^\]]*)\]", policy)
-               for action in re.findall(r'"([\w-]+:\w+)"', listed)}
-    assert actions == {
+    assert policy_actions(policy) == {
         "rds:FailoverDBCluster", "rds:DescribeDBClusters", "ecs:StopTask", "ecs:DescribeTasks",
         "ecs:ListTasks", "tag:GetResources", "ssm:StartAutomationExecution",
         "ssm:GetAutomationExecution", "ssm:StopAutomationExecution", "iam:PassRole",
         "logs:CreateLogDelivery", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
         "logs:DescribeLogGroups",
+        # reader-loss
+        "rds:RebootDBInstance", "rds:DescribeDBInstances",
+        # brownout: the latency document sent to the tasks' SSM sidecars
+        "ssm:SendCommand", "ssm:ListCommands", "ssm:CancelCommand",
+        # aws-outage: the network ACL FIS swaps in and out
+        "ec2:CreateNetworkAcl", "ec2:CreateNetworkAclEntry", "ec2:DeleteNetworkAcl",
+        "ec2:CreateTags", "ec2:ReplaceNetworkAclAssociation", "ec2:DescribeNetworkAcls",
+        "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeManagedPrefixLists",
+        "ec2:GetManagedPrefixListEntries",
     }
-    assert "Resource=[aws_iam_role.automation.arn]" in policy, "PassRole of one role only"
+    assert "Resource=[aws_iam_role.automation.arn,aws_iam_role.rotation.arn]" in policy, \
+        "PassRole of the two runbook roles only"
+    assert "Resource=var.instance_arns" in policy, "reboots the shop's instances only"
+    assert module_call("fis")["instance_arns"] == "${module.aurora.instance_arns}"
+    # Deleting and editing ACLs: FIS's own only; swapping them: in this VPC only.
+    assert policy.count('"ec2:ResourceTag/managedByFIS"="true"') == 1
+    assert policy.count('"aws:RequestTag/managedByFIS"="true"') == 1
+    assert '"ec2:Vpc"=local.vpc_arn' in policy
+    assert 'document/AWSFIS-Run-*' in policy, "SendCommand of FIS's documents only"
+
+
+def template_action(name: str) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+    """A single-action template's action, its parameters and its target."""
+    template = templates()[name]
+    (action,) = template["action"]
+    (target,) = template["target"]
+    assert action["target"][0]["value"] == target["name"], name
+    return action, {p["key"]: p["value"] for p in action.get("parameter", [])}, target
+
+
+def test_brownout_delays_only_the_database_answers_of_catalog_and_orders() -> None:
+    action, parameters, target = template_action("brownout")
+    assert action["action_id"] == "aws:ecs:task-network-latency"
+    assert action["target"][0]["key"] == "Tasks"
+    assert target["resource_type"] == "aws:ecs:task" and target["selection_mode"] == "ALL"
+    assert target["resource_tag"] == [{"key": "${var.fis_group_tag_key}",
+                                       "value": "${var.fis_group_tag_value}"}]
+    assert parameters["delayMilliseconds"] == "${tostring(var.brownout_delay_ms)}"
+    assert parameters["duration"] == "PT${var.brownout_seconds}S"
+    assert parameters["useEcsFaultInjectionEndpoints"] == "true"
+    # Scoped: without sources FIS delays all of a task's egress.
+    assert parameters["sources"] == '${join(",", var.brownout_sources)}'
+    assert module_call("fis")["brownout_sources"] == \
+        ["${local.database_endpoint.writer}", "${local.database_endpoint.reader}"]
+    assert templates()["brownout"]["count"] == "${var.task_fault_injection ? 1 : 0}"
+    # The group tag is on the services behind the ALB, catalog and orders, and no other.
+    assert root().locals["brownout_services"] == "${toset(keys(local.routes))}"
+    assert "if length(s.path_patterns) > 0" in root().locals["routes"]
+    tags = module_call("service")["tags"]
+    assert "contains(local.brownout_services, each.key)" in tags
+    assert "(local.fis_group_tag_key) = local.fis_group_tag_value" in tags
+    assert module_call("fis")["fis_group_tag_value"] == "${local.fis_group_tag_value}"
+
+
+def test_brownout_tasks_opt_in_to_fault_injection() -> None:
+    ecs = sub("ecs_service")
+    definition = ecs.resource("aws_ecs_task_definition", "this")
+    assert definition["enable_fault_injection"] == "${var.fault_injection != null}"
+    assert definition["pid_mode"] == '${var.fault_injection == null ? null : "task"}'
+    assert definition["network_mode"] == "awsvpc"
+    assert "local.fault_injection_sidecars" in definition["container_definitions"]
+    sidecar = str(ecs.locals["fault_injection_sidecars"])
+    assert "MANAGED_INSTANCE_ROLE_NAME" in sidecar and "essential = false" in sidecar
+    script = (INFRA / "modules/ecs_service/fis-ssm-agent.sh").read_text()
+    assert "ECS_TASK_ARN" in script and "amazon-ssm-agent -register" in script
+    assert "delete-activation" in script and "deregister-managed-instance" in script
+    # The sidecar registers the task and may pass the managed-instance role to SSM only.
+    policy = squash(ecs.resource("aws_iam_role_policy", "task_fault_injection")["policy"])
+    assert policy_actions(policy) == {"ssm:CreateActivation", "ssm:AddTagsToResource",
+                                      "iam:PassRole"}
+    assert "Resource=[var.fault_injection.managed_instance_role_arn]" in policy
+    assert '"iam:PassedToService"="ssm.amazonaws.com"' in policy
+    role = squash(sub("fis").resource("aws_iam_role_policy", "managed_instance")["policy"])
+    assert policy_actions(role) == {"ssm:DeleteActivation", "ssm:DeregisterManagedInstance"}
+    # Only catalog and orders opt in, and only where the sidecar can reach the internet.
+    call = squash(module_call("service")["fault_injection"])
+    assert call.startswith("${local.task_fault_injection&&contains(local.brownout_services,")
+    assert root().locals["task_fault_injection"] == \
+        '${var.enable_task_fault_injection && var.aws_api_access == "nat"}'
+
+
+def rotation_document() -> dict[str, Any]:
+    document = sub("fis").resource("aws_ssm_document", "credential_rotation")
+    assert document["document_type"] == "Automation"
+    loaded: dict[str, Any] = yaml.safe_load(
+        (INFRA / "modules/fis/credential-rotation.yaml").read_text())
+    assert "credential-rotation.yaml" in document["content"]
+    return loaded
+
+
+def test_credential_rotation_rotates_the_master_secret_through_ssm() -> None:
+    (action,) = templates()["credential_rotation"]["action"]
+    parameters = {p["key"]: p["value"] for p in action["parameter"]}
+    assert action["action_id"] == "aws:ssm:start-automation-execution"
+    assert parameters["documentArn"] == "${aws_ssm_document.credential_rotation.arn}"
+    passed = set(re.findall(r"(\w+)\s*=", parameters["documentParameters"]))
+    assert passed == set(rotation_document()["parameters"])
+    assert "var.master_secret_arn" in parameters["documentParameters"]
+    assert module_call("fis")["master_secret_arn"] == "${module.aurora.master_user_secret_arn}"
+    (step,) = rotation_document()["mainSteps"]
+    assert "rotate_secret(SecretId=secret_id, RotateImmediately=True)" in step["inputs"]["Script"]
+    assert "AWSPENDING" in step["inputs"]["Script"], "waits for the rotation to finish"
+    role = squash(sub("fis").resource("aws_iam_role_policy", "rotation")["policy"])
+    assert policy_actions(role) == {"secretsmanager:RotateSecret",
+                                    "secretsmanager:DescribeSecret"}
+    assert "Resource=[var.master_secret_arn]" in role
+
+
+def test_aws_outage_cuts_dynamodb_while_the_database_is_out() -> None:
+    template = templates()["aws_outage"]
+    actions = {a["action_id"]: a for a in template["action"]}
+    assert set(actions) == {"aws:ssm:start-automation-execution",
+                            "aws:network:disrupt-connectivity"}
+    assert not any(a.get("start_after") for a in actions.values()), "in parallel"
+    def parameters_of(action: dict[str, Any]) -> dict[str, str]:
+        return {p["key"]: p["value"] for p in action["parameter"]}
+
+    outage = parameters_of(actions["aws:ssm:start-automation-execution"])
+    db_outage = parameters_of(templates()["db_outage"]["action"][0])
+    assert outage == db_outage, "the db-outage runbook, as the db-outage template runs it"
+    cut = actions["aws:network:disrupt-connectivity"]
+    parameters = {p["key"]: p["value"] for p in cut["parameter"]}
+    assert parameters == {"scope": "dynamodb", "duration": "PT${var.db_outage_seconds}S"}
+    (target,) = template["target"]
+    assert cut["target"] == [{"key": "Subnets", "value": target["name"]}]
+    assert target["resource_type"] == "aws:ec2:subnet"
+    assert target["resource_tag"] == [{"key": "${var.fis_target_tag_key}",
+                                       "value": "${var.fis_target_tag_values.private_subnets}"}]
+    # The private subnets carry that tag, and DynamoDB is reached through its gateway
+    # endpoint there: the path the scope cuts is the path the tasks use.
+    subnets = sub("network").resource("aws_subnet", "private")
+    assert "var.fis_subnet_tags" in subnets["tags"]
+    assert module_call("network")["fis_subnet_tags"] == \
+        {"${(local.fis_tag_key)}": "${local.fis_tag_values.private_subnets}"}
+    gateway = sub("network").resource("aws_vpc_endpoint", "gateway")
+    assert "dynamodb" in gateway["for_each"] and gateway["vpc_endpoint_type"] == "Gateway"
+    comments = (INFRA / "modules/fis/main.tf").read_text()
+    assert "scoping lesson" in comments and "SQS cannot be cut" in comments
+
+
+def test_worker_crash_stops_every_worker_task() -> None:
+    action, _, target = template_action("worker_crash")
+    assert action["action_id"] == "aws:ecs:stop-task"
+    assert target["resource_type"] == "aws:ecs:task" and target["selection_mode"] == "ALL"
+    assert target["resource_tag"] == [{"key": "${var.fis_target_tag_key}",
+                                       "value": '${var.fis_target_tag_values["order-worker"]}'}]
+    assert templates()["worker_crash"]["count"] == "${local.has_worker ? 1 : 0}"
+    assert sub("fis").locals["has_worker"] == '${contains(var.services, "order-worker")}'
+
+
+def test_reader_loss_reboots_the_tagged_reader() -> None:
+    action, parameters, target = template_action("reader_loss")
+    assert action["action_id"] == "aws:rds:reboot-db-instances"
+    assert action["target"][0]["key"] == "DBInstances"
+    assert parameters == {"forceFailover": "false"}
+    assert target["resource_type"] == "aws:rds:db"
+    assert target["resource_tag"] == [{"key": "${var.fis_target_tag_key}",
+                                       "value": "${var.fis_target_tag_values.aurora_reader}"}]
+    reader = sub("aurora").resource("aws_rds_cluster_instance", "reader")
+    writer = sub("aurora").resource("aws_rds_cluster_instance", "writer")
+    assert "var.fis_reader_tags" in reader["tags"] and "fis_reader_tags" not in writer["tags"]
+    assert module_call("aurora")["fis_reader_tags"] == \
+        {"${(local.fis_tag_key)}": "${local.fis_tag_values.aurora_reader}"}
+
+
+def test_every_fault_has_its_template_output() -> None:
+    from chaos_lab.aws_target import TEMPLATE_OUTPUTS
+    from chaos_lab.model import Fault
+
+    assert set(TEMPLATE_OUTPUTS) == set(Fault), "every fault has an AWS twin"
+    fis_outputs = sub("fis").outputs
+    for fault, name in TEMPLATE_OUTPUTS.items():
+        assert name in root().outputs, fault
+        module_output = name.removeprefix("fis_")
+        assert module_output in fis_outputs, fault
+        assert f"module.fis.{module_output}" in root().outputs[name]["value"], fault
 
 
 def test_dashboard_shows_what_the_experiments_watch() -> None:

@@ -135,7 +135,9 @@ resource "aws_rds_cluster_instance" "reader" {
   performance_insights_retention_period = 7
   apply_immediately                     = true
 
-  tags = var.tags
+  # The tag FIS finds the reader by (reader-loss template). A tag stays with the instance,
+  # not the role: after an odd number of failovers this instance is the writer.
+  tags = merge(var.tags, var.fis_reader_tags)
 
   depends_on = [aws_rds_cluster_instance.writer]
 }

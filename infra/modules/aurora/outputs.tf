@@ -42,3 +42,8 @@ output "app_role_secret_arns" {
   description = "Per app role: the ARN of its secret (username and password), once the secret has its value."
   value       = try({ for role, version in aws_secretsmanager_secret_version.app_role : role => version.arn }, {})
 }
+
+output "instance_arns" {
+  description = "ARNs of the cluster's instances (the reader-loss template reboots the tagged one; either may be the reader after a failover)."
+  value       = try([aws_rds_cluster_instance.writer.arn, aws_rds_cluster_instance.reader.arn], [])
+}

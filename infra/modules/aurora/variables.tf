@@ -108,6 +108,12 @@ variable "fis_target_tags" {
   type        = map(string)
 }
 
+variable "fis_reader_tags" {
+  description = "Tags by which the FIS reader-loss template finds the reader instance."
+  type        = map(string)
+  default     = {}
+}
+
 variable "tags" {
   description = "Tags for every resource."
   type        = map(string)

@@ -26,6 +26,26 @@ locals {
       }
     }
   }]
+  # FIS's aws:ecs:task actions reach a task through an SSM agent sidecar registered as a
+  # managed instance (tagged with the task's ARN); on Fargate the network actions also need
+  # the task's opt-in (enableFaultInjection) and one process namespace (pidMode task).
+  fault_injection_sidecars = [for fi in var.fault_injection[*] : {
+    name                   = "fis-ssm-agent"
+    image                  = fi.ssm_agent_image
+    essential              = false
+    readonlyRootFilesystem = false # installs jq and the AWS CLI, writes its registration
+    command                = ["/bin/bash", "-c", file("${path.module}/fis-ssm-agent.sh")]
+    environment            = [{ name = "MANAGED_INSTANCE_ROLE_NAME", value = fi.managed_instance_role_name }]
+    logConfiguration = {
+      logDriver = "awslogs"
+      options = {
+        awslogs-group         = aws_cloudwatch_log_group.this.name
+        awslogs-region        = data.aws_region.current.region
+        awslogs-stream-prefix = "${var.name}-fis"
+      }
+    }
+  }]
+
   depends_on = {
     for k, v in { dependsOn = [for init in var.init_container[*] : { containerName = init.name, condition = "SUCCESS" }] } :
     k => v if length(v) > 0
@@ -139,7 +159,37 @@ resource "aws_iam_role_policy" "task_secrets" {
   })
 }
 
+# The FIS sidecar registers the task with SSM under the managed-instance role, and nothing else.
+resource "aws_iam_role_policy" "task_fault_injection" {
+  #checkov:skip=CKV_AWS_290:ssm:CreateActivation has no resource-level permissions and ssm:AddTagsToResource tags the activation being created; the only role the sidecar can pass is the managed-instance role
+  #checkov:skip=CKV_AWS_355:same: "*" only for ssm:CreateActivation and the tags of its activation
+  count = var.fault_injection == null ? 0 : 1
+
+  name = "fis-sidecar-registers-the-task"
+  role = aws_iam_role.task.id
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "RegisterTheTaskWithSsm"
+        Effect   = "Allow"
+        Action   = ["ssm:CreateActivation", "ssm:AddTagsToResource"]
+        Resource = ["*"]
+      },
+      {
+        Sid       = "HandSsmTheManagedInstanceRole"
+        Effect    = "Allow"
+        Action    = ["iam:PassRole"]
+        Resource  = [var.fault_injection.managed_instance_role_arn]
+        Condition = { StringEquals = { "iam:PassedToService" = "ssm.amazonaws.com" } }
+      },
+    ]
+  })
+}
+
 resource "aws_ecs_task_definition" "this" {
+  #checkov:skip=CKV_AWS_336:only the optional FIS sidecar (fault_injection) writes its root filesystem: it installs its tools and its SSM registration there; the service containers stay read-only
   family                   = "${var.cluster_name}-${var.name}"
   requires_compatibilities = ["FARGATE"]
   network_mode             = "awsvpc"
@@ -147,13 +197,15 @@ resource "aws_ecs_task_definition" "this" {
   memory                   = var.memory
   execution_role_arn       = aws_iam_role.execution.arn
   task_role_arn            = aws_iam_role.task.arn
+  enable_fault_injection   = var.fault_injection != null
+  pid_mode                 = var.fault_injection == null ? null : "task"
 
   runtime_platform {
     operating_system_family = "LINUX"
     cpu_architecture        = var.cpu_architecture
   }
 
-  container_definitions = jsonencode(concat(local.init_containers, [merge({
+  container_definitions = jsonencode(concat(local.init_containers, local.fault_injection_sidecars, [merge({
     name                   = var.name
     image                  = var.image
     essential              = true

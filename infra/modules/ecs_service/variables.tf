@@ -172,6 +172,16 @@ variable "queue_scaling" {
   default = null
 }
 
+variable "fault_injection" {
+  description = "Opt the task in to FIS's aws:ecs:task actions (network latency on Fargate): enableFaultInjection, pidMode task and the SSM agent sidecar that registers the task as an SSM managed instance under managed_instance_role; null: not opted in."
+  type = object({
+    managed_instance_role_name = string
+    managed_instance_role_arn  = string
+    ssm_agent_image            = string
+  })
+  default = null
+}
+
 variable "log_retention_days" {
   description = "Retention of the service's log group, days."
   type        = number

@@ -13,6 +13,41 @@ output "stop_task_template_ids" {
   value       = { for k, t in aws_fis_experiment_template.stop_task : k => t.id }
 }
 
+output "brownout_template_id" {
+  description = "FIS template: the database's answers to the catalog and orders tasks delayed (null: the tasks are not opted in)."
+  value       = try(aws_fis_experiment_template.brownout[0].id, null)
+}
+
+output "credential_rotation_template_id" {
+  description = "FIS template: the master secret rotated now (SSM Automation)."
+  value       = try(aws_fis_experiment_template.credential_rotation.id, null)
+}
+
+output "aws_outage_template_id" {
+  description = "FIS template: DynamoDB cut from the private subnets while the proxy has no target."
+  value       = try(aws_fis_experiment_template.aws_outage.id, null)
+}
+
+output "worker_crash_template_id" {
+  description = "FIS template: every order-worker task stopped (null without the worker)."
+  value       = try(aws_fis_experiment_template.worker_crash[0].id, null)
+}
+
+output "reader_loss_template_id" {
+  description = "FIS template: the Aurora reader instance rebooted."
+  value       = try(aws_fis_experiment_template.reader_loss.id, null)
+}
+
+output "managed_instance_role" {
+  description = "Role the FIS sidecar registers tasks under as SSM managed instances (null: no task fault injection)."
+  value       = try({ name = aws_iam_role.managed_instance[0].name, arn = aws_iam_role.managed_instance[0].arn }, null)
+}
+
+output "credential_rotation_document_name" {
+  description = "SSM Automation runbook of the credential rotation."
+  value       = try(aws_ssm_document.credential_rotation.name, null)
+}
+
 output "db_outage_document_name" {
   description = "SSM Automation runbook of the outage."
   value       = try(aws_ssm_document.db_outage.name, null)

@@ -58,8 +58,76 @@ variable "fis_target_tag_values" {
   type        = map(string)
 
   validation {
-    condition     = contains(keys(var.fis_target_tag_values), "aurora")
-    error_message = "fis_target_tag_values needs an \"aurora\" entry (the failover target)."
+    condition     = alltrue([for k in ["aurora", "aurora_reader", "private_subnets"] : contains(keys(var.fis_target_tag_values), k)])
+    error_message = "fis_target_tag_values needs \"aurora\" (failover), \"aurora_reader\" (reader-loss) and \"private_subnets\" (aws-outage) entries."
+  }
+}
+
+variable "fis_group_tag_key" {
+  description = "Tag key of the group of tasks the brownout delays."
+  type        = string
+}
+
+variable "fis_group_tag_value" {
+  description = "Tag value of the tasks the brownout delays (the catalog's and the orders')."
+  type        = string
+}
+
+variable "dlq_alarm_arn" {
+  description = "Dead-letter queue depth alarm: also stops the templates that can lose orders (aws-outage, worker-crash)."
+  type        = string
+}
+
+variable "vpc_id" {
+  description = "VPC of the shop: the aws-outage template may swap network ACLs of its subnets only."
+  type        = string
+}
+
+variable "instance_arns" {
+  description = "ARNs of the Aurora instances (the reader-loss template may reboot these only)."
+  type        = list(string)
+}
+
+variable "master_secret_arn" {
+  description = "The master user's secret, which the credential-rotation template rotates."
+  type        = string
+}
+
+variable "task_fault_injection" {
+  description = "Whether the catalog and orders tasks are opted in to FIS's aws:ecs:task actions: the brownout template and the sidecar's managed-instance role exist only then."
+  type        = bool
+  default     = false
+}
+
+variable "brownout_sources" {
+  description = "Where the brownout's delay applies: the database endpoints the services dial (domain names, IPv4 addresses or CIDRs)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.brownout_sources) > 0
+    error_message = "brownout_sources must name at least one endpoint: without sources FIS delays all of a task's traffic."
+  }
+}
+
+variable "brownout_delay_ms" {
+  description = "How late every database answer is during the brownout, milliseconds."
+  type        = number
+  default     = 3000
+
+  validation {
+    condition     = var.brownout_delay_ms >= 1 && var.brownout_delay_ms <= 60000
+    error_message = "brownout_delay_ms must be 1 ms to 60 s."
+  }
+}
+
+variable "brownout_seconds" {
+  description = "How long the brownout lasts."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.brownout_seconds >= 10 && var.brownout_seconds <= 3600
+    error_message = "brownout_seconds must be 10 s to 1 hour."
   }
 }
 

@@ -58,7 +58,8 @@ resource "aws_subnet" "private" {
   cidr_block        = local.private_cidrs[count.index]
   availability_zone = local.azs[count.index]
 
-  tags = merge(var.tags, { Name = "${var.name}-private-${local.azs[count.index]}", Tier = "private" })
+  # fis_subnet_tags: how the aws-outage template finds them (aws:network:disrupt-connectivity).
+  tags = merge(var.tags, var.fis_subnet_tags, { Name = "${var.name}-private-${local.azs[count.index]}", Tier = "private" })
 }
 
 resource "aws_route_table" "public" {

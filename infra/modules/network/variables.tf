@@ -45,6 +45,12 @@ variable "log_retention_days" {
   type        = number
 }
 
+variable "fis_subnet_tags" {
+  description = "Tags of the private subnets by which FIS finds them (the aws-outage template)."
+  type        = map(string)
+  default     = {}
+}
+
 variable "tags" {
   description = "Tags for every resource."
   type        = map(string)
