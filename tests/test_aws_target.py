@@ -14,8 +14,14 @@ import boto3
 import httpx
 import pytest
 
-from chaos_lab.aws_target import REQUIRED_OUTPUTS, AwsTarget, Deployment, load_outputs
-from chaos_lab.model import Switches
+from chaos_lab.aws_target import (
+    REQUIRED_OUTPUTS,
+    TEMPLATE_OUTPUTS,
+    AwsTarget,
+    Deployment,
+    load_outputs,
+)
+from chaos_lab.model import Fault, Switches
 from chaos_lab.processes import LabError
 
 REGION = "us-east-1"
@@ -66,6 +72,14 @@ def outputs(moto_url: str) -> dict[str, Any]:
         "fis_db_outage_template_id": create_template(moto_url,
                                                      "aws:ssm:start-automation-execution"),
         "fis_db_outage_seconds": 180,
+        "fis_brownout_template_id": create_template(moto_url, "aws:ecs:task-network-latency"),
+        "fis_brownout_seconds": 120,
+        "fis_credential_rotation_template_id": create_template(
+            moto_url, "aws:ssm:start-automation-execution"),
+        "fis_aws_outage_template_id": create_template(moto_url,
+                                                      "aws:network:disrupt-connectivity"),
+        "fis_worker_crash_template_id": create_template(moto_url, "aws:ecs:stop-task"),
+        "fis_reader_loss_template_id": create_template(moto_url, "aws:rds:reboot-db-instances"),
         "order_queue_url": queue,
         "order_dlq_url": dlq,
     }
@@ -244,11 +258,77 @@ async def test_failover_experiment_runs_to_completion(
     await aws.restore("failover", said)  # idempotent: nothing left to wait for
 
 
+NEW_FAULTS = ["brownout", "credential-rotation", "aws-outage", "worker-crash", "reader-loss"]
+
+
+@pytest.mark.parametrize("fault", NEW_FAULTS)
+async def test_each_new_fault_starts_its_template(
+        outputs: dict[str, Any], moto_url: str, stepwise: None, fault: str) -> None:
+    """`chaos-shop experiment run NAME --target aws`: the fault's FIS template, started and
+    followed to its end, like the failover's."""
+    aws = target(outputs, moto_url)
+    said = Said()
+    await aws.inject(fault, 0, said)
+    (outcome,) = aws.outcomes
+    template = outputs[TEMPLATE_OUTPUTS[Fault(fault)]]["value"]
+    assert outcome.template_id == template and outcome.status == "running"
+    experiment = client("fis", moto_url).get_experiment(id=outcome.experiment_id)["experiment"]
+    assert experiment["experimentTemplateId"] == template
+    assert experiment["tags"] == {"chaos-shop:fault": fault}
+    await aws.restore(fault, said)
+    assert outcome.status == "completed"
+    assert f"FIS experiment {outcome.experiment_id} ({fault}) completed" in said.text()
+
+
+def test_every_fault_has_a_template_output(outputs: dict[str, Any]) -> None:
+    deployment = Deployment.from_outputs(outputs)
+    assert set(deployment.templates) == set(Fault)
+    assert deployment.brownout_seconds == 120
+
+
+@pytest.mark.parametrize(("fault", "why"), [("brownout", "aws_api_access=nat"),
+                                            ("worker-crash", "enable_degradation=true")])
+async def test_a_template_the_deployment_lacks_says_why(
+        outputs: dict[str, Any], moto_url: str, fault: str, why: str) -> None:
+    name = TEMPLATE_OUTPUTS[Fault(fault)]
+    outputs[name]["value"] = None  # e.g. aws_api_access=endpoints; enable_degradation=false
+    aws = target(outputs, moto_url)
+    with pytest.raises(LabError) as error:
+        await aws.inject(fault, 0, Said())
+    assert f"no {fault} template" in str(error.value) and name in str(error.value)
+    assert why in str(error.value)
+    assert not aws.outcomes, "nothing was started"
+    await aws.inject("failover", 0, Said())  # the others still run
+    await aws.restore("failover", Said())
+
+
+def test_an_older_deployment_still_runs_its_two_faults(outputs: dict[str, Any]) -> None:
+    for fault in NEW_FAULTS:
+        del outputs[TEMPLATE_OUTPUTS[Fault(fault)]]
+    del outputs["fis_brownout_seconds"]
+    deployment = Deployment.from_outputs(outputs)
+    assert set(deployment.templates) == {Fault.FAILOVER, Fault.DB_OUTAGE}
+    with pytest.raises(LabError, match="is infra/ deployed with this version"):
+        deployment.template("reader-loss")
+
+
+async def test_brownout_and_aws_outage_holds_are_the_templates(
+        outputs: dict[str, Any], moto_url: str) -> None:
+    aws = target(outputs, moto_url)
+    said = Said()
+    await aws.inject("brownout", 30, said)
+    await aws.inject("aws-outage", 30, said)
+    assert "holds the brownout 120s (Terraform variable brownout_seconds)" in said.text()
+    assert "holds the aws-outage 180s (Terraform variable db_outage_seconds)" in said.text()
+    await aws.restore("brownout", said)
+    await aws.restore("aws-outage", said)
+
+
 async def test_outage_hold_is_the_templates(outputs: dict[str, Any], moto_url: str) -> None:
     aws = target(outputs, moto_url)
     said = Said()
     await aws.inject("db-outage", 10, said)
-    assert "holds the outage 180s" in said.text() and "not the 10s" in said.text()
+    assert "holds the db-outage 180s" in said.text() and "not the 10s" in said.text()
     await aws.restore("db-outage", said)
     assert aws.outcomes[0].status == "completed"
 
