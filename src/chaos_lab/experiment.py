@@ -19,6 +19,7 @@ from chaos_lab.model import (
     Experiment,
     Measured,
     Switches,
+    TakesFaultOptions,
     find,
     judge,
     load,
@@ -161,6 +162,8 @@ async def run(target: Target, spec: Experiment, switches: Switches, label: str,
         await asyncio.sleep(max(0.0, spec.fault_at - (time.monotonic() - started)))
         say(f"[{label}] >>> inject {spec.fault}")
         injected_at = time.monotonic() - started
+        if isinstance(target, TakesFaultOptions):
+            target.fault_options(spec.fault, spec.options)
         await target.inject(spec.fault, spec.hold, say)
         if spec.hold:
             await asyncio.sleep(max(0.0, started + injected_at + spec.hold - time.monotonic()))

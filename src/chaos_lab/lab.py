@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -24,9 +25,10 @@ import asyncpg
 import httpx
 
 from chaos_lab.aws import MotoServer, ShopResources, create_resources, purge, queue_depth
+from chaos_lab.latency_proxy import write_delay
 from chaos_lab.model import Switches
-from chaos_lab.pgbouncer import PgBouncer
-from chaos_lab.postgres import CATALOG_USER, ORDERS_USER, PostgresNode
+from chaos_lab.pgbouncer import READER_DB, WRITER_DB, PgBouncer
+from chaos_lab.postgres import APP_USERS, CATALOG_USER, ORDERS_USER, PostgresNode
 from chaos_lab.processes import (
     LabError,
     free_port,
@@ -112,7 +114,40 @@ class Lab:
     @property
     def bouncer(self) -> PgBouncer:
         return PgBouncer(self.root / "pgbouncer", self.s.ports["pgbouncer"],
-                         self.primary.port, self.replica.port)
+                         self.primary.port, self.replica.port, self.passwords())
+
+    # The app roles' passwords: one file per role, the services' source
+    # (SHOP_DATABASE_PASSWORD_FILE) as a Secrets Manager secret is on AWS.
+
+    def password_file(self, role: str) -> Path:
+        return self.root / "secrets" / f"{role}.password"
+
+    def passwords(self) -> dict[str, str]:
+        return {role: self.password_file(role).read_text().strip() for role in APP_USERS
+                if self.password_file(role).exists()}
+
+    def write_passwords(self, passwords: dict[str, str]) -> None:
+        folder = self.root / "secrets"
+        folder.mkdir(exist_ok=True)
+        for role, password in passwords.items():
+            tmp = self.password_file(role).with_suffix(".tmp")
+            tmp.write_text(password + "\n")
+            tmp.replace(self.password_file(role))
+
+    # The latency proxy between the services and PgBouncer (the brownout's).
+
+    @property
+    def latency_control(self) -> Path:
+        return self.root / "latency-proxy.delay"
+
+    def _start_latency_proxy(self) -> None:
+        write_delay(self.latency_control, 0)
+        port = self.s.ports["latency-proxy"]
+        proc = spawn([sys.executable, "-m", "chaos_lab.latency_proxy", "--listen", str(port),
+                      "--upstream", str(self.s.ports["pgbouncer"]), "--control",
+                      str(self.latency_control)], self.root / "logs" / "latency-proxy.log")
+        self.s.pids["latency-proxy"] = proc.pid
+        wait_until(lambda: port_open(port), f"the latency proxy on port {port}")
 
     @property
     def moto(self) -> MotoServer:
@@ -145,16 +180,19 @@ class Lab:
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
         give_to_service_user(self.root)
-        names = ["node-a", "node-b", "pgbouncer", "moto", "catalog", "orders", "worker",
-                 "entry"]
+        names = ["node-a", "node-b", "pgbouncer", "latency-proxy", "moto", "catalog", "orders",
+                 "worker", "entry"]
         self.state = LabState(ports={name: free_port() for name in names})
         self.save()
-        log("postgres: primary node-a")
-        self.node("node-a").init_primary()
+        log("postgres: primary node-a (the app roles authenticate: SCRAM)")
+        self.write_passwords({role: secrets.token_urlsafe(16) for role in APP_USERS})
+        self.node("node-a").init_primary(self.passwords())
         log("postgres: streaming replica node-b")
         self.node("node-b").init_replica(self.node("node-a"))
         log("pgbouncer: writer and reader endpoints")
         self.bouncer.start(self.primary.port, self.replica.port)
+        log("latency proxy: between the services and pgbouncer (transparent)")
+        self._start_latency_proxy()
         log("moto: DynamoDB + SQS, queue + DLQ + tables")
         moto = self.moto
         moto.start()
@@ -169,11 +207,13 @@ class Lab:
 
     def service_env(self, settings: dict[str, str], user: str = ORDERS_USER) -> dict[str, str]:
         """A service's environment: its own database role (least privilege; the schema is
-        the migrate step's), the lab's resources, then ``settings``."""
-        bouncer = self.bouncer
+        the migrate step's) and its password file, through the latency proxy to PgBouncer, the
+        lab's resources, then ``settings``."""
+        via = f"postgresql://{user}@127.0.0.1:{self.s.ports['latency-proxy']}"
         return {
-            "SHOP_DATABASE_URL": bouncer.dsn(user=user),
-            "SHOP_DATABASE_READER_URL": bouncer.dsn(reader=True, user=user),
+            "SHOP_DATABASE_URL": f"{via}/{WRITER_DB}",
+            "SHOP_DATABASE_READER_URL": f"{via}/{READER_DB}",
+            "SHOP_DATABASE_PASSWORD_FILE": str(self.password_file(user)),
             "SHOP_MIGRATE": "false",
             "SHOP_WORKER_HEALTH_PORT": str(self.s.ports["worker"]),
             "SHOP_WORKER_WAIT_SECONDS": "2",
@@ -263,7 +303,7 @@ class Lab:
         if self.state is None:
             log("lab is not up")
             return
-        for name in ("nginx", "catalog", "orders", "worker", "moto"):
+        for name in ("nginx", "catalog", "orders", "worker", "moto", "latency-proxy"):
             self._kill(name)
         pid_file = self.root / "pgbouncer" / "pgbouncer.pid"
         if pid_file.exists():

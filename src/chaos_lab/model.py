@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import yaml  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -81,6 +81,13 @@ class Fault(StrEnum):
 T = TypeVar("T")
 
 
+@runtime_checkable
+class TakesFaultOptions(Protocol):
+    """A target whose faults take the experiment's ``fault.options`` (told before inject)."""
+
+    def fault_options(self, fault: Fault, options: FaultOptions) -> None: ...
+
+
 def fault_named(name: str | Fault) -> Fault:
     """The one "unknown fault" error."""
     try:
@@ -107,10 +114,87 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class FaultOptions(_Strict):
+    """A fault's own options (``fault.options`` in a file); a fault without any takes none."""
+
+    @property
+    def lasts(self) -> float:
+        """Seconds the injection itself takes (a window it holds before it returns)."""
+        return 0.0
+
+
+class FailoverOptions(FaultOptions):
+    unreachable: float = Field(20.0, ge=0, le=600, description=(
+        "seconds the writer AND the reader are out of reach (the proxy holds or refuses "
+        "connections) before the promoted writer answers"))
+
+    @property
+    def lasts(self) -> float:
+        return self.unreachable
+
+
+class BrownoutOptions(FaultOptions):
+    delay: float = Field(3.0, gt=0, le=60, description="seconds every database answer is "
+                                                        "delayed")
+
+
+class CredentialRotationOptions(FaultOptions):
+    gap: float = Field(5.0, ge=0, le=600, description=(
+        "seconds between the new password in PostgreSQL and at its source (the proxy's "
+        "userlist and the services' password files)"))
+
+    @property
+    def lasts(self) -> float:
+        return self.gap
+
+
+class WorkerCrashOptions(FaultOptions):
+    outage: float = Field(8.0, gt=0, le=600, description=(
+        "seconds the database is out first, so that orders are queued and the worker holds "
+        "some in flight when it is killed"))
+
+    @property
+    def lasts(self) -> float:
+        return self.outage
+
+
+# The faults with options; the others take none (``options`` must then be empty).
+FAULT_OPTIONS: dict[Fault, type[FaultOptions]] = {
+    Fault.FAILOVER: FailoverOptions,
+    Fault.BROWNOUT: BrownoutOptions,
+    Fault.CREDENTIAL_ROTATION: CredentialRotationOptions,
+    Fault.WORKER_CRASH: WorkerCrashOptions,
+}
+
+
+def fault_options(fault: Fault, options: Mapping[str, Any] | None = None) -> FaultOptions:
+    """``options`` validated as ``fault`` takes them (defaults for the ones not given)."""
+    return FAULT_OPTIONS.get(fault, FaultOptions).model_validate(dict(options or {}))
+
+
 class FaultSpec(_Strict):
     name: Fault
     hold: float = Field(0, ge=0, description="seconds the fault lasts before it is restored "
                                              "(0: restored after the traffic)")
+    options: dict[str, Any] = Field(default_factory=dict, description="the fault's own "
+                                    "options (FAULT_OPTIONS), e.g. brownout's delay")
+
+    @model_validator(mode="after")
+    def _options_fit(self) -> FaultSpec:
+        try:
+            fault_options(self.name, self.options)
+        except ValidationError as exc:
+            known = ", ".join(FAULT_OPTIONS.get(self.name, FaultOptions).model_fields) or "none"
+            problems = "; ".join(
+                f"options.{'.'.join(str(p) for p in e['loc'])}: "
+                + ("unknown option" if e["type"] == "extra_forbidden" else e["msg"])
+                for e in exc.errors())
+            raise ValueError(f"{problems} ({self.name.value} takes: {known})") from None
+        return self
+
+    @property
+    def parsed_options(self) -> FaultOptions:
+        return fault_options(self.name, self.options)
 
 
 class Timing(_Strict):
@@ -184,8 +268,8 @@ class ExperimentFile(_Strict):
         traffic = chosen.traffic
         return Experiment(
             name=chosen.name, description=chosen.description, fault=chosen.fault.name,
-            hold=chosen.fault.hold, fault_at=chosen.timing.fault_at,
-            duration=chosen.timing.duration,
+            hold=chosen.fault.hold, options=chosen.fault.parsed_options,
+            fault_at=chosen.timing.fault_at, duration=chosen.timing.duration,
             reads_per_second=traffic.reads_per_second * scale,
             writes_per_second=traffic.writes_per_second * scale,
             timeout=traffic.timeout, product_id=traffic.product_id, quantity=traffic.quantity,
@@ -197,10 +281,11 @@ def _check_timing(timing: Timing, fault: FaultSpec) -> None:
     if timing.fault_at >= timing.duration:
         raise ValueError(f"timing.fault_at ({timing.fault_at:g}) must come before the end of "
                          f"the traffic (timing.duration {timing.duration:g})")
-    if timing.fault_at + fault.hold > timing.duration:
-        raise ValueError(f"the fault ends at {timing.fault_at + fault.hold:g}s (fault_at + "
-                         f"fault.hold), after the traffic ({timing.duration:g}s): the recovery "
-                         f"would not be measured")
+    lasts = max(fault.hold, fault.parsed_options.lasts)
+    if timing.fault_at + lasts > timing.duration:
+        raise ValueError(f"the fault ends at {timing.fault_at + lasts:g}s (fault_at + "
+                         f"fault.hold or its options' window), after the traffic "
+                         f"({timing.duration:g}s): the recovery would not be measured")
 
 
 @dataclass(frozen=True)
@@ -223,6 +308,7 @@ class Experiment:
     drain_timeout: float = 300.0
     preset: str = "default"
     source: Path | None = None
+    options: FaultOptions = field(default_factory=FaultOptions)
 
     @property
     def profile(self) -> TrafficProfile:

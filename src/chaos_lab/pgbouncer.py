@@ -15,6 +15,7 @@ from pathlib import Path
 
 from chaos_lab.postgres import APP_USERS, DATABASE, PASSWORD, USER
 from chaos_lab.processes import (
+    LabError,
     give_to_service_user,
     port_open,
     run,
@@ -34,6 +35,11 @@ INI = """[databases]
 listen_addr = 127.0.0.1
 listen_port = {port}
 unix_socket_dir = {root}
+; The clients are trusted; PgBouncer itself logs in to PostgreSQL (SCRAM for the app roles)
+; with the passwords of this userlist, re-read on RELOAD as RDS Proxy re-reads its secret.
+; Not SCRAM towards the clients as well: PgBouncer 1.18 refuses a wrong client password with
+; SQLSTATE 08P01, not 28P01, so a service could not tell a rotated password from a lost
+; connection and would never read its password file again.
 auth_type = trust
 auth_file = {root}/userlist.txt
 admin_users = postgres
@@ -61,6 +67,7 @@ class PgBouncer:
     port: int
     writer_port: int = 0
     reader_port: int = 0
+    passwords: dict[str, str] = field(default_factory=dict)  # app role -> its password
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -81,8 +88,21 @@ class PgBouncer:
             writer=WRITER_DB, reader=READER_DB, database=DATABASE, port=self.port,
             writer_port=self.writer_port, reader_port=self.reader_port, root=self.root,
         ))
-        users = "".join(f'"{user}" "{PASSWORD}"\n' for user in (USER, *APP_USERS))
-        (self.root / "userlist.txt").write_text(f'{users}"postgres" ""\n')
+        self._write_userlist()
+
+    def _write_userlist(self) -> None:
+        users = "".join(f'"{user}" "{_quoted(self.passwords.get(user, PASSWORD))}"\n'
+                        for user in (USER, *APP_USERS))
+        tmp = self.root / "userlist.txt.tmp"
+        tmp.write_text(f'{users}"postgres" ""\n')
+        tmp.replace(self.root / "userlist.txt")
+
+    def set_passwords(self, passwords: dict[str, str]) -> None:
+        """New passwords for the app roles, re-read at once (RELOAD); the endpoints as they
+        are (only the userlist is rewritten)."""
+        self.passwords = {**self.passwords, **passwords}
+        self._write_userlist()
+        self.admin("RELOAD")
 
     def start(self, writer_port: int, reader_port: int) -> None:
         self.writer_port, self.reader_port = writer_port, reader_port
@@ -110,11 +130,37 @@ class PgBouncer:
             self.admin(f"KILL {database}")
 
     def restore_target(self) -> None:
+        """Idempotent: resuming an endpoint that is not paused is no error here."""
         for database in (WRITER_DB, READER_DB):
-            self.admin(f"RESUME {database}")
+            self.resume(database)
             self.admin(f"ENABLE {database}")
 
+    def hold(self) -> None:
+        """Drop every connection and hold new ones (they wait, up to query_wait_timeout, then
+        are refused) until ``resume``: RDS Proxy during a failover."""
+        for database in (WRITER_DB, READER_DB):
+            self.admin(f"KILL {database}")
+
+    def resume(self, database: str) -> None:
+        try:
+            self.admin(f"RESUME {database}")
+        except LabError as exc:
+            if "not paused" not in str(exc):
+                raise
+
+    def repoint_reader(self, port: int) -> None:
+        """Only the reader endpoint moves (a reader lost, or back)."""
+        self.reader_port = port
+        self._write_ini()
+        self.admin("RELOAD")
+
     def admin(self, command: str) -> str:
+        """A command on the admin console (SHOW, RELOAD, PAUSE, KILL, RESUME, ...)."""
         out = run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
                    "-d", "pgbouncer", "-Atqc", command], timeout=15)
         return out.stdout
+
+
+def _quoted(password: str) -> str:
+    """A userlist value: a double quote inside is doubled."""
+    return password.replace('"', '""')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +44,17 @@ logging_collector = off
 
 HBA = """
 local all all trust
-host all all 127.0.0.1/32 trust
+{password_roles}host all all 127.0.0.1/32 trust
 host replication all 127.0.0.1/32 trust
 """
+
+
+def hba(password_roles: Iterable[str] = ()) -> str:
+    """Trust on the loopback, except for ``password_roles``: they authenticate (SCRAM), so
+    that a rotated password is refused until the new one reaches its source."""
+    roles = ",".join(password_roles)
+    return HBA.format(password_roles=f"host all {roles} 127.0.0.1/32 scram-sha-256\n"
+                      if roles else "")
 
 
 @dataclass
@@ -70,24 +79,33 @@ class PostgresNode:
     def _pg(self, tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return run([str(PG_BIN / tool), *args], service_user=True, timeout=timeout)
 
-    def _configure(self) -> None:
+    def _configure(self, password_roles: Iterable[str] = ()) -> None:
         conf = CONFIG.format(port=self.port, socket_dir=self.root)
         with (self.data / "postgresql.auto.conf").open("a") as f:
             f.write(conf)
-        (self.data / "pg_hba.conf").write_text(HBA)
+        (self.data / "pg_hba.conf").write_text(hba(password_roles))
 
-    def init_primary(self) -> None:
+    def init_primary(self, passwords: Mapping[str, str] | None = None) -> None:
         """initdb, start, and create the shop's roles and database (empty: the app migrates;
-        migration 0004 grants the services' roles what they may do)."""
+        migration 0004 grants the services' roles what they may do). The app roles named in
+        ``passwords`` get those and must give them over TCP (the others: trust). A replica's
+        base backup copies the rule."""
+        passwords = dict(passwords or {})
         self._fresh_root()
         self._pg("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
                  "--no-sync", "-E", "UTF8")
-        self._configure()
+        self._configure(passwords)
         self.start()
         self.psql(f"CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'", database="postgres")
         self.psql(f"CREATE DATABASE {DATABASE} OWNER {USER}", database="postgres")
         for role in APP_USERS:
-            self.psql(f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'", database="postgres")
+            self.set_password(role, passwords.get(role, PASSWORD), create=True)
+
+    def set_password(self, role: str, password: str, create: bool = False) -> None:
+        """(Create and) give ``role`` this password; sessions already open go on."""
+        quoted = password.replace("'", "''")
+        verb = "CREATE" if create else "ALTER"
+        self.psql(f"{verb} ROLE {role} LOGIN PASSWORD '{quoted}'", database="postgres")
 
     def init_replica(self, primary: PostgresNode) -> None:
         """A streaming replica from a base backup of ``primary``, then started."""
