@@ -62,7 +62,7 @@ def test_the_catalog_files_are_valid_with_every_preset() -> None:
             resolved = experiments.experiment(name, preset)
             assert resolved.fault_at < resolved.duration
     short = experiments.experiment("failover", "short")
-    assert (short.fault_at, short.duration, short.fragile) == (6, 20, Switches(proxy=False,
+    assert (short.fault_at, short.duration, short.fragile) == (6, 24, Switches(proxy=False,
                                                                                 degradation=False))
     outage = experiments.experiment("db-outage")
     assert (outage.fault_at, outage.hold, outage.duration) == (30, 180, 270)

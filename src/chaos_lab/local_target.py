@@ -7,14 +7,30 @@ runs), over the lab's processes.
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
+import signal
+import time
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Protocol
 
 import asyncpg
 
 from chaos_lab.aws import queue_depth
 from chaos_lab.lab import Lab
-from chaos_lab.model import Fault, Switches, implementation
+from chaos_lab.latency_proxy import write_delay
+from chaos_lab.model import (
+    BrownoutOptions,
+    CredentialRotationOptions,
+    FailoverOptions,
+    Fault,
+    FaultOptions,
+    Switches,
+    WorkerCrashOptions,
+    implementation,
+)
+from chaos_lab.postgres import APP_USERS
 from chaos_lab.target import Say, WriterChecks, fetch_from
 
 
@@ -22,29 +38,51 @@ class LocalFault(Protocol):
     def inject(self, lab: Lab) -> None: ...
 
     def restore(self, lab: Lab) -> None:
-        """Always runs, even when the experiment failed half-way."""
+        """Always runs, even when the experiment failed half-way; idempotent."""
 
 
 class Failover:
-    """Aurora's forced failover: the writer crashes, the reader is promoted, the endpoints
-    follow it; afterwards the old writer is rebuilt as a replica so the lab can go again."""
+    """Aurora's forced failover: the writer crashes and, while the reader is promoted, the
+    writer AND reader endpoints have nobody to route to for ``unreachable`` seconds (the
+    proxy drops its connections and holds new ones, refusing them after its wait timeout);
+    then the endpoints follow the new writer. Afterwards the old writer is rebuilt as a
+    replica so that the lab can go again."""
+
+    def __init__(self, options: FaultOptions | None = None) -> None:
+        self.options = options if isinstance(options, FailoverOptions) else FailoverOptions()
 
     def inject(self, lab: Lab) -> None:
+        started = time.monotonic()
         old, new = lab.primary, lab.replica
         old.stop("immediate")
+        lab.bouncer.hold()
         new.promote()
         lab.s.primary = new.name
         lab.save()
-        lab.bouncer.repoint(writer_port=new.port, reader_port=new.port)
+        time.sleep(max(0.0, started + self.options.unreachable - time.monotonic()))
+        bouncer = lab.bouncer
+        bouncer.repoint(writer_port=new.port, reader_port=new.port)
+        bouncer.restore_target()
 
     def restore(self, lab: Lab) -> None:
-        lab.replica.rejoin_as_replica(lab.primary)
-        lab.bouncer.repoint(writer_port=lab.primary.port, reader_port=lab.replica.port)
+        if not lab.primary.running():  # stopped half-way: finish the promotion first
+            if not lab.replica.is_primary():
+                lab.replica.promote()
+            lab.s.primary = lab.replica.name
+            lab.save()
+        if not _streaming(lab):
+            lab.replica.rejoin_as_replica(lab.primary)
+        bouncer = lab.bouncer
+        bouncer.repoint(writer_port=lab.primary.port, reader_port=lab.replica.port)
+        bouncer.restore_target()
 
 
 class DbOutage:
     """The proxy loses its target (deregister-db-proxy-targets on AWS): PgBouncer refuses
     new connections and drops the open ones until the target is given back."""
+
+    def __init__(self, options: FaultOptions | None = None) -> None:
+        pass
 
     def inject(self, lab: Lab) -> None:
         lab.bouncer.lose_target()
@@ -53,9 +91,138 @@ class DbOutage:
         lab.bouncer.restore_target()
 
 
-# The lab's fault registry: one entry per fault of the catalog.
-FAULTS: dict[Fault, Callable[[], LocalFault]] = {Fault.FAILOVER: Failover,
-                                                 Fault.DB_OUTAGE: DbOutage}
+class Brownout:
+    """Every database answer ``delay`` seconds late: the latency proxy between the services
+    and PgBouncer holds each chunk the server sends (FIS: ECS task network latency)."""
+
+    def __init__(self, options: FaultOptions | None = None) -> None:
+        self.options = options if isinstance(options, BrownoutOptions) else BrownoutOptions()
+
+    def inject(self, lab: Lab) -> None:
+        write_delay(lab.latency_control, self.options.delay)
+
+    def restore(self, lab: Lab) -> None:
+        write_delay(lab.latency_control, 0)
+
+
+class CredentialRotation:
+    """The app roles' passwords change in PostgreSQL; ``gap`` seconds later at their source:
+    the proxy's userlist (re-read, as RDS Proxy re-reads its secret) and the services'
+    password files. Sessions are recycled meanwhile (a proxy, a pool's idle limit do it all
+    the time), so new connections meet the new password before the source has it."""
+
+    def __init__(self, options: FaultOptions | None = None) -> None:
+        self.options = (options if isinstance(options, CredentialRotationOptions)
+                        else CredentialRotationOptions())
+        self.rotated: dict[str, str] = {}
+        self.published = False
+
+    def inject(self, lab: Lab) -> None:
+        started = time.monotonic()
+        self.rotated = {role: secrets.token_urlsafe(16) for role in APP_USERS}
+        for role, password in self.rotated.items():
+            lab.primary.set_password(role, password)
+        roles = ", ".join(f"'{role}'" for role in APP_USERS)
+        for node in (lab.primary, lab.replica):
+            node.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                      f"WHERE usename IN ({roles})", database="postgres")
+        time.sleep(max(0.0, started + self.options.gap - time.monotonic()))
+        self._publish(lab)
+
+    def restore(self, lab: Lab) -> None:
+        if self.rotated and not self.published:
+            self._publish(lab)
+
+    def _publish(self, lab: Lab) -> None:
+        lab.write_passwords(self.rotated)
+        lab.bouncer.set_passwords(self.rotated)
+        self.published = True
+
+
+class AwsOutage:
+    """AWS (moto's server) frozen by SIGSTOP while the database is out as well: its sockets
+    still accept, nothing answers. Both come back at the restore."""
+
+    def __init__(self, options: FaultOptions | None = None) -> None:
+        pass
+
+    def inject(self, lab: Lab) -> None:
+        lab.bouncer.lose_target()
+        os.kill(lab.s.pids["moto"], signal.SIGSTOP)
+
+    def restore(self, lab: Lab) -> None:
+        with suppress(ProcessLookupError, KeyError):
+            os.kill(lab.s.pids["moto"], signal.SIGCONT)
+        lab.bouncer.restore_target()
+
+
+class WorkerCrash:
+    """A database outage of ``outage`` seconds queues orders; the order-worker, holding some
+    of them in flight, is killed (SIGKILL: no clean-up) as the database comes back. It is
+    restarted at the restore; SQS gives its messages to the new one (visibility timeout)."""
+
+    def __init__(self, options: FaultOptions | None = None) -> None:
+        self.options = (options if isinstance(options, WorkerCrashOptions)
+                        else WorkerCrashOptions())
+        self.killed = False
+
+    def inject(self, lab: Lab) -> None:
+        started = time.monotonic()
+        lab.bouncer.lose_target()
+        time.sleep(max(0.0, started + self.options.outage - time.monotonic()))
+        pid = lab.s.pids.get("worker")
+        if pid:
+            with suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            self.killed = True
+            lab.stop_worker()  # reaps it and forgets its pid
+        lab.bouncer.restore_target()
+
+    def restore(self, lab: Lab) -> None:
+        lab.bouncer.restore_target()
+        if self.killed and "worker" not in lab.s.pids:
+            lab.start_worker()
+
+
+class ReaderLoss:
+    """The replica stops. The reader endpoint moves to the writer, and commits stop waiting
+    for a synchronous standby that is gone (on Aurora a reader's loss never blocks commits).
+    Restore: the replica back, streaming, synchronous again, the reader endpoint on it."""
+
+    def __init__(self, options: FaultOptions | None = None) -> None:
+        pass
+
+    def inject(self, lab: Lab) -> None:
+        lab.replica.stop("immediate")
+        lab.primary.require_sync_replica(False)
+        lab.bouncer.repoint_reader(lab.primary.port)
+
+    def restore(self, lab: Lab) -> None:
+        if not lab.replica.running():
+            lab.replica.start()
+        lab.replica.follow(lab.primary)  # streaming, then synchronous again
+        lab.bouncer.repoint_reader(lab.replica.port)
+
+
+def _streaming(lab: Lab) -> bool:
+    """The replica runs and streams from the writer."""
+    if not lab.replica.running():
+        return False
+    count = lab.primary.psql("SELECT count(*) FROM pg_stat_replication WHERE state = "
+                             "'streaming'", database="postgres").strip()
+    return count not in ("", "0")
+
+
+# The lab's fault registry: one entry per fault of the catalog, made with its options.
+FAULTS: dict[Fault, Callable[[FaultOptions | None], LocalFault]] = {
+    Fault.FAILOVER: Failover,
+    Fault.DB_OUTAGE: DbOutage,
+    Fault.BROWNOUT: Brownout,
+    Fault.CREDENTIAL_ROTATION: CredentialRotation,
+    Fault.AWS_OUTAGE: AwsOutage,
+    Fault.WORKER_CRASH: WorkerCrash,
+    Fault.READER_LOSS: ReaderLoss,
+}
 
 
 class LocalTarget(WriterChecks):
@@ -66,6 +233,11 @@ class LocalTarget(WriterChecks):
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
         self._faults: dict[Fault, LocalFault] = {}
+        self._options: dict[Fault, FaultOptions] = {}
+
+    def fault_options(self, fault: Fault, options: FaultOptions) -> None:
+        """The experiment's ``fault.options`` for the next inject of ``fault``."""
+        self._options[Fault(fault)] = options
 
     @property
     def entry_url(self) -> str:
@@ -88,7 +260,7 @@ class LocalTarget(WriterChecks):
         await self.lab.reset()
 
     async def inject(self, fault: Fault, hold: float, say: Say) -> None:
-        made = implementation(FAULTS, fault, self.name)()
+        made = implementation(FAULTS, fault, self.name)(self._options.pop(Fault(fault), None))
         self._faults[Fault(fault)] = made
         await asyncio.to_thread(made.inject, self.lab)
 

@@ -1,0 +1,111 @@
+"""The fault catalog against one real local lab: each fault's short preset, the resilient
+settings (AFTER), must hold its experiment's hypothesis: zero lost orders, the DLQ empty, the
+shop healthy after, and the failure, latency and recovery tolerances measured for it.
+
+Each fault's restore is checked too where it leaves a trace: the lab must be whole again for
+the next experiment (the replica streaming and synchronous, the passwords agreeing)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chaos_lab import experiment as experiments
+from chaos_lab.experiment import RunResult
+from chaos_lab.lab import Lab
+from chaos_lab.local_target import LocalTarget
+from chaos_lab.model import (
+    BrownoutOptions,
+    FailoverOptions,
+    Fault,
+    WorkerCrashOptions,
+    catalog,
+    load,
+)
+from chaos_lab.postgres import APP_USERS
+
+
+@pytest.fixture(scope="module")
+def lab(work_dir: Path) -> Iterator[LocalTarget]:
+    lab = Lab(work_dir / "lab-catalog")
+    lab.up(log=lambda *_: None)
+    yield LocalTarget(lab)
+    lab.down(log=lambda *_: None)
+
+
+async def _after(lab: LocalTarget, name: str) -> RunResult:
+    spec = experiments.experiment(name, "short")
+    result = await experiments.run(lab, spec, experiments.RESILIENT_SWITCHES, "AFTER",
+                                   say=lambda *_: None)
+    print(f"\n{name} (short): failed {result.failed_requests}, lost {result.lost} of "
+          f"{result.accepted}, p99 during fault {result.p99_during_fault_ms} ms, recovery "
+          f"{result.recovery_seconds} s, drained {result.drained_seconds} s, {result.counts}")
+    failed = [(c.name, c.measured, c.expected) for c in result.checks if not c.passed]
+    assert result.passed, (name, failed, result.counts)
+    assert result.lost == 0 and result.dlq == 0 and result.queue == 0
+    return result
+
+
+def _synchronous_replica(lab: Lab) -> bool:
+    names = lab.primary.psql("SHOW synchronous_standby_names", database="postgres").strip()
+    streaming = lab.primary.psql("SELECT count(*) FROM pg_stat_replication WHERE state = "
+                                 "'streaming'", database="postgres").strip()
+    return names == "*" and streaming == "1"
+
+
+def test_every_fault_has_an_experiment_with_options_that_fit() -> None:
+    files = catalog()
+    assert {fault.value for fault in Fault} <= set(files)
+    for fault in Fault:
+        spec = load(files[fault.value])
+        assert spec.fault.name is fault and spec.hypothesis.max_lost_orders == 0
+    assert experiments.experiment("failover").options == FailoverOptions(unreachable=20)
+    assert experiments.experiment("failover", "short").options == FailoverOptions(unreachable=6)
+    assert experiments.experiment("brownout").options == BrownoutOptions(delay=3)
+    crash = experiments.experiment("worker-crash", "short")
+    assert isinstance(crash.options, WorkerCrashOptions) and crash.options.outage < crash.hold
+
+
+async def test_failover_with_nobody_to_route_to_loses_nothing(lab: LocalTarget) -> None:
+    writer = lab.lab.primary.name
+    result = await _after(lab, "failover")
+    assert result.counts["write_fail"] == 0
+    assert result.counts.get("read_cache", 0) > 0, "reads came from the cache meanwhile"
+    assert lab.lab.primary.name != writer and _synchronous_replica(lab.lab)
+
+
+async def test_brownout_sends_requests_to_the_fallbacks_not_to_wait(lab: LocalTarget) -> None:
+    result = await _after(lab, "brownout")
+    assert result.counts["write_fail"] == 0
+    assert lab.lab.latency_control.read_text().strip() == "0", "the proxy is transparent again"
+
+
+async def test_credential_rotation_degrades_and_recovers_by_itself(lab: LocalTarget) -> None:
+    before = lab.lab.passwords()
+    result = await _after(lab, "credential-rotation")
+    assert result.counts["write_fail"] == 0
+    after = lab.lab.passwords()
+    assert set(after) == set(APP_USERS) and all(after[r] != before[r] for r in APP_USERS)
+
+
+async def test_reader_loss_keeps_the_catalog_serving(lab: LocalTarget) -> None:
+    result = await _after(lab, "reader-loss")
+    assert result.counts["write_fail"] == 0 and result.counts["read_fail"] == 0
+    assert _synchronous_replica(lab.lab), "the replica is back, streaming and synchronous"
+
+
+async def test_aws_outage_answers_in_time_and_loses_nothing(lab: LocalTarget) -> None:
+    result = await _after(lab, "aws-outage")
+    assert result.counts.get("write_fail", 0) == 0
+    os.kill(lab.lab.s.pids["moto"], 0)  # still there, thawed
+    assert lab.lab.status()["moto"].endswith("up")
+
+
+async def test_worker_crash_mid_drain_loses_nothing(lab: LocalTarget) -> None:
+    result = await _after(lab, "worker-crash")
+    assert result.counts.get("write_queued", 0) > 0, "orders were queued for the worker"
+    assert result.decided["pending"] == 0 and result.decided["missing"] == 0
+    os.kill(lab.lab.s.pids["worker"], 0)  # restarted
