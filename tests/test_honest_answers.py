@@ -8,6 +8,7 @@ import signal
 import time
 import uuid
 from collections import Counter
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,10 @@ from chaos_lab.postgres import PostgresNode
 from chaos_lab.processes import free_port
 from order_worker.app import app as worker_app
 from orders.main import app as orders_app
+from shop.aws import OrderBuffer, QueuedOrder, open_clients
 from shop.db import Endpoint
-from shop.errors import DatabaseUnavailable
-from shop.orders import place_order
+from shop.errors import DatabaseUnavailable, FallbackUnavailable, IdempotencyKeyReused
+from shop.orders import order_id_for, place_order
 from shop.settings import Settings
 from support import eventually, metric, serve, shop_traffic
 
@@ -292,3 +294,71 @@ async def test_write_still_waiting_for_a_connection_at_its_deadline_never_runs(
         assert await db.fetchval("SELECT count(*) FROM orders WHERE id = $1", order_id) == 0
     finally:
         await endpoint.close()
+
+
+async def test_a_locked_hot_row_never_starves_the_pool(shop_db: str,
+                                                       db: asyncpg.Connection) -> None:
+    """A session sits on the hot product's row. Orders on it are answered within their
+    deadline ("may have applied": the worker's replay decides), their lock waits end at the
+    order function's lock_timeout, rolled back, and fewer than half the pool ever waits:
+    orders on other products and the health check still get connections."""
+    endpoint = Endpoint("writer", shop_db, Settings(database_url=shop_db, db_pool_max_size=4))
+    endpoint.ready.set()
+    await endpoint.open()
+    locker = await asyncpg.connect(shop_db)
+    held = locker.transaction()
+    await held.start()
+    await locker.execute("SELECT * FROM products WHERE id = 1 FOR UPDATE")
+    loop = asyncio.get_running_loop()
+    locked_orders = [uuid.uuid4() for _ in range(5)]
+    try:
+        for order_id in locked_orders:
+            with pytest.raises(DatabaseUnavailable):
+                await endpoint.run(lambda conn, o=order_id: place_order(conn, o, 1, 1),
+                                   deadline=loop.time() + 0.5, detach=True)
+        assert endpoint.detached <= endpoint.max_detached == 2
+        # Half the pool is waiting: another write goes to its fallback at once, nothing sent;
+        # reads and the health check still get connections.
+        with pytest.raises(DatabaseUnavailable) as refused:
+            await endpoint.run(lambda conn: place_order(conn, uuid.uuid4(), 2, 1),
+                               deadline=loop.time() + 2.0, detach=True)
+        assert not refused.value.may_have_applied
+        assert await endpoint.ping() >= 0
+        await eventually(lambda: asyncio.sleep(0, endpoint.detached == 0),
+                         "the detached writes to end at their lock timeout", timeout=10)
+        other = await endpoint.run(lambda conn: place_order(conn, uuid.uuid4(), 2, 1),
+                                   deadline=loop.time() + 2.0, detach=True)
+        assert other.status == "confirmed"
+        waiting = await db.fetchval("SELECT count(*) FROM pg_stat_activity"
+                                    " WHERE wait_event_type = 'Lock'")
+        assert waiting == 0
+    finally:
+        await held.rollback()
+        await locker.close()
+        await endpoint.close()
+    assert await db.fetchval("SELECT count(*) FROM orders WHERE id = ANY($1)", locked_orders) == 0
+
+
+async def test_a_503_withdraws_before_it_answers_so_the_retry_keeps_its_status(
+        aws: ShopResources, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same key and body: the first try cannot reach the queue (503: its pending status and
+    key record are withdrawn), the client's retry gets 202. The retry's status and the key's
+    record stay, so the key still refuses another body."""
+    for name, value in aws_env.items():
+        monkeypatch.setenv(name, value)
+    loop = asyncio.get_running_loop()
+    order = QueuedOrder(order_id_for("cart-10", 2, 1), 2, 1, "cart-10")
+    async with AsyncExitStack() as stack:
+        sqs, dynamodb = await open_clients(stack, Settings(), "sqs", "dynamodb", attempts=1)
+        gone = OrderBuffer(sqs, dynamodb, aws.queue_url + "-gone", aws.status_table)
+        with pytest.raises(FallbackUnavailable):
+            await gone.enqueue(order, loop.time() + 4)
+        assert await gone.status(order.order_id) is None  # withdrawn before the 503
+        buffer = OrderBuffer(sqs, dynamodb, aws.queue_url, aws.status_table)
+        await buffer.enqueue(order, loop.time() + 4)
+        await asyncio.sleep(0.5)
+        kept = await buffer.status(order.order_id)
+        assert kept is not None and kept.status == "pending"
+        with pytest.raises(IdempotencyKeyReused):
+            await buffer.enqueue(QueuedOrder(order_id_for("cart-10", 3, 5), 3, 5, "cart-10"),
+                                 loop.time() + 4)

@@ -301,9 +301,6 @@ class EnqueueUnknown(Exception):
     after the request went out)."""
 
 
-_PENDING_TASKS: set[asyncio.Future[Any]] = set()  # fire-and-forget clean-ups, kept alive
-
-
 class Outbox:
     """Orders answered 202 whose enqueue had an unknown outcome: sent again from memory until
     the queue takes a copy. A duplicate is harmless (place_order replays by id), so a copy
@@ -411,8 +408,8 @@ class OrderBuffer:
         else:
             try:
                 wrote = await self._put_pending(order, deadline)
-            except IdempotencyKeyReused:
-                raise
+            except (IdempotencyKeyReused, FallbackUnavailable):
+                raise  # refused, or nothing written: nothing is sent either
             except Exception as exc:
                 wrote = exc
             sent = None
@@ -426,11 +423,11 @@ class OrderBuffer:
                             type(sent).__name__, sent)
                 raise EnqueueUnknown(str(sent)) from sent
             # Withdraw whatever this call may have written (a put that failed may still have
-            # landed), never the status of an earlier request with the same Idempotency-Key.
-            if wrote is not False:
-                self._withdraw_later(order)
-            if not isinstance(sent, (*AWS_ERRORS, NotSent)):
-                raise sent
+            # landed), never the status of an earlier request with the same Idempotency-Key;
+            # before the 503 goes out, so that a retry it prompts can never lose its own
+            # status to this withdrawal.
+            if wrote is True or (isinstance(wrote, Exception) and may_have_arrived(wrote)):
+                await self._withdraw(order, deadline)
             log.error("order %s could not be queued: %s", order.order_id, sent)
             raise FallbackUnavailable("database unavailable, order queue unreachable") from sent
         if isinstance(wrote, Exception):
@@ -473,7 +470,9 @@ class OrderBuffer:
             if key_failed:
                 raise IdempotencyKeyReused() from exc
             if not status_failed:
-                raise
+                # Cancelled for another reason (a concurrent transaction on the same key):
+                # nothing was written, and nothing must be sent unchecked.
+                raise FallbackUnavailable("order status busy, try again") from exc
             return False
         return True
 
@@ -488,23 +487,21 @@ class OrderBuffer:
             log.warning("order %s queued from the outbox without its pending status: %s",
                         order.order_id, wrote)
 
-    def _withdraw_later(self, order: QueuedOrder) -> None:
-        """The customer is answered 503 now; the withdrawal finishes on its own (bounded by
-        the client's timeouts): nobody should wait on a clean-up."""
-        task = asyncio.ensure_future(self._withdraw(order))
-        _PENDING_TASKS.add(task)
-        task.add_done_callback(_PENDING_TASKS.discard)
-
-    async def _withdraw(self, order: QueuedOrder) -> None:
-        deletes = [self.dynamodb.delete_item(
-            TableName=self.status_table, Key={"order_id": {"S": str(order.order_id)}},
+    async def _withdraw(self, order: QueuedOrder, deadline: float | None) -> None:
+        """Delete the pending status (and the key's record) this request wrote, under its
+        deadline. Should AWS refuse that too, the status stays ``pending``: logged and counted
+        (``shop_fallbacks_total{kind="order_status_stale"}``)."""
+        deletes = [self._dynamodb(
+            "delete_item", deadline, TableName=self.status_table,
+            Key={"order_id": {"S": str(order.order_id)}},
             ConditionExpression="#s = :pending",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={":pending": {"S": "pending"}},
         )]
         if order.idempotency_key is not None:
-            deletes.append(self.dynamodb.delete_item(
-                TableName=self.status_table, Key={"order_id": _key_item(order)["order_id"]},
+            deletes.append(self._dynamodb(
+                "delete_item", deadline, TableName=self.status_table,
+                Key={"order_id": _key_item(order)["order_id"]},
                 ConditionExpression="order_ref = :id",
                 ExpressionAttributeValues={":id": {"S": str(order.order_id)}},
             ))
@@ -515,6 +512,7 @@ class OrderBuffer:
             if isinstance(outcome, Exception):
                 log.warning("could not withdraw the status of order %s: %s", order.order_id,
                             outcome)
+                FALLBACKS.labels(kind="order_status_stale").inc()
 
     async def record(self, orders: list[Order]) -> None:
         """The worker's decisions, so that GET /orders sees them even if the database goes
@@ -544,18 +542,21 @@ class OrderBuffer:
             reason=(item.get("reason", {}).get("S") or None),
         )
 
-    async def check(self) -> dict[str, str]:
+    async def check(self, seconds: float = 1.0) -> dict[str, str]:
+        """For /health/deep: through the same bounded slots as the orders (a health check must
+        neither hang nor take the connections an order needs)."""
+        deadline = asyncio.get_running_loop().time() + seconds
         result = {}
         try:
-            await self.sqs.get_queue_attributes(QueueUrl=self.queue_url,
-                                                AttributeNames=["QueueArn"])
+            await self._sqs("get_queue_attributes", deadline, QueueUrl=self.queue_url,
+                            AttributeNames=["QueueArn"])
             result["order_queue"] = "ok"
-        except AWS_ERRORS as exc:
+        except (*AWS_ERRORS, NotSent) as exc:
             result["order_queue"] = f"error: {exc}"
         try:
-            await self.dynamodb.describe_table(TableName=self.status_table)
+            await self._dynamodb("describe_table", deadline, TableName=self.status_table)
             result["order_status_table"] = "ok"
-        except AWS_ERRORS as exc:
+        except (*AWS_ERRORS, NotSent) as exc:
             result["order_status_table"] = f"error: {exc}"
         return result
 

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import aioboto3
 from aiobotocore.config import AioConfig
@@ -26,10 +27,15 @@ MIN_REREAD_SECONDS = 1.0
 
 
 class PasswordSource:
-    def __init__(self, settings: Settings) -> None:
+    """``url_password``: the one in the endpoint's URL, used when no other source is set
+    (asyncpg ignores a URL's password once it is given a password callable)."""
+
+    def __init__(self, settings: Settings, url_password: str | None = None) -> None:
         self.secret_arn = settings.database_secret_arn
         self.file: Path | None = settings.database_password_file
         self.fixed = settings.database_password
+        if self.fixed is None and url_password:
+            self.fixed = unquote(url_password)
         self.settings = settings
         self._value: str | None = None
         self._read_at = float("-inf")

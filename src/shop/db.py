@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from importlib import resources
 from typing import Any, Generic, TypeVar, cast
+from urllib.parse import urlsplit
 
 import asyncpg
 from tenacity import (
@@ -51,8 +52,11 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 def is_auth_error(exc: BaseException) -> bool:
-    """The database (or the proxy) refused the credentials: SQLSTATE 28P01 or 28000. After a
+    """The database (or the proxy) refused the credentials: SQLSTATE 28P01 or 28000, or
+    PgBouncer's own refusal, which it sends as 08P01 with PostgreSQL's wording. After a
     password rotation that is what every new connection meets until the source is read again."""
+    if isinstance(exc, asyncpg.ProtocolViolationError):
+        return "password authentication failed" in str(exc)
     return isinstance(exc, asyncpg.InvalidPasswordError
                       | asyncpg.InvalidAuthorizationSpecificationError)
 
@@ -82,7 +86,10 @@ def is_connection_error(exc: BaseException) -> bool:
         | asyncpg.AdminShutdownError  # 57P01
         | asyncpg.CrashShutdownError  # 57P02
         | asyncpg.TooManyConnectionsError  # 53300
-        | asyncpg.ReadOnlySQLTransactionError,  # 25006 after a writer was demoted
+        | asyncpg.ReadOnlySQLTransactionError  # 25006 after a writer was demoted
+        # 55P03: the order function's lock_timeout (migration 0005): the row is held by
+        # someone else; the statement failed whole, and waiting longer would hold a connection.
+        | asyncpg.LockNotAvailableError,
     )
 
 
@@ -100,12 +107,16 @@ class Endpoint:
         self.url = url
         self.resilient = settings.enable_proxy
         self.breaker = breaker
-        self.password = PasswordSource(settings)
+        self.password = PasswordSource(settings, urlsplit(url).password)
         self._settings = settings
         self._pool: asyncpg.Pool | None = None
         self._connection: asyncpg.Connection | None = None  # fragile mode only
         self._connection_lock = asyncio.Lock()
         self.ready = asyncio.Event()  # set once the schema is known to be in place
+        # Writes left to finish past their caller's deadline (``run(detach=True)``) each keep a
+        # pooled connection: at most half the pool, so that they never starve everything else.
+        self.detached = 0
+        self.max_detached = max(1, settings.db_pool_max_size // 2)
 
     def _connect_kwargs(self) -> dict[str, Any]:
         s = self._settings
@@ -270,6 +281,11 @@ class _Attempts(Generic[T]):
         if not self.detach:
             async with asyncio.timeout_at(self.deadline):  # TimeoutError: a connection error
                 return await attempt
+        endpoint = self.endpoint
+        if endpoint.detached >= endpoint.max_detached:
+            attempt.close()  # never started: nothing sent
+            raise DatabaseUnavailable(endpoint.name, TimeoutError("too many writes outlived "
+                                      "their deadline"), may_have_applied=self.progress.started)
         task = asyncio.ensure_future(attempt)
         try:
             async with asyncio.timeout_at(self.deadline):
@@ -279,14 +295,16 @@ class _Attempts(Generic[T]):
                 # Still waiting for a connection: nothing was sent, and nothing ever may be,
                 # since the caller is about to say so. Stop it before it gets one.
                 task.cancel()
-                await asyncio.wait({task}, timeout=1)
+                await asyncio.wait({task}, timeout=0.2)
                 if not self.progress.started:
                     raise self._unavailable(exc) from None
+            endpoint.detached += 1
             task.add_done_callback(self._late_outcome)
-            raise DatabaseUnavailable(self.endpoint.name, exc, may_have_applied=True) from None
+            raise DatabaseUnavailable(endpoint.name, exc, may_have_applied=True) from None
 
     def _late_outcome(self, task: asyncio.Future[T]) -> None:
         """A detached write ended after its caller moved on: say how (nobody else will)."""
+        self.endpoint.detached -= 1
         if task.cancelled():
             return
         exc = task.exception()

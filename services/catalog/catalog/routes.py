@@ -174,7 +174,9 @@ async def get_product(product_id: ProductId, reader: EndpointDep, cache: CacheDe
         products, age = await from_cache(cache, deadline)
         cached = next((p for p in products if p["id"] == product_id), None)
         if cached is None:
-            raise ProductNotFound() from None
+            # Not in the copy is not "no such product": the copy may predate it.
+            raise FallbackUnavailable("database unavailable, product not in the cached "
+                                      "catalog") from None
         return ProductPublic(**cached, source="cache", cache_age_seconds=age,
                              served_by=SERVED_BY)
     if cache is not None:

@@ -175,6 +175,16 @@ class OrderWorker:
                           type(result).__name__, result)
                 result = Failure("error", type(result).__name__)
             outcomes.append(result)
+        names = [r.status if isinstance(r, Order) else r if isinstance(r, str) else r.outcome
+                 for r in outcomes]
+        # The messages not applied first: a failure to record the others below must not keep
+        # them from their last-receive handling (an outage never fails an order).
+        failed = [(i, m, r) for i, (m, r) in enumerate(zip(messages, outcomes, strict=True))
+                  if isinstance(r, Failure)]
+        if failed:
+            fates = await self._not_applied([(m, r) for _, m, r in failed])
+            for (i, _, _), fate in zip(failed, fates, strict=True):
+                names[i] = fate
         decided = [(m, r) for m, r in zip(messages, outcomes, strict=True)
                    if isinstance(r, Order)]
         if decided:
@@ -183,14 +193,6 @@ class OrderWorker:
             for _, order in decided:
                 log.info("order %s %s%s", order.order_id, order.status,
                          f" ({order.reason})" if order.reason else "")
-        names = [r.status if isinstance(r, Order) else r if isinstance(r, str) else r.outcome
-                 for r in outcomes]
-        failed = [(i, m, r) for i, (m, r) in enumerate(zip(messages, outcomes, strict=True))
-                  if isinstance(r, Failure)]
-        if failed:
-            fates = await self._not_applied([(m, r) for _, m, r in failed])
-            for (i, _, _), fate in zip(failed, fates, strict=True):
-                names[i] = fate
         for name in names:
             WORKER_MESSAGES.labels(outcome=name).inc()
         return names
@@ -315,6 +317,12 @@ class OrderWorker:
         watcher tries again, the message being in the DLQ."""
         try:
             decided = await self._decided_in_database(order_id)
+        except _NotAsked as exc:
+            # Failed would be a guess: its commit may be there. The DLQ watcher asks again.
+            log.info("order %s: not marked failed yet, the database was not asked (%s)",
+                     order_id, exc)
+            return False
+        try:
             if decided is not None:
                 await self.buffer.record([decided])
                 return False
@@ -419,15 +427,15 @@ class OrderWorker:
 
     async def _decided_in_database(self, order_id: uuid.UUID) -> Order | None:
         """The order's row if the database has it (decided: place_order commits a decision or
-        nothing). Only asked while the breaker is closed; unknown counts as not there."""
+        nothing), None when it has not. Only asked while the breaker is closed; ``_NotAsked``
+        when it could not be asked: unknown is not "not there"."""
         breaker = self.writer.breaker
         if not self.writer.ready.is_set() or (breaker is not None and breaker.state != "closed"):
-            return None
+            raise _NotAsked("the writer's breaker is not closed")
         try:
             return await self.writer.run(lambda conn: fetch_order(conn, order_id))
-        except Exception as exc:  # the status table decides; the next round asks again
-            log.info("order %s: database not asked (%s: %s)", order_id, type(exc).__name__, exc)
-            return None
+        except Exception as exc:
+            raise _NotAsked(f"{type(exc).__name__}: {exc}") from exc
 
     async def redrive_policy(self) -> RedrivePolicy | None:
         """The queue's redrive policy, read once (no second setting to keep in step)."""
@@ -435,6 +443,10 @@ class OrderWorker:
             self._policy = await redrive_policy_of(self.sqs, self.queue_url)
             self._policy_read = True
         return self._policy
+
+
+class _NotAsked(Exception):
+    """The database could not be asked whether an order is there."""
 
 
 def _backoff(failures: int) -> float:

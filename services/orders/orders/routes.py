@@ -29,6 +29,7 @@ from shop.errors import (
     DatabaseNotReady,
     DatabaseUnavailable,
     FallbackUnavailable,
+    IdempotencyKeyReused,
     OrderNotFound,
 )
 from shop.metrics import FALLBACKS
@@ -100,11 +101,12 @@ async def queue_order(buffer: OrderBuffer, request: QueuedOrder, deadline: float
     source: Source = "queue"
     try:
         await buffer.enqueue(request, deadline)
-    except (EnqueueUnknown, FallbackUnavailable) as exc:
-        # Not surely on the queue. A refusal (503) is only true when nothing can have
-        # happened; otherwise the answer is 202 and the outbox sends the order until the
-        # queue surely has it.
-        if isinstance(exc, FallbackUnavailable) and not may_exist:
+    except (EnqueueUnknown, FallbackUnavailable, IdempotencyKeyReused) as exc:
+        # Not surely on the queue. A refusal (503, or 422 for a reused key) is only true when
+        # nothing can have happened; otherwise the answer is 202 and the outbox sends the
+        # order until the queue surely has it (the worker then decides a reused key, by the
+        # database's unique key, under this order's own id).
+        if not isinstance(exc, EnqueueUnknown) and not may_exist:
             raise
         buffer.outbox.hold(request)
         source = "outbox"

@@ -7,9 +7,14 @@
 -- 3. the order's outcome, with a reason when it is rejected.
 -- A row found under another id is the key's first order (another body): the caller refuses
 -- the request. The statement is its own transaction, committed before the answer.
+-- A lock wait is bounded inside the function (a session sitting on the product's row, a slow
+-- DDL): it fails the statement before anything commits, an honest "not applied", instead of
+-- holding a pooled connection until the lock goes. The commit after it is not bounded (the
+-- setting is the function's own, restored before the statement commits).
 CREATE FUNCTION place_order(p_id uuid, p_product_id integer, p_quantity integer, p_key text)
 RETURNS orders
 LANGUAGE plpgsql
+SET lock_timeout = '2s'
 AS $$
 DECLARE
     placed orders;
