@@ -48,6 +48,7 @@ STATEFUL = ("postgres", "postgres-replica", "pgbouncer", "moto")
 SECRET = re.compile(r"^\$\{(?P<var>[A-Z_]+):-(\$\{POSTGRES_PASSWORD:-\})?\}$")
 OWNER = "shop"  # owns the tables (initdb/10-shop.sh); only the migrate step logs in as it
 # Each shop service's database role, and the variable its password comes from.
+LATENCY = "latency-proxy"
 ROLES = {"catalog": (CATALOG_USER, "POSTGRES_CATALOG_PASSWORD"),
          "orders": (ORDERS_USER, "POSTGRES_ORDERS_PASSWORD"),
          "order-worker": (ORDERS_USER, "POSTGRES_ORDERS_PASSWORD")}
@@ -97,10 +98,12 @@ def test_shop_services_reach_the_proxy_endpoints_without_a_password_in_the_url(
     settings = env(service)
     writer, reader = urlsplit(settings["SHOP_DATABASE_URL"]), urlsplit(
         settings["SHOP_DATABASE_READER_URL"])
-    assert (writer.hostname, writer.port, writer.path) == ("pgbouncer", 6432, f"/{WRITER_DB}")
-    assert (reader.hostname, reader.port, reader.path) == ("pgbouncer", 6432, f"/{READER_DB}")
+    # through the latency proxy (the brownout's), which forwards to PgBouncer
+    assert (writer.hostname, writer.port, writer.path) == (LATENCY, 6432, f"/{WRITER_DB}")
+    assert (reader.hostname, reader.port, reader.path) == (LATENCY, 6432, f"/{READER_DB}")
     assert writer.password is None and reader.password is None
-    assert SECRET.match(settings["SHOP_DATABASE_PASSWORD"])
+    assert "SHOP_DATABASE_PASSWORD" not in settings  # a file, which a rotation rewrites
+    assert SERVICES[service]["depends_on"][LATENCY]["condition"] == "service_healthy"
     # the compose target's switches come from the environment, defaulting to the resilient shop
     for name in PASSED_THROUGH:
         assert settings[name].startswith(f"${{{name}:-"), name
@@ -119,8 +122,19 @@ def test_no_shop_service_connects_as_the_owner(service: str) -> None:
     role, password_var = ROLES[service]
     for url in ("SHOP_DATABASE_URL", "SHOP_DATABASE_READER_URL"):
         assert urlsplit(settings[url]).username == role != OWNER, (service, url)
-    password = SECRET.match(settings["SHOP_DATABASE_PASSWORD"])
-    assert password and password["var"] == password_var
+    # the role's password file, on the role's own volume, which `secrets` writes from the
+    # role's variable; no other role's volume is mounted
+    folder = Path(settings["SHOP_DATABASE_PASSWORD_FILE"]).parent
+    assert folder == Path(f"/run/chaos-shop/{role}")
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in SERVICES[service]["volumes"]}
+    assert {m for m in mounts if m.startswith("/run/chaos-shop")} == {str(folder)}
+    assert mounts[str(folder)] in [v.split(":")[0] for v in SERVICES["secrets"]["volumes"]
+                                   if v.split(":")[1] == str(folder)]
+    assert SECRET.match(env("secrets")[password_var])
+    # written before PgBouncer starts, which the services wait for
+    assert SERVICES["pgbouncer"]["depends_on"]["secrets"]["condition"] == \
+        "service_completed_successfully"
+    assert SERVICES[service]["depends_on"]["pgbouncer"]["condition"] == "service_healthy"
     assert settings["SHOP_MIGRATE"] == "false"
     assert SERVICES[service]["depends_on"]["migrate"]["condition"] == \
         "service_completed_successfully"
@@ -216,7 +230,9 @@ def test_images_are_pinned() -> None:
 def test_secrets_come_from_the_environment() -> None:
     for service in SERVICES:
         for name, value in env(service).items():
-            if "PASSWORD" in name:
+            if name.endswith("_PASSWORD_FILE"):  # a path on a volume, no secret itself
+                assert value.startswith("/run/chaos-shop/"), f"{service}: {name}"
+            elif "PASSWORD" in name:
                 assert SECRET.match(value), f"{service}: {name} must be ${{VAR:-}}"
             if name == "AWS_SECRET_ACCESS_KEY":  # moto's placeholder, never a real key
                 assert value == "testing" and "moto" in env(service)["AWS_ENDPOINT_URL"]
@@ -285,7 +301,8 @@ def test_shell_scripts_parse(script: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("script", ["postgres/node.sh", "pgbouncer/start.sh"])
+@pytest.mark.parametrize("script", ["postgres/node.sh", "pgbouncer/start.sh",
+                                    "secrets/write.sh"])
 def test_the_containers_that_use_the_password_refuse_to_start_without_it(script: str) -> None:
     shell = "bash" if script.endswith("node.sh") else "sh"
     result = subprocess.run([shell, str(DEPLOY / script)], capture_output=True, text=True,
@@ -350,10 +367,35 @@ def test_pgbouncer_knows_the_owner_the_app_roles_and_its_admin(tmp_path: Path) -
         assert all(rows), result.stdout
         return {row[1]: row[2].replace('""', '"') for row in rows if row}
 
-    assert users(POSTGRES_ORDERS_PASSWORD="o", POSTGRES_CATALOG_PASSWORD='c"') == {
+    secrets = tmp_path / "secrets"
+    assert users(POSTGRES_ORDERS_PASSWORD="o", POSTGRES_CATALOG_PASSWORD='c"',
+                 SECRETS_DIR=str(secrets)) == {
         OWNER: 'pa"ss', ORDERS_USER: "o", CATALOG_USER: 'c"', "pgbouncer": 'pa"ss'}
-    assert users() == {OWNER: 'pa"ss', ORDERS_USER: 'pa"ss', CATALOG_USER: 'pa"ss',
-                       "pgbouncer": 'pa"ss'}
+    assert users(SECRETS_DIR=str(secrets)) == {
+        OWNER: 'pa"ss', ORDERS_USER: 'pa"ss', CATALOG_USER: 'pa"ss', "pgbouncer": 'pa"ss'}
+    # the services' password files win over the environment (a rotation survives a restart)
+    for role, password in ((ORDERS_USER, "o2"), (CATALOG_USER, 'c"2')):
+        (secrets / role).mkdir(parents=True)
+        (secrets / role / "password").write_text(password + "\n")
+    assert users(POSTGRES_ORDERS_PASSWORD="o", SECRETS_DIR=str(secrets)) == {
+        OWNER: 'pa"ss', ORDERS_USER: "o2", CATALOG_USER: 'c"2', "pgbouncer": 'pa"ss'}
+
+
+def test_the_password_files_are_written_once_and_rewritten_on_rotation(tmp_path: Path) -> None:
+    def write(*args: str, **passwords: str) -> dict[str, str]:
+        subprocess.run(["sh", str(DEPLOY / "secrets" / "write.sh"), *args], check=True,
+                       capture_output=True, timeout=10,
+                       env={"PATH": "/usr/bin:/bin", "POSTGRES_PASSWORD": "owner",
+                            "SECRETS_DIR": str(tmp_path), **passwords})
+        files = {role: tmp_path / role / "password" for role in (ORDERS_USER, CATALOG_USER)}
+        assert all(f.stat().st_mode & 0o777 == 0o444 for f in files.values())
+        return {role: f.read_text() for role, f in files.items()}
+
+    assert write(POSTGRES_ORDERS_PASSWORD="o") == {ORDERS_USER: "o\n", CATALOG_USER: "owner\n"}
+    # a later start keeps them (the database kept its roles' passwords too)
+    assert write(POSTGRES_ORDERS_PASSWORD="x") == {ORDERS_USER: "o\n", CATALOG_USER: "owner\n"}
+    assert write("--rotate", POSTGRES_ORDERS_PASSWORD="n1", POSTGRES_CATALOG_PASSWORD="n2") == {
+        ORDERS_USER: "n1\n", CATALOG_USER: "n2\n"}
 
 
 def start_pgbouncer_script(root: Path, writer: str, *extra: str) -> list[str]:

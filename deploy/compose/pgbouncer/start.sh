@@ -4,7 +4,8 @@
 #
 # The users, on both endpoints: `shop` (the owner: the migrate step only), `shop_orders` (the
 # orders service and the order-worker), `shop_catalog` (the catalog), and `pgbouncer` (the
-# admin console). PgBouncer logs in to the node as the client's user with the same password.
+# admin console). PgBouncer logs in to the node as the client's user with the same password
+# (userlist.sh writes them).
 #
 # The routes follow the nodes' roles, asked of the nodes themselves: after a failover the
 # nodes keep their names while their roles swap, so `docker compose down && up` after an odd
@@ -21,17 +22,10 @@ RUN_DIR="${PGBOUNCER_RUN_DIR:-/tmp/pgbouncer}"
 FIRST="${WRITER_HOST:-postgres}"
 SECOND="${READER_HOST:-postgres-replica}"
 WAIT="${ROUTE_WAIT_SECONDS:-60}"
-umask 077
-mkdir -p "$RUN_DIR"
-# userlist.txt quotes with double quotes; a double quote inside is doubled. The roles'
-# passwords default to POSTGRES_PASSWORD (docker-compose.yml), as the node's init has them.
-user() { printf '"%s" "%s"\n' "$1" "$(printf '%s' "$2" | sed 's/"/""/g')"; }
-{
-    user shop "$POSTGRES_PASSWORD"
-    user shop_orders "${POSTGRES_ORDERS_PASSWORD:-$POSTGRES_PASSWORD}"
-    user shop_catalog "${POSTGRES_CATALOG_PASSWORD:-$POSTGRES_PASSWORD}"
-    user pgbouncer "$POSTGRES_PASSWORD"
-} > "$RUN_DIR/userlist.txt"
+# The users and their passwords: the roles' from the services' password files (a rotation
+# survives a restart), else from the environment, defaulting to POSTGRES_PASSWORD as the
+# node's init has them.
+sh "$HERE/userlist.sh"
 
 is_writer() {  # the node answers, and is not in recovery
     [ "$(PGPASSWORD="$POSTGRES_PASSWORD" PGCONNECT_TIMEOUT=3 psql -h "$1" -p 5432 -U postgres \
