@@ -6,11 +6,14 @@ asserted, and a failing command must surface as a LabError that says why."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -33,7 +36,7 @@ state_file = os.environ["FAKE_STATE"]
 state = json.load(open(state_file))
 with open(os.environ["FAKE_LOG"], "a") as log:
     log.write(json.dumps({{"argv": argv, "env": {{k: v for k, v in os.environ.items()
-                          if k.startswith(("SHOP_", "PGPASSWORD"))}}}}) + "\\n")
+                          if k.startswith(("SHOP_", "PGPASSWORD", "POSTGRES_"))}}}}) + "\\n")
 time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
 line = " ".join(argv)
 if os.environ.get("FAKE_FAIL") and os.environ["FAKE_FAIL"] in line:
@@ -55,6 +58,21 @@ if argv[0] == "docker":
     elif args[0] == "kill" and "-s" not in args:
         state["stopped"].append(args[1])
         state["streaming"] = 0
+    elif args[:3] == ["kill", "-s", "SIGKILL"]:
+        state["stopped"].append(args[3])
+    elif args[0] == "start":
+        state["stopped"] = [s for s in state["stopped"] if s not in args[1:]]
+    elif args[0] == "ps":
+        if args[-1] not in state["stopped"]:
+            print("0123456789ab")
+    elif args[0] == "pause":
+        state.setdefault("paused", []).append(args[1])
+    elif args[0] == "unpause":
+        if args[1] not in state.get("paused", []):
+            print(f"Error response from daemon: Container {{args[1]}} is not paused",
+                  file=sys.stderr)
+            sys.exit(1)
+        state["paused"].remove(args[1])
     elif args[:3] == ["up", "-d", "--no-deps"]:
         for node in args[3:]:
             if node in state["stopped"]:
@@ -91,6 +109,12 @@ def calls(log: Path) -> list[list[str]]:
 def forget(log: Path) -> None:
     """Start the record afresh (what came before was asserted already)."""
     log.unlink(missing_ok=True)
+
+
+def stopped(*services: str) -> None:
+    """Tell the fake these services are stopped (its ``stop`` does not play that)."""
+    state = Path(os.environ["FAKE_STATE"])
+    state.write_text(json.dumps({**json.loads(state.read_text()), "stopped": list(services)}))
 
 
 def envs(log: Path) -> list[dict[str, str]]:
@@ -262,6 +286,182 @@ async def test_db_outage_disables_and_restores_pgbouncer_endpoints(docker: Path,
          "-c", "RESUME shop_reader", "-c", "ENABLE shop_reader"],
     ]
     assert all(env["PGPASSWORD"] == "s3cret" for env in envs(docker))
+
+
+ADMIN = ["psql", "-h", "127.0.0.1", "-p", "6432", "-U", "pgbouncer", "-d", "pgbouncer"]
+LOSE_TARGET = [*ADMIN, "-v", "ON_ERROR_STOP=1", "-XAtq", "-c", "DISABLE shop", "-c",
+               "KILL shop", "-c", "DISABLE shop_reader", "-c", "KILL shop_reader"]
+TARGET_BACK = [*ADMIN, "-XAtq", "-c", "RESUME shop", "-c", "ENABLE shop",
+               "-c", "RESUME shop_reader", "-c", "ENABLE shop_reader"]
+IS_WRITER = ["-c", "SELECT pg_is_in_recovery()"]
+STREAMING = ["-c", "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"]
+
+
+async def test_brownout_sets_and_clears_the_latency_proxys_delay(
+        docker: Path, target: ComposeTarget) -> None:
+    delay = [*COMPOSE, "exec", "-T", "latency-proxy", "python",
+             "/etc/chaos-shop/latency-proxy/proxy.py", "set"]
+
+    await target.inject("brownout", 10, lambda _: None)  # the lab's default: 3 s
+    target.fault_options("brownout", SimpleNamespace(delay=1.5))  # type: ignore[arg-type]
+    await target.inject("brownout", 10, lambda _: None)
+    await target.restore("brownout", lambda _: None)
+    await target.restore("brownout", lambda _: None)
+
+    assert calls(docker) == [[*delay, "3"], [*delay, "1.5"], [*delay, "0"], [*delay, "0"]]
+
+
+async def test_credential_rotation_changes_the_database_first_then_the_sources(
+        docker: Path, target: ComposeTarget) -> None:
+    target.fault_options("credential-rotation",
+                         SimpleNamespace(gap=0.3))  # type: ignore[arg-type]
+    started = time.monotonic()
+
+    await target.inject("credential-rotation", 0, lambda _: None)
+
+    assert time.monotonic() - started >= 0.3  # the gap: the sources lag the database
+    variables = ["-e", "POSTGRES_ORDERS_PASSWORD", "-e", "POSTGRES_CATALOG_PASSWORD"]
+    assert calls(docker) == [
+        [*COMPOSE, "exec", "-T", "postgres", *PSQL, *IS_WRITER],
+        [*COMPOSE, "exec", "-T", *variables, "postgres", "bash",
+         "/etc/chaos-shop/postgres/set-passwords.sh"],
+        [*COMPOSE, "run", "--rm", "--no-deps", "-T", "secrets", "--rotate"],
+        [*COMPOSE, "exec", "-T", "pgbouncer", "sh", "/etc/chaos-shop/pgbouncer/userlist.sh"],
+        [*COMPOSE, "kill", "-s", "SIGHUP", "pgbouncer"],
+    ]
+    # the new passwords travel in the environment, never on a command line, and the
+    # database and the password files get the same new ones
+    seen = envs(docker)
+    new = {k: seen[1][k] for k in ("POSTGRES_ORDERS_PASSWORD", "POSTGRES_CATALOG_PASSWORD")}
+    assert len(set(new.values())) == 2 and "s3cret" not in new.values()
+    assert {k: seen[2][k] for k in new} == new
+    assert not any(value in arg for value in new.values() for c in calls(docker) for arg in c)
+
+    # the rotation completed: the restore has nothing left to do, however often it runs
+    forget(docker)
+    await target.restore("credential-rotation", lambda _: None)
+    await target.restore("credential-rotation", lambda _: None)
+    assert calls(docker) == []
+
+
+async def test_credential_rotation_interrupted_is_completed_by_the_restore(
+        docker: Path, target: ComposeTarget, monkeypatch: pytest.MonkeyPatch) -> None:
+    target.fault_options("credential-rotation", SimpleNamespace(gap=0))  # type: ignore[arg-type]
+    monkeypatch.setenv("FAKE_FAIL", "secrets --rotate")
+    with pytest.raises(LabError, match="secrets --rotate"):
+        await target.inject("credential-rotation", 0, lambda _: None)
+    monkeypatch.delenv("FAKE_FAIL")
+    forget(docker)
+
+    await target.restore("credential-rotation", lambda _: None)
+    await target.restore("credential-rotation", lambda _: None)
+
+    assert [c[4:] for c in calls(docker)] == [
+        ["run", "--rm", "--no-deps", "-T", "secrets", "--rotate"],
+        ["exec", "-T", "pgbouncer", "sh", "/etc/chaos-shop/pgbouncer/userlist.sh"],
+        ["kill", "-s", "SIGHUP", "pgbouncer"],
+    ]
+
+
+async def test_aws_outage_freezes_moto_while_the_database_is_out(
+        docker: Path, target: ComposeTarget) -> None:
+    await target.inject("aws-outage", 8, lambda _: None)
+    assert calls(docker) == [LOSE_TARGET, [*COMPOSE, "pause", "moto"]]
+    forget(docker)
+
+    await target.restore("aws-outage", lambda _: None)
+    assert calls(docker) == [[*COMPOSE, "unpause", "moto"], TARGET_BACK]
+
+    # restoring again (or what was never injected): moto is not paused, no error
+    forget(docker)
+    await target.restore("aws-outage", lambda _: None)
+    assert calls(docker) == [[*COMPOSE, "unpause", "moto"], TARGET_BACK]
+
+
+async def test_worker_crash_kills_the_worker_after_queuing_then_starts_it(
+        docker: Path, target: ComposeTarget) -> None:
+    target.fault_options("worker-crash", SimpleNamespace(outage=0.3))  # type: ignore[arg-type]
+    started = time.monotonic()
+
+    await target.inject("worker-crash", 10, lambda _: None)
+
+    assert time.monotonic() - started >= 0.3  # the outage queued orders first
+    assert calls(docker) == [
+        LOSE_TARGET,
+        [*COMPOSE, "ps", "-q", "--status", "running", "order-worker"],
+        [*COMPOSE, "kill", "-s", "SIGKILL", "order-worker"],
+        TARGET_BACK,
+    ]
+    forget(docker)
+
+    await target.restore("worker-crash", lambda _: None)
+    assert calls(docker) == [TARGET_BACK, [*COMPOSE, "start", "order-worker"]]
+
+    forget(docker)  # idempotent: the worker runs again, nothing more to start
+    await target.restore("worker-crash", lambda _: None)
+    assert calls(docker) == [TARGET_BACK]
+
+
+async def test_worker_crash_without_a_running_worker_kills_nothing(
+        docker: Path, target: ComposeTarget) -> None:
+    await target.apply(Switches(proxy=True, degradation=False), lambda _: None)
+    target.fault_options("worker-crash", SimpleNamespace(outage=0))  # type: ignore[arg-type]
+    stopped("order-worker")  # as the fragile settings leave it
+    forget(docker)
+
+    await target.inject("worker-crash", 10, lambda _: None)
+    await target.restore("worker-crash", lambda _: None)
+
+    assert [c for c in calls(docker) if "order-worker" in c and c[4] != "ps"] == []
+
+
+async def test_reader_loss_relaxes_sync_kills_the_replica_and_routes_reads_to_the_writer(
+        docker: Path, target: ComposeTarget) -> None:
+    await target.inject("reader-loss", 8, lambda _: None)
+
+    assert calls(docker) == [
+        [*COMPOSE, "exec", "-T", "postgres", *PSQL, *IS_WRITER],
+        # first: commits stop waiting for the standby about to go
+        [*COMPOSE, "exec", "-T", "postgres", *PSQL,
+         "-c", "ALTER SYSTEM SET synchronous_standby_names = ''",
+         "-c", "SELECT pg_reload_conf()"],
+        [*COMPOSE, "kill", "postgres-replica"],
+        [*COMPOSE, "exec", "-T", "pgbouncer", "sh", ROUTE, "postgres", "postgres"],
+        [*COMPOSE, "kill", "-s", "SIGHUP", "pgbouncer"],
+    ]
+    forget(docker)
+
+    await target.restore("reader-loss", lambda _: None)
+
+    assert calls(docker) == [
+        [*COMPOSE, "exec", "-T", "postgres", *PSQL, *IS_WRITER],
+        [*COMPOSE, "exec", "-T", "postgres", *PSQL, *STREAMING],
+        [*COMPOSE, "up", "-d", "--no-deps", "postgres-replica"],
+        [*COMPOSE, "exec", "-T", "postgres", *PSQL, *STREAMING],
+        [*COMPOSE, "exec", "-T", "postgres", *PSQL,
+         "-c", "ALTER SYSTEM SET synchronous_standby_names = '*'",
+         "-c", "SELECT pg_reload_conf()"],
+        [*COMPOSE, "exec", "-T", "pgbouncer", "sh", ROUTE, "postgres", "postgres-replica"],
+        [*COMPOSE, "kill", "-s", "SIGHUP", "pgbouncer"],
+    ]
+    forget(docker)
+
+    # again: the replica streams already, only synchronous commits and the routes reasserted
+    await target.restore("reader-loss", lambda _: None)
+    assert [c[4:6] for c in calls(docker) if c[4] in ("up", "kill")] == [["kill", "-s"]]
+
+
+async def test_reader_loss_follows_the_roles_after_a_failover(
+        docker: Path, target: ComposeTarget) -> None:
+    await target.inject("failover", 0, lambda _: None)
+    await target.restore("failover", lambda _: None)
+    forget(docker)
+
+    await target.inject("reader-loss", 8, lambda _: None)
+
+    assert [*COMPOSE, "kill", "postgres"] in calls(docker)  # the replica now
+    assert [*COMPOSE, "exec", "-T", "pgbouncer", "sh", ROUTE, "postgres-replica",
+            "postgres-replica"] in calls(docker)
 
 
 async def test_a_failing_docker_is_a_lab_error_with_its_stderr(

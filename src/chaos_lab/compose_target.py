@@ -9,7 +9,26 @@ as the local lab, with the faults made through ``docker compose`` commands.
   restore: start the old writer again, which rejoins as a replica of the new one
   (deploy/compose/postgres/node.sh), and route the reader endpoint to it;
 - db-outage: PgBouncer loses its target through its admin console (DISABLE + KILL the
-  endpoints; RESUME + ENABLE to restore), as the lab's does.
+  endpoints; RESUME + ENABLE to restore), as the lab's does;
+- brownout: every database answer ``delay`` seconds late: the latency proxy between the
+  services and PgBouncer (deploy/compose/latency-proxy/proxy.py) is told the delay with
+  ``docker compose exec``; restore: a delay of 0;
+- credential-rotation: new passwords for the app roles on the writer (ALTER ROLE, their
+  sessions ended: deploy/compose/postgres/set-passwords.sh), then ``gap`` seconds later at
+  their source: the services' password files (the one-shot ``secrets`` again, ``--rotate``)
+  and PgBouncer's auth file (userlist.sh, then SIGHUP); restore: the second step, if the
+  inject did not get to it. The new passwords stay (the volumes and the database keep them);
+- aws-outage: the db-outage, and moto's container frozen (``docker compose pause``): its port
+  still accepts, nothing answers; restore: unpause, then the target back;
+- worker-crash: a db-outage of ``outage`` seconds queues orders, then the order-worker is
+  killed (SIGKILL) holding some in flight and the target given back; restore: ``docker
+  compose start order-worker``;
+- reader-loss: commits stop waiting for a synchronous standby, the replica's container is
+  killed and PgBouncer's reader endpoint routed to the writer; restore: the failover's
+  (the replica started, streaming, synchronous again, the reader endpoint on it).
+
+A fault's options (``fault.options`` of the experiment) arrive through ``fault_options``
+before its inject; the defaults are the lab's.
 
 The compose nodes keep their service names (``postgres``, ``postgres-replica``) while their
 roles swap: which one is the writer is asked of the nodes themselves. Host ports are the ones
@@ -21,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +63,14 @@ SHOP_SERVICES = ("catalog", "orders", "order-worker")
 PASSED_THROUGH = ("SHOP_ENABLE_PROXY", "SHOP_ENABLE_DEGRADATION", "SHOP_LOG_LEVEL")
 ENDPOINTS = ("shop", "shop_reader")  # PgBouncer's writer and reader databases
 ROUTE = "/etc/chaos-shop/pgbouncer/route.sh"
+AWS = "moto"  # the AWS emulator's service
+WORKER = "order-worker"
+LATENCY = ("latency-proxy", "python", "/etc/chaos-shop/latency-proxy/proxy.py", "set")
+SET_PASSWORDS = "/etc/chaos-shop/postgres/set-passwords.sh"
+USERLIST = "/etc/chaos-shop/pgbouncer/userlist.sh"
+# The app roles, and the variable that hands each one's password to the containers.
+APP_ROLES = {"shop_orders": "POSTGRES_ORDERS_PASSWORD",
+             "shop_catalog": "POSTGRES_CATALOG_PASSWORD"}
 PREFIX = "chaos-shop"  # the AWS resources' names (deploy/compose/aws-init)
 NO_ORDER = "00000000-0000-0000-0000-000000000000"  # looked up to see the orders route answer
 
@@ -82,6 +110,10 @@ class ComposeTarget(WriterChecks):
         self.ports = ports or ComposePorts()
         self.ready_timeout = ready_timeout
         self.command_timeout = command_timeout
+        self._options: dict[Fault, object] = {}
+        # what an inject did, for its restore (which always runs, and may run twice)
+        self._worker_killed = False
+        self._rotated: dict[str, str] = {}  # variable: new password, until it is published
 
     # Where things are ---------------------------------------------------------------------
 
@@ -217,6 +249,14 @@ class ComposeTarget(WriterChecks):
             await conn.close(timeout=5)
         await asyncio.to_thread(purge, self.moto_url, await asyncio.to_thread(self.resources))
 
+    def fault_options(self, fault: Fault, options: object) -> None:
+        """The experiment's ``fault.options`` for the next inject of ``fault`` (the model's
+        options object: its fields are read by name, with the lab's defaults)."""
+        self._options[Fault(fault)] = options
+
+    def option(self, fault: Fault, name: str, default: float) -> float:
+        return float(getattr(self._options.get(fault), name, default))
+
     async def inject(self, fault: Fault, hold: float, say: Say) -> None:
         start, _ = implementation(FAULTS, fault, self.name)
         await asyncio.to_thread(start, self, say)
@@ -235,6 +275,98 @@ class ComposeTarget(WriterChecks):
         # from: restoring twice, or what was never injected, is harmless.
         self.pgbouncer_admin(*_each("RESUME", "ENABLE"), stop_on_error=False)
 
+    def _brownout(self, say: Say) -> None:
+        delay = self.option(Fault.BROWNOUT, "delay", 3.0)
+        say(f"compose: every database answer {delay:g}s late (latency-proxy)")
+        self.compose("exec", "-T", *LATENCY, f"{delay:g}")
+
+    def _brownout_over(self, say: Say) -> None:
+        say("compose: database answers on time again (latency-proxy)")
+        self.compose("exec", "-T", *LATENCY, "0")
+
+    def _rotate_credentials(self, say: Say) -> None:
+        started = time.monotonic()
+        gap = self.option(Fault.CREDENTIAL_ROTATION, "gap", 5.0)
+        writer = self.writer()
+        if writer is None:
+            raise LabError("no PostgreSQL node is a writer: no password to rotate")
+        # Handed to the containers through the environment (-e NAME), never a command line.
+        rotated = {variable: secrets.token_hex(16) for variable in APP_ROLES.values()}
+        say(f"compose: new passwords for {', '.join(APP_ROLES)} on {writer}, their sessions "
+            f"ended; at their source in {gap:g}s")
+        self._rotated = rotated
+        self.compose("exec", "-T", *_env_names(rotated), writer, "bash", SET_PASSWORDS,
+                     env=rotated)
+        time.sleep(max(0.0, started + gap - time.monotonic()))
+        self._publish_passwords(say)
+
+    def _publish_passwords(self, say: Say) -> None:
+        """The second step of a rotation: the services' password files, then PgBouncer's
+        auth file. Idempotent; nothing to do when the inject did it."""
+        if not self._rotated:
+            return
+        say("compose: the new passwords at their source (the services' password files, "
+            "PgBouncer's auth file)")
+        # the compose file hands the variables to the one-shot (interpolation)
+        self.compose("run", "--rm", "--no-deps", "-T", "secrets", "--rotate",
+                     env=self._rotated)
+        self.compose("exec", "-T", "pgbouncer", "sh", USERLIST)
+        self.compose("kill", "-s", "SIGHUP", "pgbouncer")
+        self._rotated = {}
+
+    def _aws_outage(self, say: Say) -> None:
+        self._lose_target(say)
+        say(f"compose: {AWS} frozen (docker compose pause)")
+        self.compose("pause", AWS)
+
+    def _aws_back(self, say: Say) -> None:
+        say(f"compose: {AWS} thawed (docker compose unpause)")
+        try:
+            self.compose("unpause", AWS)
+        except ToolMissing:
+            raise
+        except LabError as exc:
+            if "not paused" not in str(exc):  # restoring twice, or what was never paused
+                raise
+        self._restore_target(say)
+
+    def _running(self, service: str) -> bool:
+        return bool(self.compose("ps", "-q", "--status", "running", service).strip())
+
+    def _crash_worker(self, say: Say) -> None:
+        started = time.monotonic()
+        outage = self.option(Fault.WORKER_CRASH, "outage", 8.0)
+        self._lose_target(say)
+        say(f"compose: orders queue for {outage:g}s")
+        time.sleep(max(0.0, started + outage - time.monotonic()))
+        if self._running(WORKER):
+            say(f"compose: {WORKER} killed (SIGKILL) with orders in flight")
+            self.compose("kill", "-s", "SIGKILL", WORKER)
+            self._worker_killed = True
+        else:  # no degradation: no worker runs, nothing to kill
+            say(f"compose: no {WORKER} running, nothing to kill")
+        self._restore_target(say)
+
+    def _restart_worker(self, say: Say) -> None:
+        self._restore_target(say)
+        if self._worker_killed:
+            say(f"compose: {WORKER} started again")
+            self.compose("start", WORKER)
+            self._worker_killed = False
+
+    def _lose_reader(self, say: Say) -> None:
+        writer = self.writer()
+        if writer is None:
+            raise LabError("no PostgreSQL node is a writer: no reader to lose")
+        replica = peer(writer)
+        say(f"compose: {writer} stops waiting for a synchronous standby; kill {replica}; "
+            f"the reader endpoint goes to {writer}")
+        # first: a commit must never wait for the standby that is about to go
+        self.psql(writer, "ALTER SYSTEM SET synchronous_standby_names = ''",
+                  "SELECT pg_reload_conf()")
+        self.compose("kill", replica)
+        self.route(writer, writer)
+
     def _fail_over(self, say: Say) -> None:
         old = self.writer()
         if old is None:
@@ -248,8 +380,8 @@ class ComposeTarget(WriterChecks):
         self.route(new, new)
 
     def _rejoin(self, say: Say) -> None:
-        """Idempotent: from a failover, or a failover that failed half-way, or no failover at
-        all, back to a writer with a streaming replica behind both endpoints."""
+        """Idempotent: from a failover or a reader loss, or one that failed half-way, or none
+        at all, back to a writer with a streaming replica behind both endpoints."""
         writer = self.writer()
         if writer is None:  # the writer was killed but nothing was promoted: start it again
             say("compose: no writer; starting both nodes as they were")
@@ -308,7 +440,18 @@ FAULTS: dict[Fault, tuple[Callable[[ComposeTarget, Say], None],
                           Callable[[ComposeTarget, Say], None]]] = {
     Fault.FAILOVER: (ComposeTarget._fail_over, ComposeTarget._rejoin),
     Fault.DB_OUTAGE: (ComposeTarget._lose_target, ComposeTarget._restore_target),
+    Fault.BROWNOUT: (ComposeTarget._brownout, ComposeTarget._brownout_over),
+    Fault.CREDENTIAL_ROTATION: (ComposeTarget._rotate_credentials,
+                                ComposeTarget._publish_passwords),
+    Fault.AWS_OUTAGE: (ComposeTarget._aws_outage, ComposeTarget._aws_back),
+    Fault.WORKER_CRASH: (ComposeTarget._crash_worker, ComposeTarget._restart_worker),
+    Fault.READER_LOSS: (ComposeTarget._lose_reader, ComposeTarget._rejoin),
 }
+
+
+def _env_names(variables: dict[str, str]) -> list[str]:
+    """``-e NAME`` for each: docker takes the value from its own environment."""
+    return [arg for name in variables for arg in ("-e", name)]
 
 
 def _each(*commands: str) -> list[str]:
