@@ -331,3 +331,21 @@ async def test_long_poll_outlasts_the_read_timeout(
         started = time.monotonic()
         assert (await polling.receive_message(**receive)).get("Messages", []) == []
         assert time.monotonic() - started >= 1.5  # it did wait: moto long-polls too
+
+
+async def test_catalog_serves_its_last_database_read_when_dynamodb_never_answered(
+        aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database and AWS out together (the aws-outage fault) before the process ever read
+    the DynamoDB copy: what it last read from the database is served, aged, not a 503."""
+    for name, value in aws_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing there
+    products = [{"id": 1, "name": "Widget", "price": 9.5, "stock": 3}]
+    async with AsyncExitStack() as stack:
+        (gone,) = await open_clients(stack, Settings(aws_timeout=0.5), "dynamodb")
+        cache = ProductCache(gone, "never-read", refresh_seconds=60)
+        with pytest.raises(AWS_ERRORS):
+            await cache.read_all()  # nothing read from the database yet: nothing to serve
+        cache.offer(products)
+        served, age = await cache.read_all()
+    assert served == products and age is not None and age >= 0

@@ -143,8 +143,9 @@ class ProductCache:
 
     def offer(self, products: list[dict[str, Any]]) -> None:
         """Called with every successful database read; costs a dict update, no I/O."""
+        now = time.time()
         for product in products:
-            self._latest[product["id"]] = product
+            self._latest[product["id"]] = {**product, "cached_at": now}
         self._dirty.set()
 
     async def keep_fresh(self) -> None:
@@ -198,7 +199,12 @@ class ProductCache:
                 items = await self._scan()
         except AWS_ERRORS as exc:
             if self._memo is None:
-                raise
+                if not self._latest:
+                    raise
+                # Never read the table, but this process read the database: what it read last
+                # is a copy too (the database and AWS out together).
+                self._memo = (time.monotonic() - 1.0,
+                              sorted(self._latest.values(), key=lambda p: p["id"]))
             log.warning("catalog cache unreachable (%s): serving the copy read %.0f s ago",
                         exc, time.monotonic() - self._memo[0])
             CACHE_READS.labels(outcome="stale").inc()
