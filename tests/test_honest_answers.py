@@ -23,7 +23,7 @@ from chaos_lab.processes import free_port
 from order_worker.app import app as worker_app
 from orders.main import app as orders_app
 from shop.aws import OrderBuffer, QueuedOrder, open_clients
-from shop.db import Endpoint
+from shop.db import Endpoint, is_auth_error, is_connection_error
 from shop.errors import DatabaseUnavailable, FallbackUnavailable, IdempotencyKeyReused
 from shop.orders import order_id_for, place_order
 from shop.settings import Settings
@@ -362,3 +362,15 @@ async def test_a_503_withdraws_before_it_answers_so_the_retry_keeps_its_status(
         with pytest.raises(IdempotencyKeyReused):
             await buffer.enqueue(QueuedOrder(order_id_for("cart-10", 3, 5), 3, 5, "cart-10"),
                                  loop.time() + 4)
+
+
+@pytest.mark.parametrize("refusal", [
+    asyncpg.InvalidPasswordError("password authentication failed for user \"shop_orders\""),
+    asyncpg.ProtocolViolationError("password authentication failed"),  # PgBouncer, md5
+    asyncpg.ProtocolViolationError("SASL authentication failed"),  # PgBouncer 1.18, SCRAM
+])
+def test_every_form_of_a_refused_password_reads_the_source_again(refusal: Exception) -> None:
+    """PostgreSQL says 28P01; PgBouncer says 08P01 in its own words. Each must make the
+    next connection read the password again, and count as the database being unavailable."""
+    assert is_auth_error(refusal) and is_connection_error(refusal)
+    assert not is_auth_error(asyncpg.ProtocolViolationError("unsupported startup parameter"))

@@ -53,10 +53,13 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 def is_auth_error(exc: BaseException) -> bool:
     """The database (or the proxy) refused the credentials: SQLSTATE 28P01 or 28000, or
-    PgBouncer's own refusal, which it sends as 08P01 with PostgreSQL's wording. After a
+    PgBouncer's own refusal, which it sends as 08P01 ("password authentication failed", or
+    "SASL authentication failed" from SCRAM in PgBouncer 1.18). After a
     password rotation that is what every new connection meets until the source is read again."""
     if isinstance(exc, asyncpg.ProtocolViolationError):
-        return "password authentication failed" in str(exc)
+        message = str(exc)
+        return "password authentication failed" in message or \
+            "SASL authentication failed" in message
     return isinstance(exc, asyncpg.InvalidPasswordError
                       | asyncpg.InvalidAuthorizationSpecificationError)
 
