@@ -41,8 +41,8 @@ COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 PROFILE = {"prometheus", "grafana"}
 # What a plain `docker compose up` starts, as before the profile existed.
-PLAIN = {"postgres", "postgres-replica", "pgbouncer", "moto", "aws-init", "migrate", "catalog",
-         "orders", "order-worker", "nginx"}
+PLAIN = {"postgres", "postgres-replica", "secrets", "pgbouncer", "latency-proxy", "moto",
+         "aws-init", "migrate", "catalog", "orders", "order-worker", "nginx"}
 SHOP = ("catalog", "orders", "order-worker")
 # Prometheus's own series per target, not the shop's: the one name allowed beside them.
 PROMETHEUS_SERIES = {"up"}
