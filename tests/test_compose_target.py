@@ -300,7 +300,7 @@ STREAMING = ["-c", "SELECT count(*) FROM pg_stat_replication WHERE state = 'stre
 async def test_brownout_sets_and_clears_the_latency_proxys_delay(
         docker: Path, target: ComposeTarget) -> None:
     delay = [*COMPOSE, "exec", "-T", "latency-proxy", "python",
-             "/etc/chaos-shop/latency-proxy/proxy.py", "set"]
+             "/opt/chaos-shop/latency_proxy.py", "set"]
 
     await target.inject("brownout", 10, lambda _: None)  # the lab's default: 3 s
     target.fault_options("brownout", SimpleNamespace(delay=1.5))  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ as the local lab, with the faults made through ``docker compose`` commands.
 - db-outage: PgBouncer loses its target through its admin console (DISABLE + KILL the
   endpoints; RESUME + ENABLE to restore), as the lab's does;
 - brownout: every database answer ``delay`` seconds late: the latency proxy between the
-  services and PgBouncer (deploy/compose/latency-proxy/proxy.py) is told the delay with
+  services and PgBouncer (src/chaos_lab/latency_proxy.py in moto's image) is told the delay with
   ``docker compose exec``; restore: a delay of 0;
 - credential-rotation: new passwords for the app roles on the writer (ALTER ROLE, their
   sessions ended: deploy/compose/postgres/set-passwords.sh), then ``gap`` seconds later at
@@ -65,7 +65,7 @@ ENDPOINTS = ("shop", "shop_reader")  # PgBouncer's writer and reader databases
 ROUTE = "/etc/chaos-shop/pgbouncer/route.sh"
 AWS = "moto"  # the AWS emulator's service
 WORKER = "order-worker"
-LATENCY = ("latency-proxy", "python", "/etc/chaos-shop/latency-proxy/proxy.py", "set")
+LATENCY = ("latency-proxy", "python", "/opt/chaos-shop/latency_proxy.py", "set")
 SET_PASSWORDS = "/etc/chaos-shop/postgres/set-passwords.sh"
 USERLIST = "/etc/chaos-shop/pgbouncer/userlist.sh"
 # The app roles, and the variable that hands each one's password to the containers.

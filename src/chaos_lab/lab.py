@@ -143,9 +143,10 @@ class Lab:
     def _start_latency_proxy(self) -> None:
         write_delay(self.latency_control, 0)
         port = self.s.ports["latency-proxy"]
-        proc = spawn([sys.executable, "-m", "chaos_lab.latency_proxy", "--listen", str(port),
-                      "--upstream", str(self.s.ports["pgbouncer"]), "--control",
-                      str(self.latency_control)], self.root / "logs" / "latency-proxy.log")
+        proc = spawn([sys.executable, "-m", "chaos_lab.latency_proxy", "--control",
+                      str(self.latency_control), "serve", "--listen", f"127.0.0.1:{port}",
+                      "--upstream", f"127.0.0.1:{self.s.ports['pgbouncer']}"],
+                     self.root / "logs" / "latency-proxy.log")
         self.s.pids["latency-proxy"] = proc.pid
         wait_until(lambda: port_open(port), f"the latency proxy on port {port}")
 

@@ -1,12 +1,16 @@
-"""A TCP proxy that can slow every answer: the lab's brownout, between the services and
-PgBouncer (asyncpg's own tests put a proxy like this in front of their cluster).
+"""A TCP proxy that can slow every answer: the brownout fault, between the shop's services
+and PgBouncer, in the local lab and in the compose stack alike (asyncpg's own tests put a
+proxy like this in front of their cluster). Transparent until a delay is set; then every
+chunk the server sends is handed to the client that much later, in order: each database
+answer arrives late, the requests themselves are not held back. The standard library only,
+so that it also runs as a plain file in any Python image (compose runs it in moto's).
 
-Transparent while its control file holds 0 (or is missing). While it holds a number of
-seconds, every chunk the server sends is handed to the client that much later, in order: each
-database answer arrives late, the requests themselves are not held back. The file is read
-again every tenth of a second, so the fault starts and ends without a restart.
+    python -m chaos_lab.latency_proxy serve --listen 127.0.0.1:6433 --upstream 127.0.0.1:6432
+    python -m chaos_lab.latency_proxy set 3      # the brownout
+    python -m chaos_lab.latency_proxy set 0      # its restore
 
-    python -m chaos_lab.latency_proxy --listen 6433 --upstream 6432 --control delay.txt
+The delay lives in a control file (``--control``, default ``$LATENCY_CONTROL``), read again
+every tenth of a second, so the fault starts and ends without a restart.
 """
 
 from __future__ import annotations
@@ -15,16 +19,18 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 from pathlib import Path
 
 log = logging.getLogger("latency_proxy")
 
+CONTROL = Path(os.environ.get("LATENCY_CONTROL", "/tmp/latency-proxy/delay"))
 CHUNK = 65536
 POLL_SECONDS = 0.1
 
 
 class Delay:
-    """The current delay, read from the control file."""
+    """The current delay, from the control file (missing or unreadable: none)."""
 
     def __init__(self, control: Path) -> None:
         self.control = control
@@ -33,12 +39,12 @@ class Delay:
     def read(self) -> None:
         try:
             text = self.control.read_text().strip()
-            seconds = float(text) if text else 0.0
+            seconds = max(0.0, float(text)) if text else 0.0
         except (OSError, ValueError):
             seconds = 0.0
         if seconds != self.seconds:
             log.warning("delay on server answers: %.3fs (was %.3fs)", seconds, self.seconds)
-            self.seconds = max(0.0, seconds)
+            self.seconds = seconds
 
     async def watch(self) -> None:
         while True:
@@ -47,7 +53,8 @@ class Delay:
 
 
 def write_delay(control: Path, seconds: float) -> None:
-    """Turn the delay on (> 0) or off (0): what the brownout fault does."""
+    """Atomically: the proxy never reads half a number."""
+    control.parent.mkdir(parents=True, exist_ok=True)
     tmp = control.with_suffix(".tmp")
     tmp.write_text(f"{seconds:g}\n")
     tmp.replace(control)
@@ -93,24 +100,30 @@ async def _delayed_pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
             writer.close()
 
 
-async def serve(listen: int, upstream: int, control: Path) -> None:
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host or "0.0.0.0", int(port)
+
+
+async def serve(listen: tuple[str, int], upstream: tuple[str, int], control: Path) -> None:
+    write_delay(control, 0)  # a restarted proxy starts transparent
     delay = Delay(control)
-    delay.read()
     watcher = asyncio.create_task(delay.watch())
 
     async def connection(client_r: asyncio.StreamReader,
                          client_w: asyncio.StreamWriter) -> None:
         try:
-            server_r, server_w = await asyncio.open_connection("127.0.0.1", upstream)
-        except OSError as exc:
-            log.warning("upstream :%d refused: %s", upstream, exc)
+            # the name is resolved for each connection: a recreated PgBouncer is found
+            server_r, server_w = await asyncio.wait_for(asyncio.open_connection(*upstream), 5)
+        except (OSError, TimeoutError) as exc:
+            log.warning("upstream %s:%d unreachable: %s", *upstream, exc)
             client_w.close()
             return
         await asyncio.gather(_pipe(client_r, server_w),
                              _delayed_pipe(server_r, client_w, delay))
 
-    server = await asyncio.start_server(connection, "127.0.0.1", listen)
-    log.warning("listening on :%d -> :%d (control %s)", listen, upstream, control)
+    server = await asyncio.start_server(connection, *listen)
+    log.warning("listening on %s:%d -> %s:%d (control %s)", *listen, *upstream, control)
     try:
         async with server:
             await server.serve_forever()
@@ -119,13 +132,22 @@ async def serve(listen: int, upstream: int, control: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--listen", type=int, required=True)
-    parser.add_argument("--upstream", type=int, required=True)
-    parser.add_argument("--control", type=Path, required=True)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--control", type=Path, default=CONTROL,
+                        help="the file holding the delay (default $LATENCY_CONTROL)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="run the proxy")
+    serve_cmd.add_argument("--listen", type=_address, default=("0.0.0.0", 6432))
+    serve_cmd.add_argument("--upstream", type=_address, default=("pgbouncer", 6432))
+    set_cmd = commands.add_parser("set", help="the delay in seconds (0: transparent)")
+    set_cmd.add_argument("seconds", type=float)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(serve(args.listen, args.upstream, args.control))
+    if args.command == "set":
+        write_delay(args.control, args.seconds)
+        print(f"latency-proxy: delay {args.seconds:g}s")
+    else:
+        asyncio.run(serve(args.listen, args.upstream, args.control))
 
 
 if __name__ == "__main__":
