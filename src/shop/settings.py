@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     db_acquire_timeout: float = Field(1.5, gt=0)
     db_pool_max_size: int = Field(10, ge=1)
     retry_budget_seconds: float = Field(3.0, ge=0)
+    # With a fallback, a request waits this long for the database at most (retries included)
+    # before it is answered from the fallback: nobody waits out a retry budget on a fault.
+    fallback_after_seconds: float = Field(0.5, gt=0)
     migrate_max_backoff_seconds: float = Field(5.0, gt=0)
     # Apply the schema migrations at start (the owner's right). False where the service runs
     # as a least-privilege role: it waits for the schema `python -m shop.migrate` applies.

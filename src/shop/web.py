@@ -187,6 +187,19 @@ async def request_deadline() -> float:
 DeadlineDep = Annotated[float, Depends(request_deadline)]
 
 
+def database_deadline(deadline: float, has_fallback: bool) -> float:
+    """How long a request waits for the database. With a fallback (the catalog copy, the
+    order queue) no more than ``SHOP_FALLBACK_AFTER_SECONDS``, and never into the time the
+    fallback needs (``SHOP_AWS_TIMEOUT`` before the request's deadline): a slow or unreachable
+    database costs the customer that much at most, and the breaker, told each such call
+    failed, soon sends everyone to the fallback at once. Without one, the whole budget."""
+    if not has_fallback:
+        return deadline
+    settings = get_settings()
+    now = asyncio.get_running_loop().time()
+    return min(deadline - settings.aws_timeout, now + settings.fallback_after_seconds)
+
+
 def health_router(service: str) -> APIRouter:
     router = APIRouter(tags=["health"])
 

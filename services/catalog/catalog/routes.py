@@ -25,8 +25,7 @@ from shop.aws import AWS_ERRORS, ProductCache
 from shop.errors import DatabaseNotReady, DatabaseUnavailable, FallbackUnavailable, ProductNotFound
 from shop.metrics import FALLBACKS
 from shop.schemas import ProductList, ProductPublic, errors
-from shop.settings import get_settings
-from shop.web import SERVED_BY, DeadlineDep, EndpointDep
+from shop.web import SERVED_BY, DeadlineDep, EndpointDep, database_deadline
 
 router = APIRouter(prefix="/products", tags=["products"])
 
@@ -120,19 +119,14 @@ async def recent_list(request: Request) -> RecentList:
 RecentDep = Annotated[RecentList, Depends(recent_list)]
 
 
-def reader_deadline(deadline: float, cache: ProductCache | None) -> float:
-    """With a fallback, the database gets the budget minus what the cache read needs."""
-    return deadline - (get_settings().aws_timeout if cache is not None else 0.0)
-
-
 @router.get("", response_model=ProductList, response_model_exclude_none=True,
             responses=errors(503))
 async def list_products(reader: EndpointDep, cache: CacheDep, recent: RecentDep,
                         deadline: DeadlineDep) -> Response | ProductList:
     async def read() -> bytes:
         # The deadline of the request that started the read: the others share it.
-        products, latency_ms = await reader.timed(select_products,
-                                                  deadline=reader_deadline(deadline, cache))
+        products, latency_ms = await reader.timed(
+            select_products, deadline=database_deadline(deadline, cache is not None))
         if cache is not None:
             cache.offer(products)
         return ProductList.model_validate(
@@ -141,7 +135,7 @@ async def list_products(reader: EndpointDep, cache: CacheDep, recent: RecentDep,
 
     if not recent.fresh():
         try:
-            await recent.refresh(read, reader_deadline(deadline, cache))
+            await recent.refresh(read, database_deadline(deadline, cache is not None))
         except (*DB_OUT, TimeoutError) as exc:
             if cache is None:
                 if isinstance(exc, TimeoutError):
@@ -166,8 +160,8 @@ async def get_product(product_id: ProductId, reader: EndpointDep, cache: CacheDe
         return dict(row)
 
     try:
-        product, latency_ms = await reader.timed(select_product,
-                                                 deadline=reader_deadline(deadline, cache))
+        product, latency_ms = await reader.timed(
+            select_product, deadline=database_deadline(deadline, cache is not None))
     except DB_OUT:
         if cache is None:
             raise

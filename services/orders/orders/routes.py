@@ -35,8 +35,7 @@ from shop.errors import (
 from shop.metrics import FALLBACKS
 from shop.orders import Order, fetch_order, order_id_for, place_order, raise_for_rejection
 from shop.schemas import OrderAccepted, OrderPublic, Source, errors
-from shop.settings import get_settings
-from shop.web import SERVED_BY, DeadlineDep, EndpointDep
+from shop.web import SERVED_BY, DeadlineDep, EndpointDep, database_deadline
 
 router = APIRouter(prefix="/orders", tags=["orders"])
 DB_OUT = (DatabaseUnavailable, DatabaseNotReady)
@@ -79,11 +78,9 @@ async def create_order(
                                    request.quantity, request.idempotency_key)
         return raise_for_rejection(placed)
 
-    # With a fallback, the database gets the budget minus what the fallback needs.
-    reserve = get_settings().aws_timeout if buffer is not None else 0.0
     try:
-        placed, latency_ms = await writer.timed(transaction, deadline=deadline - reserve,
-                                                detach=True)
+        placed, latency_ms = await writer.timed(
+            transaction, deadline=database_deadline(deadline, buffer is not None), detach=True)
     except DB_OUT as exc:
         if buffer is None:
             raise
@@ -127,10 +124,10 @@ async def get_order(order_id: uuid.UUID, writer: EndpointDep, buffer: BufferDep,
             raise OrderNotFound()
         return found
 
-    reserve = get_settings().aws_timeout if buffer is not None else 0.0
     database_out: Exception | None = None
     try:
-        found, latency_ms = await writer.timed(select, deadline=deadline - reserve)
+        found, latency_ms = await writer.timed(
+            select, deadline=database_deadline(deadline, buffer is not None))
         return public(found, "database", db_latency_ms=latency_ms)
     except (*DB_OUT, OrderNotFound) as exc:
         # Not in the database (yet), or the database is out: a buffered order's status.
