@@ -14,6 +14,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from chaos_lab import experiment as experiments
@@ -146,11 +147,48 @@ def test_judge_every_tolerance_and_unmeasured_fails() -> None:
     assert not any(c.passed for c in judge(h, bad))
 
 
-def _run(label: str, gating: bool, failed: int) -> RunResult:
+def test_p50_during_the_fault_is_judged_only_when_the_hypothesis_sets_it() -> None:
     h = Hypothesis(max_failed_requests=0, max_p99_latency_ms=1000, max_recovery_seconds=5)
+    slow_median = Measured(0, 0, 900.0, 0.0, True, 0, True, p50_latency_ms=800.0)
+    assert "p50_latency_during_fault" not in [c.name for c in judge(h, slow_median)]
+    assert all(c.passed for c in judge(h, slow_median))  # absent: measured, not judged
+
+    h = Hypothesis(max_failed_requests=0, max_p99_latency_ms=1000, max_p50_latency_ms=20,
+                   max_recovery_seconds=5)
+    checks = {c.name: c for c in judge(h, slow_median)}
+    assert not checks["p50_latency_during_fault"].passed
+    assert checks["p50_latency_during_fault"].expected == "<= 20 ms"
+    assert [n for n, c in checks.items() if not c.passed] == ["p50_latency_during_fault"]
+    fast = Measured(0, 0, 900.0, 0.0, True, 0, True, p50_latency_ms=20.0)
+    assert all(c.passed for c in judge(h, fast))
+    unmeasured = Measured(0, 0, 900.0, 0.0, True, 0, True, p50_latency_ms=None)
+    assert not {c.name: c for c in judge(h, unmeasured)}["p50_latency_during_fault"].passed
+
+
+def test_a_file_may_set_the_p50_tolerance_and_its_preset_may_change_it(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(GOOD.replace("max_recovery_seconds: 1}",
+                                 "max_recovery_seconds: 1, max_p50_latency_ms: 20}")
+                    .replace("{max_failed_requests: 2}",
+                             "{max_failed_requests: 2, max_p50_latency_ms: 50}"))
+    assert experiments.experiment(str(path)).hypothesis.max_p50_latency_ms == 20
+    assert experiments.experiment(str(path), "short").hypothesis.max_p50_latency_ms == 50
+    assert experiments.experiment("failover").hypothesis.max_p50_latency_ms is None
+    path.write_text(GOOD.replace("max_recovery_seconds: 1}",
+                                 "max_recovery_seconds: 1, max_p50_latency_ms: 0}"))
+    with pytest.raises(LabError, match=r"hypothesis\.max_p50_latency_ms: Input should be "
+                                       r"greater than 0"):
+        experiments.experiment(str(path))
+
+
+def _run(label: str, gating: bool, failed: int, p50: float = 5.0,
+         max_p50: float | None = None) -> RunResult:
+    h = Hypothesis(max_failed_requests=0, max_p99_latency_ms=1000, max_recovery_seconds=5,
+                   max_p50_latency_ms=max_p50)
     run = RunResult("failover", label, Switches().model_dump(), "failover", 6, 0, gating=gating,
-                    counts={"read_fail": failed})
-    run.checks = judge(h, Measured(failed, 0, 10.0, 0.0, True, 0, True))
+                    counts={"read_fail": failed}, p50_during_fault_ms=p50,
+                    p99_during_fault_ms=10.0)
+    run.checks = judge(h, Measured(failed, 0, 10.0, 0.0, True, 0, True, p50_latency_ms=p50))
     return run
 
 
@@ -167,7 +205,10 @@ def test_journal_and_junit_record_every_tolerance(tmp_path: Path) -> None:
                                    "unmeasured": "unknown"}
     suites = ET.parse(folder / "junit.xml").getroot()
     assert [s.get("name") for s in suites] == ["failover.BEFORE", "failover.AFTER"]
-    assert all(len(s) == 7 for s in suites)  # one testcase per tolerance per run
+    assert all(len(s.findall("testcase")) == 7 for s in suites)  # one per tolerance per run
+    assert before["p50_during_fault_ms"] == 5.0 and before["p99_during_fault_ms"] == 10.0
+    assert {p.get("name"): p.get("value") for p in suites[1].iter("property")} \
+        == {"p50_during_fault_ms": "5", "p99_during_fault_ms": "10"}  # measured, not judged
     assert suites[0].get("failures") == "0" and suites[0].get("skipped") == "1"
     assert suites[1].get("failures") == "0"
 
@@ -176,6 +217,29 @@ def test_journal_and_junit_record_every_tolerance(tmp_path: Path) -> None:
     failures = ET.parse(report.write(runs, tmp_path) / "junit.xml").getroot().iter("failure")
     assert ["failed requests: measured 1, tolerance <= 0" in f.get("message", "")
             for f in failures] == [True]
+
+
+def test_a_p50_over_its_tolerance_fails_the_verdict_and_shows_everywhere(tmp_path: Path) -> None:
+    before = _run("BEFORE", gating=False, failed=40)
+    runs = [before, _run("AFTER", gating=True, failed=0, p50=19.0, max_p50=20)]
+    assert experiments.verdict(runs)
+    runs[1] = _run("AFTER", gating=True, failed=0, p50=35.0, max_p50=20)
+    assert not experiments.verdict(runs)
+    folder = report.write(runs, tmp_path)
+    after = json.loads((folder / "result.json").read_text())["runs"][1]
+    assert {"name": "p50_latency_during_fault", "rule": "<=", "tolerance": 20,
+            "measured": 35.0, "passed": False, "unit": " ms", "unmeasured": "unknown"} \
+        in after["checks"]
+    suites = ET.parse(folder / "junit.xml").getroot()
+    assert len(suites[1].findall("testcase")) == 8
+    assert [f.get("message", "").split(" (")[0] for f in suites[1].iter("failure")] \
+        == ["p50 latency during fault: measured 35 ms, tolerance <= 20 ms"]
+    console = Console(width=200, record=True)
+    console.print(report.table(runs))
+    text = console.export_text()
+    assert "latency during the fault, p50 / p99" in text and "35 ms / 10 ms" in text
+    row = next(line for line in text.splitlines() if "p50 latency during fault (<= 20 ms)" in line)
+    assert "-" in row and "35 ms FAIL" in row  # BEFORE did not judge it, AFTER did
 
 
 class Unsteady:
@@ -256,6 +320,7 @@ def test_resilient_failover_holds_the_hypothesis_and_exits_0(lab_dir: Path,
     [run] = _journal(tmp_path)["runs"]  # type: ignore[misc]
     assert all(c["passed"] for c in run["checks"])
     assert run["latency"] and run["p99_during_fault_ms"] is not None
+    assert 0 < run["p50_during_fault_ms"] <= run["p99_during_fault_ms"]
     assert (next(tmp_path.glob("*/timeline.png"))).stat().st_size > 10_000
 
 

@@ -3,8 +3,8 @@
 from chaos_lab.experiment import (
     experiment,
     latency,
-    p99_between,
     percentile,
+    percentile_between,
     recovery_seconds,
     timeline,
 )
@@ -94,5 +94,17 @@ def test_percentiles_are_nearest_rank_and_failures_count_at_their_timeout() -> N
                         Outcome(3.1, "read", 200, latency_ms=4)])
     assert latency(r) == [{"p50": 10, "p99": 30}, {"p50": 5000, "p99": 5000}, {},
                           {"p50": 4, "p99": 4}]
-    assert p99_between(r, 1, 3) == 5000  # the timeout is the customer's wait
-    assert p99_between(r, 10, 20) is None
+    assert percentile_between(r, 99, 1, 3) == 5000  # the timeout is the customer's wait
+    assert percentile_between(r, 99, 10, 20) is None
+
+
+def test_p50_and_p99_during_the_fault_come_from_the_same_window() -> None:
+    # Nine quick answers and one timeout started in the window; the median customer waited
+    # 8 ms, the unluckiest 5 s; requests outside [10, 15] are not the fault's.
+    inside = [Outcome(10 + i * 0.5, "read", 200, latency_ms=float(i + 4)) for i in range(9)]
+    r = TrafficResults([Outcome(2, "read", 200, latency_ms=900), *inside,
+                        Outcome(14.9, "write", 0, latency_ms=5000),
+                        Outcome(16, "read", 200, latency_ms=700)])
+    assert percentile_between(r, 50, 10, 15) == 8
+    assert percentile_between(r, 99, 10, 15) == 5000
+    assert percentile_between(r, 50, 0, 20) == 9  # 12 requests: the 6th smallest

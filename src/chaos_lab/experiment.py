@@ -68,6 +68,7 @@ class RunResult:
     healthy_after: bool = False
     recovery_seconds: float | None = None  # fault to last failure; None: never recovered
     fault_window: tuple[float, float] | None = None  # seconds since the traffic started
+    p50_during_fault_ms: float | None = None
     p99_during_fault_ms: float | None = None
     checks: list[Check] = field(default_factory=list)
     timeline: list[dict[str, int]] = field(default_factory=list)
@@ -221,12 +222,13 @@ async def verify(target: Target, spec: Experiment, switches: Switches, result: R
     result.timeline = timeline(results)
     result.latency = latency(results)
     if result.fault_window is not None:
-        result.p99_during_fault_ms = p99_between(results, *result.fault_window)
+        result.p50_during_fault_ms = percentile_between(results, 50, *result.fault_window)
+        result.p99_during_fault_ms = percentile_between(results, 99, *result.fault_window)
     result.checks = judge(spec.hypothesis, Measured(
         failed_requests=result.failed_requests, lost_orders=result.lost,
-        p99_latency_ms=result.p99_during_fault_ms, recovery_seconds=result.recovery_seconds,
-        stock_consistent=result.stock_consistent, dlq=result.dlq,
-        healthy_after=result.healthy_after))
+        p50_latency_ms=result.p50_during_fault_ms, p99_latency_ms=result.p99_during_fault_ms,
+        recovery_seconds=result.recovery_seconds, stock_consistent=result.stock_consistent,
+        dlq=result.dlq, healthy_after=result.healthy_after))
     failed = [c.title for c in result.checks if not c.passed]
     say(f"[{label}] lost orders: {result.lost} of {len(accepted)} accepted; healthy after: "
         f"{result.healthy_after}; DLQ: {result.dlq}; hypothesis "
@@ -289,10 +291,12 @@ def latency(results: TrafficResults) -> list[dict[str, float]]:
     return [{"p50": percentile(b, 50), "p99": percentile(b, 99)} if b else {} for b in buckets]
 
 
-def p99_between(results: TrafficResults, start: float, end: float) -> float | None:
-    """p99 latency of the requests started in [start, end]; None when there were none."""
+def percentile_between(results: TrafficResults, q: float, start: float,
+                       end: float) -> float | None:
+    """The q-th percentile latency of the requests started in [start, end] (failures at
+    their timeout); None when there were none."""
     window = [o.latency_ms for o in results.outcomes if start <= o.at <= end]
-    return percentile(window, 99) if window else None
+    return percentile(window, q) if window else None
 
 
 async def compare(target: Target, spec: Experiment, say: Say = print) -> list[RunResult]:

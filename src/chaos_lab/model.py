@@ -219,6 +219,8 @@ class Hypothesis(_Strict):
     max_lost_orders: int = Field(0, ge=0, description="accepted (201/202), never decided")
     max_p99_latency_ms: float = Field(gt=0, description="p99 of every request during the "
                                                         "fault, failures included")
+    max_p50_latency_ms: float | None = Field(None, gt=0, description=(
+        "p50 (median) of the same requests; absent: measured, not judged"))
     max_recovery_seconds: float = Field(ge=0, description="from the fault to the last failure")
     stock_consistent: bool = True
     dlq_empty: bool = True
@@ -427,10 +429,12 @@ class Measured:
     stock_consistent: bool | None
     dlq: int  # -1: the queue service did not answer
     healthy_after: bool
+    p50_latency_ms: float | None = None  # during the fault
 
 
 def judge(h: Hypothesis, m: Measured) -> list[Check]:
-    """Every tolerance against what was measured; an unmeasured value fails its check."""
+    """Every tolerance against what was measured; an unmeasured value fails its check. A
+    tolerance the hypothesis does not set (``max_p50_latency_ms``) is no check at all."""
     def most(name: str, limit: float, value: float | None, unit: str = "",
              unmeasured: str = "unknown") -> Check:
         return Check(name, "<=", limit, value, value is not None and value <= limit, unit,
@@ -440,9 +444,12 @@ def judge(h: Hypothesis, m: Measured) -> list[Check]:
         return Check(name, "is", True, value, value is True or not wanted)
 
     dlq_empty = None if m.dlq < 0 else m.dlq == 0
+    p50 = [] if h.max_p50_latency_ms is None else [
+        most("p50_latency_during_fault", h.max_p50_latency_ms, m.p50_latency_ms, " ms")]
     return [
         most("failed_requests", h.max_failed_requests, m.failed_requests),
         most("lost_orders", h.max_lost_orders, m.lost_orders),
+        *p50,
         most("p99_latency_during_fault", h.max_p99_latency_ms, m.p99_latency_ms, " ms"),
         most("recovery_time", h.max_recovery_seconds, m.recovery_seconds, " s", "never"),
         must("stock_consistent", h.stock_consistent, m.stock_consistent),

@@ -57,17 +57,30 @@ def table(runs: list[RunResult]) -> Table:
                       for r in runs))
     out.add_row("healthy after, no restart", *(_yes(r.healthy_after) for r in runs))
     out.add_row("fault to last failure", *(_recovery(r) for r in runs))
+    out.add_row("latency during the fault, p50 / p99", *(_during(r) for r in runs))
     out.add_section()
-    for index, check in enumerate(_checks_of(runs)):
+    for check in _checks_of(runs):
         out.add_row(f"{check.title} ({check.expected})",
-                    *(_judged(r.checks[index]) if index < len(r.checks) else "-"
-                      for r in runs))
+                    *(_judged(c) if (c := _check(r, check.name)) else "-" for r in runs))
     out.add_row("hypothesis", *(_run_verdict(r) for r in runs))
     return out
 
 
 def _checks_of(runs: list[RunResult]) -> list[Check]:
     return max((r.checks for r in runs), key=len)
+
+
+def _check(run: RunResult, name: str) -> Check | None:
+    return next((c for c in run.checks if c.name == name), None)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:g} ms"
+
+
+def _during(run: RunResult) -> str:
+    """The customer's wait while the fault was on (measured whether or not it is judged)."""
+    return f"{_ms(run.p50_during_fault_ms)} / {_ms(run.p99_during_fault_ms)}"
 
 
 def _judged(check: Check) -> str:
@@ -155,6 +168,11 @@ def junit(runs: list[RunResult]) -> ET.ElementTree[ET.Element]:
                               failures=str(failures),
                               skipped=str(0 if run.gating else
                                           sum(1 for c in run.checks if not c.passed)))
+        properties = ET.SubElement(suite, "properties")
+        for key in ("p50_during_fault_ms", "p99_during_fault_ms"):
+            value = getattr(run, key)
+            ET.SubElement(properties, "property", name=key,
+                          value="" if value is None else f"{value:g}")
         for check in run.checks:
             case = ET.SubElement(suite, "testcase", classname=name, name=check.name)
             evidence = (f"{check.title}: measured {check.shown(check.measured)}, tolerance "
