@@ -10,3 +10,4 @@ class BenchPart(StrEnum):
     orders = "orders"
     degraded = "degraded"
     drain = "drain"
+    faults = "faults"  # every catalog experiment, short preset: p50/p99 during each fault
