@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from chaos_lab.compose_target import ComposePorts, ComposeTarget
-from chaos_lab.model import RESILIENT_SWITCHES, Switches
+from chaos_lab.model import RESILIENT_SWITCHES, FailoverOptions, Fault, Switches
 from chaos_lab.processes import LabError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,7 +167,10 @@ def healthy_port() -> Iterator[int]:
 @pytest.fixture
 def target(healthy_port: int) -> ComposeTarget:
     ports = ComposePorts(entry=healthy_port, catalog=healthy_port, orders=healthy_port)
-    return ComposeTarget(ROOT, ports=ports, ready_timeout=5, command_timeout=10)
+    target = ComposeTarget(ROOT, ports=ports, ready_timeout=5, command_timeout=10)
+    # no unreachable window (20 s by default) but where a test asks for one
+    target.fault_options(Fault.FAILOVER, FailoverOptions(unreachable=0))
+    return target
 
 
 async def test_apply_recreates_the_services_with_the_settings(docker: Path,
@@ -223,13 +226,68 @@ async def test_failover_kills_the_writer_promotes_its_peer_and_repoints_pgbounce
     assert calls(docker) == [
         [*COMPOSE, "exec", "-T", "postgres", *PSQL, "-c", "SELECT pg_is_in_recovery()"],
         [*COMPOSE, "kill", "postgres"],
+        HOLD,
         [*COMPOSE, "exec", "-T", "postgres-replica", *PSQL,
          "-c", "SELECT pg_promote(true, 60)",
          "-c", "ALTER SYSTEM SET synchronous_standby_names = ''",
          "-c", "SELECT pg_reload_conf()"],
         [*COMPOSE, "exec", "-T", "pgbouncer", "sh", ROUTE, "postgres-replica", "postgres-replica"],
         [*COMPOSE, "kill", "-s", "SIGHUP", "pgbouncer"],
+        TARGET_BACK,
     ]
+
+
+async def test_failover_holds_writer_and_reader_unreachable_for_its_window(
+        docker: Path, target: ComposeTarget) -> None:
+    target.fault_options(Fault.FAILOVER, FailoverOptions(unreachable=1.5))
+    timed: list[tuple[float, str]] = []
+    started = time.monotonic()
+
+    await target.inject("failover", 0, lambda line: timed.append((time.monotonic(), line)))
+
+    took = time.monotonic() - started
+    assert 1.5 <= took < 4, took
+    # both endpoints held before the promotion; routed and resumed only after the window
+    log = calls(docker)
+    hold, route = log.index(HOLD), log.index(
+        [*COMPOSE, "exec", "-T", "pgbouncer", "sh", ROUTE, "postgres-replica",
+         "postgres-replica"])
+    assert hold < log.index([*COMPOSE, "exec", "-T", "postgres-replica", *PSQL,
+                             "-c", "SELECT pg_promote(true, 60)",
+                             "-c", "ALTER SYSTEM SET synchronous_standby_names = ''",
+                             "-c", "SELECT pg_reload_conf()"]) < route
+    assert log[-1] == TARGET_BACK
+    [(_, announced), (resumed_at, resumed)] = timed
+    assert "holds both endpoints (KILL) for 1.5s" in announced
+    assert "RESUME" in resumed and resumed_at - started >= 1.5
+
+
+async def test_failover_without_options_holds_the_labs_default_window(
+        docker: Path, healthy_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = ComposeTarget(ROOT, ports=ComposePorts(entry=healthy_port, catalog=healthy_port,
+                                                    orders=healthy_port))
+    slept: list[float] = []
+    monkeypatch.setattr("chaos_lab.compose_target.time.sleep", slept.append)
+
+    await target.inject("failover", 0, lambda _: None)
+
+    assert len(slept) == 1 and 19 < slept[0] <= 20  # FailoverOptions' 20 s, less the steps
+
+
+async def test_a_failover_stopped_during_its_window_is_resumed_by_the_restore(
+        docker: Path, target: ComposeTarget, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_FAIL", "pg_promote")
+    with pytest.raises(LabError):
+        await target.inject("failover", 0, lambda _: None)
+    assert calls(docker)[-2] == HOLD  # held, then the promotion failed
+    monkeypatch.delenv("FAKE_FAIL")
+    monkeypatch.setenv("FAKE_FAIL", "up -d --no-deps")  # and the rejoin fails too
+    forget(docker)
+
+    with pytest.raises(LabError):
+        await target.restore("failover", lambda _: None)
+
+    assert calls(docker)[-1] == TARGET_BACK
 
 
 async def test_restore_after_failover_rejoins_the_old_writer_as_replica(
@@ -252,6 +310,7 @@ async def test_restore_after_failover_rejoins_the_old_writer_as_replica(
          "-c", "SELECT pg_reload_conf()"],
         [*COMPOSE, "exec", "-T", "pgbouncer", "sh", ROUTE, "postgres-replica", "postgres"],
         [*COMPOSE, "kill", "-s", "SIGHUP", "pgbouncer"],
+        TARGET_BACK,
     ]
 
     # a second failover goes the other way
@@ -293,6 +352,7 @@ LOSE_TARGET = [*ADMIN, "-v", "ON_ERROR_STOP=1", "-XAtq", "-c", "DISABLE shop", "
                "KILL shop", "-c", "DISABLE shop_reader", "-c", "KILL shop_reader"]
 TARGET_BACK = [*ADMIN, "-XAtq", "-c", "RESUME shop", "-c", "ENABLE shop",
                "-c", "RESUME shop_reader", "-c", "ENABLE shop_reader"]
+HOLD = [*ADMIN, "-v", "ON_ERROR_STOP=1", "-XAtq", "-c", "KILL shop", "-c", "KILL shop_reader"]
 IS_WRITER = ["-c", "SELECT pg_is_in_recovery()"]
 STREAMING = ["-c", "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"]
 

@@ -4,10 +4,14 @@ as the local lab, with the faults made through ``docker compose`` commands.
 - settings: ``docker compose up -d --force-recreate`` of the shop's three services with the
   ``SHOP_*`` switches in the environment (the compose file interpolates them), then a wait
   until both APIs are ready and the shop answers through nginx;
-- failover: ``docker compose kill`` the writer node, promote its peer (``pg_promote``), point
-  PgBouncer's two endpoints at it (deploy/compose/pgbouncer/route.sh, then SIGHUP);
+- failover: ``docker compose kill`` the writer node, and PgBouncer holds both endpoints (its
+  admin console's KILL: every connection dropped, new ones wait, refused after its
+  ``query_wait_timeout``) while the peer is promoted (``pg_promote``); when the
+  ``unreachable`` window has passed (counted from the inject, as the lab's), both endpoints
+  point at the new writer (deploy/compose/pgbouncer/route.sh, then SIGHUP) and are resumed;
   restore: start the old writer again, which rejoins as a replica of the new one
-  (deploy/compose/postgres/node.sh), and route the reader endpoint to it;
+  (deploy/compose/postgres/node.sh), route the reader endpoint to it, and resume the
+  endpoints should the inject have stopped during the window;
 - db-outage: PgBouncer loses its target through its admin console (DISABLE + KILL the
   endpoints; RESUME + ENABLE to restore), as the lab's does;
 - brownout: every database answer ``delay`` seconds late: the latency proxy between the
@@ -52,7 +56,7 @@ import httpx
 
 from chaos_lab.aws import ShopResources, client, purge, queue_depth
 from chaos_lab.lab import get_ok
-from chaos_lab.model import Fault, Switches, implementation
+from chaos_lab.model import FailoverOptions, Fault, Switches, implementation
 from chaos_lab.processes import LabError, ToolMissing, run, wait_until
 from chaos_lab.target import Say, WriterChecks, fetch_from
 from shop.db import reset_catalog
@@ -368,16 +372,31 @@ class ComposeTarget(WriterChecks):
         self.route(writer, writer)
 
     def _fail_over(self, say: Say) -> None:
+        started = time.monotonic()
+        unreachable = self.option(Fault.FAILOVER, "unreachable",
+                                  FailoverOptions().unreachable)
         old = self.writer()
         if old is None:
             raise LabError("no PostgreSQL node is a writer: nothing to fail over")
         new = peer(old)
-        say(f"compose: kill {old}, promote {new}, route both endpoints to {new}")
+        say(f"compose: kill {old}; pgbouncer holds both endpoints (KILL) for {unreachable:g}s "
+            f"while {new} is promoted; then both routed to {new} and resumed")
         self.compose("kill", old)
+        self.pgbouncer_admin(*(f"KILL {endpoint}" for endpoint in ENDPOINTS))
         # The new writer has no replica yet: it must not wait for one to commit.
         self.psql(new, "SELECT pg_promote(true, 60)",
                   "ALTER SYSTEM SET synchronous_standby_names = ''", "SELECT pg_reload_conf()")
+        time.sleep(max(0.0, started + unreachable - time.monotonic()))
         self.route(new, new)
+        self._restore_target(say)
+
+    def _failed_over(self, say: Say) -> None:
+        """The failover's restore: the rejoin, and the endpoints resumed whatever happens (an
+        inject stopped during the window leaves them held)."""
+        try:
+            self._rejoin(say)
+        finally:
+            self._restore_target(say)
 
     def _rejoin(self, say: Say) -> None:
         """Idempotent: from a failover or a reader loss, or one that failed half-way, or none
@@ -438,7 +457,7 @@ class ComposeTarget(WriterChecks):
 # Compose's fault registry: (inject, restore) for each fault of the catalog.
 FAULTS: dict[Fault, tuple[Callable[[ComposeTarget, Say], None],
                           Callable[[ComposeTarget, Say], None]]] = {
-    Fault.FAILOVER: (ComposeTarget._fail_over, ComposeTarget._rejoin),
+    Fault.FAILOVER: (ComposeTarget._fail_over, ComposeTarget._failed_over),
     Fault.DB_OUTAGE: (ComposeTarget._lose_target, ComposeTarget._restore_target),
     Fault.BROWNOUT: (ComposeTarget._brownout, ComposeTarget._brownout_over),
     Fault.CREDENTIAL_ROTATION: (ComposeTarget._rotate_credentials,
