@@ -61,7 +61,7 @@ def resources(moto_url: str) -> ShopResources:
 @pytest.fixture(scope="module")
 def env(migrated: str, moto_url: str, resources: ShopResources) -> dict[str, str]:
     return {**resources.settings(moto_url), "SHOP_DATABASE_URL": migrated,
-            "SHOP_BREAKER_RESET_SECONDS": "30"}
+            "SHOP_BREAKER_PROBE_SECONDS": "30"}
 
 
 @pytest.fixture(scope="module")

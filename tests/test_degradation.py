@@ -27,7 +27,7 @@ from shop.settings import Settings
 from support import eventually, metric, serve, shop_traffic
 
 DOWN = "postgresql://shop@127.0.0.1:1/shop"  # nothing listens there
-FAST = {"SHOP_BREAKER_RESET_SECONDS": "1", "SHOP_MIGRATE_MAX_BACKOFF_SECONDS": "0.5",
+FAST = {"SHOP_BREAKER_PROBE_SECONDS": "0.5", "SHOP_MIGRATE_MAX_BACKOFF_SECONDS": "0.5",
         "SHOP_WORKER_WAIT_SECONDS": "1"}
 
 

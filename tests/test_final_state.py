@@ -26,7 +26,7 @@ from orders.main import app as orders_app
 from shop.orders import place_order
 from support import eventually, serve
 
-FAST = {"SHOP_BREAKER_RESET_SECONDS": "1", "SHOP_MIGRATE_MAX_BACKOFF_SECONDS": "0.5",
+FAST = {"SHOP_BREAKER_PROBE_SECONDS": "0.5", "SHOP_MIGRATE_MAX_BACKOFF_SECONDS": "0.5",
         "SHOP_WORKER_WAIT_SECONDS": "1"}
 POISONED = 3  # the product whose every order the trigger below refuses
 

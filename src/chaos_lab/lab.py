@@ -218,7 +218,7 @@ class Lab:
             "SHOP_MIGRATE": "false",
             "SHOP_WORKER_HEALTH_PORT": str(self.s.ports["worker"]),
             "SHOP_WORKER_WAIT_SECONDS": "2",
-            "SHOP_BREAKER_RESET_SECONDS": "3",
+            "SHOP_BREAKER_PROBE_SECONDS": "1",
             **self.resources.settings(self.moto.url),
             **settings,
         }

@@ -22,6 +22,7 @@ import aioboto3
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
+from shop.breaker import Breaker
 from shop.errors import FallbackUnavailable, IdempotencyKeyReused
 from shop.metrics import CACHE_READS, CACHE_REFRESHES, FALLBACKS, OUTBOX_ORDERS
 from shop.orders import Order
@@ -76,31 +77,53 @@ class AwsCalls:
     earlier attempt was sent.
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, breaker: Breaker | None = None,
+                 call_timeout: float | None = None) -> None:
         self.client = client
+        self.breaker = breaker
+        self.call_timeout = call_timeout
         self._slots = asyncio.Semaphore(POOL_CONNECTIONS)
 
     async def __call__(self, method: str, deadline: float | None, **kwargs: Any) -> Any:
+        """With a ``deadline`` (a customer's request) the call also stops after
+        ``call_timeout``. With a ``breaker``: refused at once (``NotSent``) while it is open;
+        a call that fails for any reason but a 4xx answer counts against it."""
+        breaker = self.breaker
+        if breaker is not None and not breaker.closed:
+            raise NotSent(f"{method}: the {breaker.name} breaker is open")
         try:
             async with asyncio.timeout_at(deadline):
                 await self._slots.acquire()
         except TimeoutError as exc:
             raise NotSent(f"{method}: no connection free before the deadline") from exc
+        if deadline is not None and self.call_timeout is not None:
+            deadline = min(deadline, asyncio.get_running_loop().time() + self.call_timeout)
         try:
             async with asyncio.timeout_at(deadline):
-                return await getattr(self.client, method)(**kwargs)
+                result = await getattr(self.client, method)(**kwargs)
+        except Exception as exc:
+            if breaker is not None and not _refused(exc):
+                await breaker.failed(exc)
+            raise
         finally:
             self._slots.release()
+        if breaker is not None:
+            await breaker.succeeded()
+        return result
+
+
+def _refused(exc: BaseException) -> bool:
+    """AWS answered with a 4xx: it is up, the request was refused."""
+    return isinstance(exc, ClientError) and \
+        int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)) < 500
 
 
 def may_have_arrived(exc: BaseException) -> bool:
-    """Could the call that raised ``exc`` have been carried out by AWS? Only no connection,
-    no slot, or an answer of 4xx (the request was refused) say surely not."""
+    """Could the call that raised ``exc`` have been carried out by AWS? Only not sent (no
+    slot, an open breaker), no connection, or an answer of 4xx (refused) say surely not."""
     if isinstance(exc, NotSent | EndpointConnectionError):  # ConnectTimeoutError is one too
         return False
-    if isinstance(exc, ClientError):
-        return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)) >= 500
-    return True
+    return not _refused(exc)
 
 
 class UnprocessedWrites(BotoCoreError):  # type: ignore[misc]
@@ -132,14 +155,16 @@ def _public(product: dict[str, Any]) -> dict[str, Any]:
 class ProductCache:
     """The DynamoDB copy of the catalog: one item per product, hash key ``id`` (Number)."""
 
-    def __init__(self, dynamodb: Any, table: str, refresh_seconds: float) -> None:
+    def __init__(self, dynamodb: Any, table: str, refresh_seconds: float,
+                 scan_timeout: float = 2.0) -> None:
         self.dynamodb = dynamodb
         self.table = table
         self.refresh_seconds = refresh_seconds
+        self.scan_timeout = scan_timeout
         self._latest: dict[int, dict[str, Any]] = {}
         self._dirty = asyncio.Event()
         self._memo: tuple[float, list[dict[str, Any]]] | None = None
-        self._scan_lock = asyncio.Lock()
+        self._scanning: asyncio.Future[None] | None = None
 
     def offer(self, products: list[dict[str, Any]]) -> None:
         """Called with every successful database read; costs a dict update, no I/O."""
@@ -182,38 +207,48 @@ class ProductCache:
         return [_public(p) for p in snapshot], round(time.time() - oldest, 1)
 
     async def _snapshot(self, deadline: float | None) -> list[dict[str, Any]]:
-        """The table, memoised for a second and scanned by one caller at a time: while the
-        breaker is open every read lands here, and one scan a second is plenty for a copy that
-        changes only when the database is back. While a scan is under way the others answer
-        with the copy last read rather than wait for it; when DynamoDB does not answer either,
-        that copy stays in use (its age keeps growing in the answers); with none, it raises.
-        """
+        """The table's copy, scanned at most once a second by one task at a time: while the
+        breaker is open every read lands here, and the copy changes only when the database is
+        back. Stale-while-revalidate: a caller never waits for a scan when there is a copy to
+        answer with (the last scan's, or, before any scan, what this process last read from
+        the database); a stale one starts a scan in the background, and its age keeps
+        growing in the answers while DynamoDB does not answer. With no copy at all the
+        caller waits for the scan, until its deadline; no answer raises."""
         if (memo := self._fresh_memo()) is not None:
             return memo
-        if self._memo is not None and self._scan_lock.locked():
-            return self._memo[1]
+        if self._scanning is None:
+            self._scanning = asyncio.ensure_future(self._rescan())
+        copy = self._memo[1] if self._memo is not None else self._from_database()
+        if copy:
+            return copy
+        async with asyncio.timeout_at(deadline):
+            await asyncio.shield(self._scanning)
+        if self._memo is None:
+            raise EndpointConnectionError(endpoint_url=f"dynamodb table {self.table}")
+        return self._memo[1]
+
+    def _from_database(self) -> list[dict[str, Any]]:
+        return sorted(self._latest.values(), key=lambda p: p["id"])
+
+    async def _rescan(self) -> None:
         try:
-            async with asyncio.timeout_at(deadline), self._scan_lock:
-                if (memo := self._fresh_memo()) is not None:
-                    return memo  # another caller scanned while this one waited
+            async with asyncio.timeout(self.scan_timeout):
                 items = await self._scan()
         except AWS_ERRORS as exc:
-            if self._memo is None:
-                if not self._latest:
-                    raise
+            if self._memo is None and self._latest:
                 # Never read the table, but this process read the database: what it read last
                 # is a copy too (the database and AWS out together).
-                self._memo = (time.monotonic() - 1.0,
-                              sorted(self._latest.values(), key=lambda p: p["id"]))
-            log.warning("catalog cache unreachable (%s): serving the copy read %.0f s ago",
-                        exc, time.monotonic() - self._memo[0])
+                self._memo = (time.monotonic(), self._from_database())
+            elif self._memo is not None:
+                self._memo = (time.monotonic(), self._memo[1])  # try DynamoDB again in 1 s
+            log.warning("catalog cache unreachable (%s): serving the last copy", exc)
             CACHE_READS.labels(outcome="stale").inc()
-            self._memo = (time.monotonic(), self._memo[1])  # try DynamoDB again in 1 s
-            return self._memo[1]
-        CACHE_READS.labels(outcome="ok").inc()
-        self._memo = (time.monotonic(),
-                      sorted((self._product(i) for i in items), key=lambda p: p["id"]))
-        return self._memo[1]
+        else:
+            CACHE_READS.labels(outcome="ok").inc()
+            self._memo = (time.monotonic(),
+                          sorted((self._product(i) for i in items), key=lambda p: p["id"]))
+        finally:
+            self._scanning = None
 
     def _fresh_memo(self) -> list[dict[str, Any]] | None:
         if self._memo is not None and time.monotonic() - self._memo[0] <= 1.0:
@@ -379,14 +414,35 @@ class OrderBuffer:
     have arrived); ``outbox`` holds the orders whose enqueue had an unknown outcome."""
 
     def __init__(self, sqs: Any, dynamodb: Any, queue_url: str, status_table: str,
-                 outbox_max: int = 1000, retry_seconds: float = 2.0) -> None:
+                 outbox_max: int = 1000, retry_seconds: float = 2.0,
+                 settings: Settings | None = None) -> None:
         self.sqs = sqs
         self.dynamodb = dynamodb
         self.queue_url = queue_url
         self.status_table = status_table
-        self._sqs = AwsCalls(sqs)
-        self._dynamodb = AwsCalls(dynamodb)
+        # With settings (the service), each client has a breaker: once AWS is known to be
+        # out, an order is refused at once (503, nothing sent) instead of waiting on it.
+        self.breakers: dict[str, Breaker] = {}
+        call_timeout = None
+        if settings is not None:
+            self.breakers = {name: Breaker(name, settings.breaker_fail_max,
+                                           settings.breaker_probe_seconds,
+                                           probe_timeout=settings.aws_request_timeout)
+                             for name in ("sqs", "dynamodb")}
+            call_timeout = settings.aws_request_timeout
+        self._sqs = AwsCalls(sqs, self.breakers.get("sqs"), call_timeout)
+        self._dynamodb = AwsCalls(dynamodb, self.breakers.get("dynamodb"), call_timeout)
         self.outbox = Outbox(self, outbox_max, retry_seconds)
+
+    async def keep_probing(self) -> None:
+        """Background task: the breakers' probes (a cheap read of the queue and the table)."""
+        probes = {
+            "sqs": lambda: self.sqs.get_queue_attributes(QueueUrl=self.queue_url,
+                                                         AttributeNames=["QueueArn"]),
+            "dynamodb": lambda: self.dynamodb.describe_table(TableName=self.status_table),
+        }
+        await asyncio.gather(*(breaker.keep_probing(probes[name])
+                               for name, breaker in self.breakers.items()))
 
     async def enqueue(self, order: QueuedOrder, deadline: float | None = None) -> None:
         """Durable before the customer hears "accepted": the pending status (so that a 202 can

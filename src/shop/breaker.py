@@ -1,15 +1,17 @@
-"""A circuit breaker per database endpoint, on top of aiobreaker.
+"""A circuit breaker per remote dependency, on top of aiobreaker, probed in the background.
 
-aiobreaker 1.2 keeps the state machine (closed, open, half-open), the failure counter and the
-listeners. Two of its behaviours do not fit a shop, so this wrapper decides what it is told:
+aiobreaker 1.2 keeps the state (closed or open), the failure counter and the listeners
+(metrics, logs). What it does not do is decided here:
 
-* in half-open it lets every concurrent caller through: here exactly one trial call runs at a
-  time (an asyncio lock taken without waiting), the others get the fallback at once;
-* it counts excluded exceptions as successes, so a 404 would close a half-open breaker and
-  reset the failure count: here business answers are not reported to it at all.
-
-Outcomes are reported through aiobreaker's public ``call_async``, so its listeners (metrics,
-logs) see every transition.
+* no customer request is ever a trial. aiobreaker half-opens on the first call after its
+  timeout and lets that caller (and every concurrent one) wait on a dependency that may still
+  hang. Here, while the breaker is open, every call is refused at once, and ``keep_probing``
+  (a background task per breaker) runs a cheap probe every ``probe_seconds`` under
+  ``probe_timeout``; the first probe that succeeds closes the breaker;
+* outcomes are only counted while closed: a call that was in flight when the breaker opened
+  neither reopens nor closes it (the probe decides);
+* business answers (``BusinessError``: a 404, a 409) are not reported at all: aiobreaker would
+  count an excluded exception as a success and reset the failure count.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import aiobreaker
-from aiobreaker import CircuitBreakerError, CircuitBreakerState
+from aiobreaker import CircuitBreakerState
 
 from shop.errors import BusinessError, DatabaseUnavailable
-from shop.metrics import BREAKER_STATE, BREAKER_TRANSITIONS
+from shop.metrics import BREAKER_PROBES, BREAKER_STATE, BREAKER_TRANSITIONS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,58 +60,85 @@ async def _fail(exc: BaseException) -> None:
     raise exc
 
 
+class BreakerOpen(Exception):
+    """Refused without trying: the breaker is open (its probe has not succeeded yet)."""
+
+
 class Breaker:
-    def __init__(self, name: str, fail_max: int, reset_seconds: float) -> None:
+    def __init__(self, name: str, fail_max: int, probe_seconds: float,
+                 probe_timeout: float = 0.5) -> None:
         self.name = name
+        self.probe_seconds = probe_seconds
+        self.probe_timeout = probe_timeout
         self._cb = aiobreaker.CircuitBreaker(
             fail_max=fail_max,
-            timeout_duration=timedelta(seconds=reset_seconds),
+            # Never half-opened by a call: only a successful probe closes it.
+            timeout_duration=timedelta(days=365),
             listeners=[_Listener()],
             name=name,
         )
-        self._trial = asyncio.Lock()
+        self._opened = asyncio.Event()
         BREAKER_STATE.labels(breaker=name).set(0)
 
     @property
     def state(self) -> str:
-        """closed, open, or half-open (open with its recovery time elapsed counts as half-open)."""
-        state = self._cb.current_state
-        if state is CircuitBreakerState.OPEN and self._recovery_elapsed():
-            return "half-open"
-        return _name(state)
+        """closed or open."""
+        return _name(self._cb.current_state)
 
-    def _recovery_elapsed(self) -> bool:
-        # aiobreaker stores opened_at with utcnow() and compares with utcnow() itself.
-        opened_at = self._cb._state_storage.opened_at
-        return opened_at is None or datetime.utcnow() >= opened_at + self._cb.timeout_duration
+    @property
+    def closed(self) -> bool:
+        return self._cb.current_state is CircuitBreakerState.CLOSED
 
-    async def call(self, operation: Callable[[], Awaitable[T]],
-                   trial: Callable[[], Awaitable[T]] | None = None) -> T:
-        """Run ``operation`` if the breaker allows it, else raise DatabaseUnavailable at once.
-        In half-open, ``trial`` (one attempt, no retries) runs instead when given: the trial
-        caller should learn quickly whether the database is back, not spend a retry budget."""
-        state = self.state
-        if state == "closed":
-            return await self._observe(operation)
-        if state == "open" or self._trial.locked():
-            raise DatabaseUnavailable(self.name, CircuitBreakerError("breaker open", None))
-        async with self._trial:  # the single trial call of the half-open state
-            return await self._observe(trial or operation)
+    @property
+    def failing(self) -> bool:
+        """Closed, but its last reported outcome was a failure: the dependency is failing for
+        others right now, so a caller should not spend a retry budget on it."""
+        return self.closed and self._cb.fail_counter > 0
 
-    async def _observe(self, operation: Callable[[], Awaitable[T]]) -> T:
+    async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run ``operation`` if the breaker is closed, else raise DatabaseUnavailable at once.
+        The operation's DatabaseUnavailable counts as a failure, its result as a success."""
+        if not self.closed:
+            raise DatabaseUnavailable(self.name, BreakerOpen("breaker open"))
         try:
             result = await operation()
         except BusinessError:
             raise  # the database answered: neither a failure nor a success
         except DatabaseUnavailable as exc:
-            await self._report(_fail, exc)
+            await self.failed(exc)
             raise
-        await self._report(_succeed)
+        await self.succeeded()
         return result
 
+    async def succeeded(self) -> None:
+        if self.closed:
+            await self._report(_succeed)
+
+    async def failed(self, exc: BaseException) -> None:
+        if self.closed:
+            await self._report(_fail, exc)
+            if not self.closed:
+                self._opened.set()
+
+    async def keep_probing(self, probe: Callable[[], Awaitable[object]]) -> None:
+        """Background task for the process's lifetime: while open, ``probe`` every
+        ``probe_seconds`` (each bounded by ``probe_timeout``); the first success closes."""
+        while True:
+            await self._opened.wait()
+            await asyncio.sleep(self.probe_seconds)
+            try:
+                async with asyncio.timeout(self.probe_timeout):
+                    await probe()
+            except Exception as exc:  # still out: stay open, probe again
+                BREAKER_PROBES.labels(breaker=self.name, outcome="failed").inc()
+                log.debug("breaker %s: probe failed: %s: %s", self.name, type(exc).__name__, exc)
+                continue
+            BREAKER_PROBES.labels(breaker=self.name, outcome="ok").inc()
+            self._opened.clear()
+            self._cb.close()  # the listener logs and counts open -> closed
+
     async def _report(self, outcome: Callable[..., Awaitable[None]], *args: Any) -> None:
-        # A report can race with a transition made by a concurrent call (aiobreaker raises
-        # CircuitBreakerError when it opens, or when it is still open): the state is already
-        # what it should be, and the caller's own outcome is what it must see.
-        with suppress(CircuitBreakerError, DatabaseUnavailable):
+        # A failure comes back raised (and as CircuitBreakerError when it opens the breaker);
+        # the caller's own outcome is what it must see.
+        with suppress(Exception):
             await self._cb.call_async(outcome, *args)

@@ -105,8 +105,11 @@ class Endpoint:
         url: str,
         settings: Settings,
         breaker: Breaker | None = None,
+        *,
+        primary: bool = False,
     ) -> None:
         self.name = name
+        self.primary = primary  # the writer endpoint: its node must not be in recovery
         self.url = url
         self.resilient = settings.enable_proxy
         self.breaker = breaker
@@ -177,7 +180,7 @@ class Endpoint:
         attempts = _Attempts(self, operation, deadline, detach)
         if self.breaker is None:
             return await attempts.with_retry()
-        return await self.breaker.call(attempts.with_retry, trial=attempts.single)
+        return await self.breaker.call(attempts.with_retry)
 
     async def timed(self, operation: Operation[T], *, deadline: float | None = None,
                     detach: bool = False) -> tuple[T, float]:
@@ -195,6 +198,15 @@ class Endpoint:
         else:
             await self._run_fragile(select_one)
         return round((time.perf_counter() - started) * 1000, 2)
+
+    async def probe(self) -> None:
+        """The breaker's background probe: one round trip on a pooled or new connection; on
+        the writer endpoint, the node must also be a primary (after a failover the endpoint
+        can still lead to the demoted writer for a while: it answers, but refuses writes)."""
+        in_recovery = await self._run_once(
+            lambda conn: conn.fetchval("SELECT pg_is_in_recovery()"), _Progress())
+        if self.primary and in_recovery:
+            raise asyncpg.ReadOnlySQLTransactionError("the writer endpoint leads to a standby")
 
     async def _run_once(self, operation: Operation[T], progress: _Progress) -> T:
         assert self._pool is not None, "Endpoint.open() was not awaited"
@@ -250,6 +262,9 @@ class _Attempts(Generic[T]):
 
     async def with_retry(self) -> T:
         budget = self.endpoint._settings.retry_budget_seconds
+        breaker = self.endpoint.breaker
+        if breaker is not None and breaker.failing:
+            budget = 0  # failing for others right now: one attempt, then the fallback
         if self.deadline is not None:
             budget = min(budget, self.deadline - asyncio.get_running_loop().time())
         retrying = AsyncRetrying(
@@ -267,15 +282,6 @@ class _Attempts(Generic[T]):
                 raise self._unavailable(exc) from exc
             raise
         raise AssertionError("unreachable: tenacity either returns or raises")
-
-    async def single(self) -> T:
-        """One attempt, its connection errors as DatabaseUnavailable: a half-open trial."""
-        try:
-            return await self._one()
-        except Exception as exc:
-            if is_connection_error(exc):
-                raise self._unavailable(exc) from exc
-            raise
 
     async def _one(self) -> T:
         attempt = self.endpoint._run_once(self.operation, self.progress)
@@ -317,17 +323,21 @@ class _Attempts(Generic[T]):
 
 @asynccontextmanager
 async def open_endpoint(
-    name: str, url: str, settings: Settings, *, migrate: bool
+    name: str, url: str, settings: Settings, *, migrate: bool, primary: bool = False,
 ) -> AsyncIterator[Endpoint]:
-    """An endpoint for a process's lifetime: its breaker (with degradation on), its pool, and
-    the background task that prepares the schema while the process already answers."""
+    """An endpoint for a process's lifetime: its breaker (with degradation on) and the
+    breaker's background probe, its pool, and the background task that prepares the schema
+    while the process already answers. ``primary``: the writer endpoint."""
     breaker = None
     if settings.enable_degradation:
-        breaker = Breaker(name, settings.breaker_fail_max, settings.breaker_reset_seconds)
-    endpoint = Endpoint(name, url, settings, breaker)
+        breaker = Breaker(name, settings.breaker_fail_max, settings.breaker_probe_seconds,
+                          probe_timeout=settings.fallback_after_seconds)
+    endpoint = Endpoint(name, url, settings, breaker, primary=primary)
     await endpoint.open()
     async with AsyncExitStack() as stack:
         stack.push_async_callback(endpoint.close)
+        if breaker is not None:
+            run_in_background(stack, breaker.keep_probing(endpoint.probe), name=f"probe-{name}")
         run_in_background(stack, prepare_until_ready(
             endpoint, migrate=migrate, max_backoff=settings.migrate_max_backoff_seconds,
         ), name=f"prepare-{name}")

@@ -11,6 +11,10 @@ REQUEST_SECONDS = Histogram(
 BREAKER_STATE = Gauge(
     "shop_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open", ["breaker"]
 )
+BREAKER_PROBES = Counter(
+    "shop_breaker_probes_total", "Background probes of an open breaker, by outcome",
+    ["breaker", "outcome"],
+)
 BREAKER_TRANSITIONS = Counter(
     "shop_breaker_transitions_total", "Circuit breaker transitions by new state",
     ["breaker", "state"],

@@ -64,12 +64,19 @@ class Settings(BaseSettings):
     # How long the catalog keeps its encoded product list (0: every request reads).
     catalog_max_age_seconds: float = Field(1.0, ge=0)
 
-    # Circuit breakers (one per database endpoint per process).
+    # Circuit breakers (one per database endpoint per process): open after this many
+    # infrastructure failures in a row; while open no request waits on the database, and a
+    # background probe (bounded by fallback_after_seconds) tries it every probe interval:
+    # the first that succeeds closes the breaker.
     breaker_fail_max: int = Field(3, ge=1)
-    breaker_reset_seconds: float = Field(5.0, gt=0)
+    breaker_probe_seconds: float = Field(1.0, gt=0)
 
     # AWS resources, created by Terraform, compose or the lab; never by the services.
     aws_timeout: float = Field(2.0, gt=0)
+    # On a customer's request (the fallbacks), each AWS call waits this long at most. Such
+    # failures count against that client's breaker: once open, orders that cannot be queued
+    # are refused at once (503) until its background probe sees AWS answer again.
+    aws_request_timeout: float = Field(0.5, gt=0)
     order_queue_url: str | None = None
     product_cache_table: str | None = None
     order_status_table: str | None = None

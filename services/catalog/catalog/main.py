@@ -32,7 +32,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.enable_degradation and settings.product_cache_table:
             (dynamodb,) = await open_clients(stack, settings, "dynamodb")
             cache = ProductCache(dynamodb, settings.product_cache_table,
-                                 settings.cache_refresh_seconds)
+                                 settings.cache_refresh_seconds, scan_timeout=settings.aws_timeout)
             run_in_background(stack, cache.keep_fresh(), name="catalog-cache")
             app.state.cache = cache
 

@@ -29,7 +29,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         writer = await stack.enter_async_context(
             open_endpoint("worker-writer", settings.writer_url, settings,
-                          migrate=settings.migrate)
+                          migrate=settings.migrate, primary=True)
         )
         # The receive long-polls for up to worker_wait_seconds: its read timeout must outlast it.
         (sqs,) = await open_clients(stack, settings, "sqs",

@@ -17,9 +17,10 @@ a reason) in the order-status table, so ``GET /orders/{id}`` never says ``pendin
 the worker writes it when it dead-letters a message itself, and a watcher reads the DLQ for
 the messages the redrive policy moved behind its back (a worker that crashed holding one).
 
-While the writer's breaker is not closed the worker does not receive at all: it probes the
-database with a ping, so a long outage does not burn receive counts and push good orders into
-the dead-letter queue. Redelivery is safe: place_order is idempotent on the order id.
+While the writer's breaker is not closed the worker does not receive at all (the breaker's
+background probe closes it once the writer answers), so a long outage does not burn receive
+counts and push good orders into the dead-letter queue. Redelivery is safe: place_order is
+idempotent on the order id.
 """
 
 from __future__ import annotations
@@ -134,17 +135,10 @@ class OrderWorker:
             await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
 
     async def database_usable(self) -> bool:
-        """True when the breaker is closed; otherwise a ping is the breaker's trial call."""
-        if not self.writer.ready.is_set():
-            return False
+        """True when the schema is in place and the breaker is closed (its background probe
+        closes it once the writer answers again)."""
         breaker = self.writer.breaker
-        if breaker is None or breaker.state == "closed":
-            return True
-        try:
-            await self.writer.run(lambda conn: conn.fetchval("SELECT 1"))
-        except (DatabaseUnavailable, DatabaseNotReady):
-            return False
-        return True
+        return self.writer.ready.is_set() and (breaker is None or breaker.closed)
 
     async def receive(self) -> list[dict[str, Any]]:
         response = await self.sqs.receive_message(

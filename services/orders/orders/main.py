@@ -25,7 +25,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     async with AsyncExitStack() as stack:
         app.state.endpoint = await stack.enter_async_context(
-            open_endpoint("writer", settings.writer_url, settings, migrate=settings.migrate)
+            open_endpoint("writer", settings.writer_url, settings, migrate=settings.migrate,
+                          primary=True)
         )
         app.state.buffer = None
         if settings.enable_degradation and settings.order_queue_url \
@@ -34,10 +35,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             # (shop.aws.AwsCalls); the outbox is the retry.
             sqs, dynamodb = await open_clients(stack, settings, "sqs", "dynamodb", attempts=1)
             buffer = OrderBuffer(sqs, dynamodb, settings.order_queue_url,
-                                 settings.order_status_table, settings.outbox_max_orders)
+                                 settings.order_status_table, settings.outbox_max_orders,
+                                 settings=settings)
             app.state.buffer = buffer
             stack.push_async_callback(last_flush, buffer)
             run_in_background(stack, buffer.outbox.keep_sending(), name="outbox")
+            run_in_background(stack, buffer.keep_probing(), name="aws-probes")
 
             async def health_extras() -> dict[str, Any]:
                 return await buffer.check()
