@@ -314,6 +314,44 @@ async def test_cache_copy_outlives_dynamodb_going_away(
             await cold.read_all()
 
 
+async def test_a_stale_copy_is_served_at_once_while_dynamodb_hangs(
+        aws: ShopResources, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stale-while-revalidate: DynamoDB accepting connections and never answering (frozen,
+    or a black-holed route) costs no customer a wait when a copy exists; the rescan runs in
+    the background, bounded by its own timeout, one at a time."""
+    for name, value in aws_env.items():
+        monkeypatch.setenv(name, value)
+    products = [{"id": 1, "name": "Widget", "price": 9.5, "stock": 3}]
+    connections = 0
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.read()  # holds the connection until the client gives up
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, AsyncExitStack() as stack:
+        (dynamodb,) = await open_clients(stack, Settings(), "dynamodb")
+        cache = ProductCache(dynamodb, aws.cache_table, refresh_seconds=60, scan_timeout=0.5)
+        await cache.write(products)
+        assert (await cache.read_all())[0] == products
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        (hung,) = await open_clients(stack, Settings(aws_timeout=5), "dynamodb")
+        cache.dynamodb = hung
+        await asyncio.sleep(1.1)  # past the one-second memo: the next read wants a rescan
+        for _ in range(20):
+            started = time.monotonic()
+            served, _ = await cache.read_all(deadline=asyncio.get_running_loop().time() + 4)
+            assert served == products
+            assert time.monotonic() - started < 0.05
+            await asyncio.sleep(0.05)
+        assert connections == 1  # one rescan in flight at a time, not one per read
+        await asyncio.sleep(0.6)  # the rescan timed out: the copy stays, aged
+        served, age = await cache.read_all()
+        assert served == products and age is not None and age >= 1.5
+
+
 async def test_long_poll_outlasts_the_read_timeout(
         aws: ShopResources, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker's receive waits up to SHOP_WORKER_WAIT_SECONDS on an empty queue: a read

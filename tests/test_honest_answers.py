@@ -257,6 +257,13 @@ async def test_aws_hung_during_an_outage_every_answer_in_time_and_true(
     slowest = max(seconds for seconds, _, _ in answers)
     # The budget plus scheduling noise on a shared machine, still under the client's 5 s.
     assert slowest < budget + 0.9, f"an answer took {slowest:.1f}s (budget {budget}s)"
+    # Customers do not wait on the fault: only the orders in flight before the AWS breakers
+    # opened waited for a timeout (the database's fallback_after, then aws_request_timeout);
+    # every later one was refused at once, nothing sent.
+    settings = Settings()
+    waited = [s for s, _, _ in answers if s > 0.3]
+    assert len(waited) <= 3 * settings.breaker_fail_max, sorted(waited)
+    assert slowest < settings.fallback_after_seconds + settings.aws_request_timeout + 0.5
     statuses = Counter(status for _, status, _ in answers)
     assert set(statuses) <= {202, 503}, statuses
     accepted = {body["order_id"] for _, status, body in answers if status == 202}
