@@ -173,7 +173,7 @@ def test_a_file_may_set_the_p50_tolerance_and_its_preset_may_change_it(tmp_path:
                              "{max_failed_requests: 2, max_p50_latency_ms: 50}"))
     assert experiments.experiment(str(path)).hypothesis.max_p50_latency_ms == 20
     assert experiments.experiment(str(path), "short").hypothesis.max_p50_latency_ms == 50
-    assert experiments.experiment("failover").hypothesis.max_p50_latency_ms is None
+    assert experiments.experiment("failover").hypothesis.max_p50_latency_ms == 20  # the goal
     path.write_text(GOOD.replace("max_recovery_seconds: 1}",
                                  "max_recovery_seconds: 1, max_p50_latency_ms: 0}"))
     with pytest.raises(LabError, match=r"hypothesis\.max_p50_latency_ms: Input should be "

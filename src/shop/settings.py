@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     # On a customer's request (the fallbacks), each AWS call waits this long at most. Such
     # failures count against that client's breaker: once open, orders that cannot be queued
     # are refused at once (503) until its background probe sees AWS answer again.
-    aws_request_timeout: float = Field(0.5, gt=0)
+    aws_request_timeout: float = Field(0.3, gt=0)
     order_queue_url: str | None = None
     product_cache_table: str | None = None
     order_status_table: str | None = None
