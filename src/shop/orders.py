@@ -10,15 +10,24 @@ row under another id, and is rejected instead of replayed or placed.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 import asyncpg
 
-from shop.errors import IdempotencyKeyReused, InsufficientStock, ProductNotFound
+from shop.db import Endpoint
+from shop.errors import (
+    DatabaseUnavailable,
+    IdempotencyKeyReused,
+    InsufficientStock,
+    ProductNotFound,
+)
 
 # "failed" lives only in the order-status table: an order that never reached the database
 # (its message was dead-lettered).
@@ -92,10 +101,156 @@ async def place_order(
     row = await conn.fetchrow(
         f"SELECT {ORDER_COLUMNS} FROM place_order($1, $2, $3, $4)",
         order_id, product_id, quantity, idempotency_key, timeout=COMMIT_TIMEOUT_SECONDS)
+    return _outcome(row, order_id, product_id, quantity)
+
+
+def _outcome(row: asyncpg.Record | None, order_id: uuid.UUID, product_id: int,
+             quantity: int) -> Order:
+    """What the order function answered for this order."""
     if row is not None and row["id"] != order_id:
         # The key belongs to another order (another body): that one stands.
         return Order(order_id, product_id, quantity, "rejected", REASON_KEY_REUSED)
     return _order(row)
+
+
+class OrderRequest(Protocol):
+    """An order to place (``shop.aws.QueuedOrder`` is one)."""
+
+    @property
+    def order_id(self) -> uuid.UUID: ...
+    @property
+    def product_id(self) -> int: ...
+    @property
+    def quantity(self) -> int: ...
+    @property
+    def idempotency_key(self) -> str | None: ...
+
+
+async def place_orders(conn: asyncpg.Connection, requests: list[OrderRequest]) -> list[Order]:
+    """``place_order`` for several orders in one round trip and one transaction (the SQL
+    function ``place_orders``, migration 0006, which calls ``place_order`` for each, in this
+    order): each keeps its own id and outcome. Committed or failed as a whole."""
+    rows = await conn.fetch(
+        f"SELECT {ORDER_COLUMNS} FROM place_orders($1, $2, $3, $4)",
+        [r.order_id for r in requests], [r.product_id for r in requests],
+        [r.quantity for r in requests], [r.idempotency_key for r in requests],
+        timeout=COMMIT_TIMEOUT_SECONDS)
+    return [_outcome(row, r.order_id, r.product_id, r.quantity)
+            for row, r in zip(rows, requests, strict=True)]
+
+
+# Group commit ------------------------------------------------------------------------------
+
+MAX_BATCH = 100  # orders in one call at most; the others go in the next
+
+
+@dataclass(eq=False)
+class _Waiting:
+    request: OrderRequest
+    deadline: float
+    placed: asyncio.Future[Order] = field(default_factory=lambda: _quiet_future())
+
+
+def _quiet_future() -> asyncio.Future[Order]:
+    """A future whose exception counts as seen even when its caller has gone."""
+    future: asyncio.Future[Order] = asyncio.get_running_loop().create_future()
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return future
+
+
+class GroupCommit:
+    """Concurrent orders for one product, in one process, placed by one call.
+
+    While a call for a product is in flight its next orders wait, and go together as the next
+    call as soon as it ends (a lone order goes at once: there is no timer). On a hot product
+    that is one transaction, one commit and one turn at the row lock for many orders, instead
+    of one each. Every order keeps its own id and outcome; a call that fails gives its error
+    (``DatabaseUnavailable`` with the call's ``may_have_applied``) to every order in it, and
+    the breaker hears one outcome per call (``Endpoint.run``).
+
+    An order is sent only once a connection is in hand: until then it waits, and its deadline
+    there means it was never sent (``may_have_applied=False``), and never will be. Once sent,
+    its call is neither cancelled by its deadline nor by its caller going away: the others
+    share it, and a COMMIT is never cut short (``Endpoint.run(detach=True)``); that caller
+    hears ``may_have_applied=True``.
+    """
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self._waiting: dict[int, list[_Waiting]] = {}  # per product, in arrival order
+        self._calls: dict[int, asyncio.Task[None]] = {}  # per product, the one sending
+
+    async def place(self, request: OrderRequest, deadline: float) -> tuple[Order, float]:
+        """The order's outcome and how long it took, in milliseconds."""
+        started = time.perf_counter()
+        product = request.product_id
+        waiting = _Waiting(request, deadline)
+        self._waiting.setdefault(product, []).append(waiting)
+        if product not in self._calls:
+            self._calls[product] = asyncio.create_task(self._send(product),
+                                                       name=f"orders-{product}")
+        try:
+            async with asyncio.timeout_at(deadline):
+                placed = await asyncio.shield(waiting.placed)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            queue = self._waiting.get(product, [])
+            sent = waiting not in queue
+            if not sent:
+                queue.remove(waiting)  # never sent, and now never will be
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise DatabaseUnavailable(self.endpoint.name, exc, may_have_applied=sent) from None
+        return placed, round((time.perf_counter() - started) * 1000, 2)
+
+    async def _send(self, product: int) -> None:
+        """Calls for ``product`` one after another while orders wait for it."""
+        try:
+            while self._waiting.get(product):
+                await self._call(product)
+        finally:
+            del self._calls[product]
+            if not self._waiting.get(product):
+                self._waiting.pop(product, None)
+
+    async def _call(self, product: int) -> None:
+        batch: list[_Waiting] | None = None
+
+        async def operation(conn: asyncpg.Connection) -> list[Order]:
+            nonlocal batch
+            if batch is None:  # the first attempt takes the orders waiting now; a retry
+                queue = self._waiting[product]  # sends the same ones again (a replay)
+                batch, queue[:MAX_BATCH] = queue[:MAX_BATCH], []
+            if not batch:
+                return []
+            return await place_orders(conn, [w.request for w in batch])
+
+        # Bounded by the latest deadline of the orders waiting; each stops waiting at its own.
+        deadline = max(w.deadline for w in self._waiting[product])
+        try:
+            placed = await self.endpoint.run(operation, deadline=deadline, detach=True)
+        except Exception as exc:
+            if batch is None:  # failed before it had a connection: nothing was sent
+                queue = self._waiting[product]
+                batch, queue[:] = queue[:], []
+            for waiting in batch:
+                if not waiting.placed.done():
+                    waiting.placed.set_exception(exc)
+            return
+        assert batch is not None
+        for waiting, order in zip(batch, placed, strict=True):
+            if not waiting.placed.done():
+                waiting.placed.set_result(order)
+
+
+_group_commits: weakref.WeakKeyDictionary[Endpoint, GroupCommit] = weakref.WeakKeyDictionary()
+
+
+def group_commit(endpoint: Endpoint) -> GroupCommit:
+    """The endpoint's GroupCommit (one per endpoint, made on first use)."""
+    found = _group_commits.get(endpoint)
+    if found is None:
+        found = _group_commits[endpoint] = GroupCommit(endpoint)
+    return found
 
 
 def raise_for_rejection(order: Order) -> Order:

@@ -1,5 +1,6 @@
-"""Order routes: thin. The transaction itself is shop.orders.place_order; when the writer is
-out the order goes to the SQS buffer and the customer gets 202 with an id to look up.
+"""Order routes: thin. The transaction itself is shop.orders.place_order, grouped with the
+process's concurrent orders for the same product (shop.orders.GroupCommit); when the writer
+is out the order goes to the SQS buffer and the customer gets 202 with an id to look up.
 
 Every answer is true: 201 is committed; 202 is on the queue, or may already be in the
 database or on the queue and is held by the outbox until the queue surely has it; 4xx and
@@ -33,7 +34,13 @@ from shop.errors import (
     OrderNotFound,
 )
 from shop.metrics import FALLBACKS
-from shop.orders import Order, fetch_order, order_id_for, place_order, raise_for_rejection
+from shop.orders import (
+    Order,
+    fetch_order,
+    group_commit,
+    order_id_for,
+    raise_for_rejection,
+)
 from shop.schemas import OrderAccepted, OrderPublic, Source, errors
 from shop.web import SERVED_BY, DeadlineDep, EndpointDep, database_deadline
 
@@ -73,20 +80,16 @@ async def create_order(
     request = QueuedOrder(order_id_for(idempotency_key, order.product_id, order.quantity),
                           order.product_id, order.quantity, idempotency_key)
 
-    async def transaction(conn: asyncpg.Connection) -> Order:
-        placed = await place_order(conn, request.order_id, request.product_id,
-                                   request.quantity, request.idempotency_key)
-        return raise_for_rejection(placed)
-
     try:
-        placed, latency_ms = await writer.timed(
-            transaction, deadline=database_deadline(deadline, buffer is not None), detach=True)
+        # Placed together with this process's other orders for the product (group commit).
+        placed, latency_ms = await group_commit(writer).place(
+            request, deadline=database_deadline(deadline, buffer is not None))
     except DB_OUT as exc:
         if buffer is None:
             raise
         may_exist = isinstance(exc, DatabaseUnavailable) and exc.may_have_applied
         return await queue_order(buffer, request, deadline, may_exist)
-    return public(placed, "database", db_latency_ms=latency_ms)
+    return public(raise_for_rejection(placed), "database", db_latency_ms=latency_ms)
 
 
 async def queue_order(buffer: OrderBuffer, request: QueuedOrder, deadline: float,
