@@ -28,6 +28,7 @@ import httpx
 
 from chaos_lab import processes
 from chaos_lab.bench import BenchPart
+from chaos_lab.bench import faults as fault_part
 from chaos_lab.experiment import NO_DEGRADATION
 from chaos_lab.lab import Lab, get_ok
 from chaos_lab.processes import (
@@ -114,6 +115,7 @@ class Figures:
     degraded_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
     drain: tuple[int, float] | None = None
     rss_mib: dict[str, float] = field(default_factory=dict)
+    faults: list[fault_part.FaultRow] = field(default_factory=list)
 
     @staticmethod
     def median(results: list[WrkResult], attr: str) -> float:
@@ -178,6 +180,8 @@ class Figures:
             lines += ["", "### 4. Worker drain", "",
                       f"{count} queued orders applied in {seconds:.1f} s: "
                       f"**{count / seconds:.0f} orders/s**"]
+        if self.faults:
+            lines += ["", *fault_part.markdown(self.faults)]
         lines += ["", "### 5. Resident memory after the run", "", "| process | RSS MiB |",
                   "| --- | ---: |"]
         lines += [f"| {k} | {v:.0f} |" for k, v in self.rss_mib.items()]
@@ -487,6 +491,8 @@ def run(lab: Lab, runs: int = 3, seconds: float = 10, connections: int = 50,
             asyncio.run(bench.degraded())
         if "drain" in parts:
             asyncio.run(bench.drain())
+        if "faults" in parts:
+            bench.figures.faults = asyncio.run(fault_part.measure(lab, say=say))
         bench.memory()
     finally:
         bench.close()
