@@ -15,9 +15,9 @@ import asyncpg
 import pytest
 from moto.server import ThreadedMotoServer
 
-from chaos_lab.aws import ShopResources, create_resources
-from chaos_lab.pgbouncer import PgBouncer
-from chaos_lab.postgres import PostgresNode
+from chaos_lab.local.aws import ShopResources, create_resources
+from chaos_lab.local.pgbouncer import PgBouncer
+from chaos_lab.local.postgres import PostgresNode
 from chaos_lab.processes import free_port, give_to_service_user
 from shop.db import apply_migrations, reset_catalog
 

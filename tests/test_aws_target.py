@@ -14,15 +14,15 @@ import boto3
 import httpx
 import pytest
 
-from chaos_lab.aws_target import (
+from chaos_lab.model import Fault, Switches
+from chaos_lab.processes import LabError
+from chaos_lab.targets.aws import (
     REQUIRED_OUTPUTS,
     TEMPLATE_OUTPUTS,
     AwsTarget,
     Deployment,
     load_outputs,
 )
-from chaos_lab.model import Fault, Switches
-from chaos_lab.processes import LabError
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account

@@ -8,7 +8,7 @@ from functools import partial
 import pytest
 
 from chaos_lab.bench.runner import ENQUEUE_ALONE, QUEUED, Figures, WrkResult, parse_wrk, wrk
-from chaos_lab.lab import get_ok
+from chaos_lab.local.lab import get_ok
 from chaos_lab.processes import LabError, free_port, spawn, stop_process, wait_until
 
 

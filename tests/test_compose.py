@@ -21,10 +21,9 @@ import boto3
 import pytest
 import yaml
 
-from chaos_lab import aws as lab_aws
-from chaos_lab.compose_target import NODES, PASSED_THROUGH, ROUTE, ComposePorts
-from chaos_lab.pgbouncer import READER_DB, WRITER_DB
-from chaos_lab.postgres import CATALOG_USER, ORDERS_USER
+from chaos_lab.local import aws as lab_aws
+from chaos_lab.local.pgbouncer import READER_DB, WRITER_DB
+from chaos_lab.local.postgres import CATALOG_USER, ORDERS_USER
 from chaos_lab.processes import (
     as_service_user,
     free_port,
@@ -34,6 +33,7 @@ from chaos_lab.processes import (
     stop_process,
     wait_until,
 )
+from chaos_lab.targets.compose import NODES, PASSED_THROUGH, ROUTE, ComposePorts
 from shop.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,14 +168,14 @@ def test_build_contexts_and_dockerfiles_exist() -> None:
 
 
 def test_moto_is_the_labs_patched_emulator() -> None:
-    """moto and aws-init build one image: moto's server with src/chaos_lab/moto_server.py
+    """moto and aws-init build one image: moto's server with src/chaos_lab/local/moto_server.py
     (the lab's SQS fix), the moto the lab and the tests use (tests/test_dockerfiles.py lints
     the Dockerfile itself)."""
     for service in ("moto", "aws-init"):
         assert SERVICES[service]["build"] == {"context": ".",
                                               "dockerfile": "deploy/compose/moto/Dockerfile"}
     text = dockerfile("moto")
-    assert "COPY src/chaos_lab/moto_server.py /opt/chaos-shop/moto_server.py" in text
+    assert "COPY src/chaos_lab/local/moto_server.py /opt/chaos-shop/moto_server.py" in text
     assert '"/opt/chaos-shop/moto_server.py", "-H", "0.0.0.0", "-p", "5000"' in text
     assert 5000 in published("moto") and "EXPOSE 5000" in text
     assert SERVICES["aws-init"]["entrypoint"][0] == "python"  # boto3 comes with moto
@@ -328,7 +328,8 @@ def test_pgbouncer_endpoints_point_at_the_postgres_services(tmp_path: Path) -> N
                       READER_DB: "host=postgres-replica port=5432 dbname=shop"}
     ini = (DEPLOY / "pgbouncer" / "pgbouncer.ini").read_text()
     assert "%include /tmp/pgbouncer/databases.ini" in ini  # where route.sh writes by default
-    assert re.search(r"^pool_mode = session$", ini, re.M)  # as the lab's (chaos_lab.pgbouncer)
+    # as the lab's (chaos_lab.local.pgbouncer)
+    assert re.search(r"^pool_mode = session$", ini, re.M)
 
 
 # Plays the host's psql for start.sh: the node named by FAKE_WRITER is the writer, the other

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from chaos_lab.postgres import USER, PostgresNode
+from chaos_lab.local.postgres import USER, PostgresNode
 from orders.main import app as orders_app
 from support import eventually, serve
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from chaos_lab import compose_target
-from chaos_lab.compose_target import ComposePorts, ComposeTarget
 from chaos_lab.model import RESILIENT_SWITCHES, FailoverOptions, Fault, Switches
 from chaos_lab.processes import LabError
+from chaos_lab.targets import compose as compose_target
+from chaos_lab.targets.compose import ComposePorts, ComposeTarget
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ["docker", "compose", "-f", str(ROOT / "docker-compose.yml")]

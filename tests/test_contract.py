@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from chaos_lab.aws import ShopResources, create_resources
+from chaos_lab.local.aws import ShopResources, create_resources
 from chaos_lab.processes import free_port, spawn, stop_process, wait_until
 
 CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from catalog.main import app as catalog_app
-from chaos_lab.aws import ShopResources, client, queue_depth
+from chaos_lab.local.aws import ShopResources, client, queue_depth
 from chaos_lab.processes import free_port
 from conftest import Cluster
 from order_worker.app import app as worker_app

@@ -188,8 +188,8 @@ def test_the_emulator_image_is_the_labs_moto() -> None:
     wanted = next(d for d in lab if d.startswith("moto"))
     assert Requirement(wanted).specifier.contains(pinned[1]), (wanted, pinned[1])
     copied = [s.args.split() for s in steps if s.keyword == "COPY"]
-    assert copied == [["src/chaos_lab/moto_server.py", "/opt/chaos-shop/moto_server.py"],
-                      ["src/chaos_lab/latency_proxy.py", "/opt/chaos-shop/latency_proxy.py"]]
+    assert copied == [["src/chaos_lab/local/moto_server.py", "/opt/chaos-shop/moto_server.py"],
+                      ["src/chaos_lab/local/latency_proxy.py", "/opt/chaos-shop/latency_proxy.py"]]
     assert install < index(steps, "COPY", "")  # the code changes more often than moto
     cmd = only(steps, "CMD").exec_form
     assert cmd == ["python", "/opt/chaos-shop/moto_server.py", "-H", "0.0.0.0", "-p", "5000"]

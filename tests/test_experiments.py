@@ -21,7 +21,7 @@ from chaos_lab import experiment as experiments
 from chaos_lab import report
 from chaos_lab.cli import app
 from chaos_lab.experiment import RunResult
-from chaos_lab.lab import Lab
+from chaos_lab.local.lab import Lab
 from chaos_lab.model import (
     EXPERIMENTS_DIR,
     Fault,
@@ -34,7 +34,7 @@ from chaos_lab.model import (
     load,
 )
 from chaos_lab.processes import LabError, free_port
-from chaos_lab.target import Say
+from chaos_lab.targets.base import Say
 
 runner = CliRunner()
 

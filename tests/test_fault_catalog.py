@@ -15,8 +15,8 @@ import pytest
 
 from chaos_lab import experiment as experiments
 from chaos_lab.experiment import RunResult
-from chaos_lab.lab import Lab
-from chaos_lab.local_target import LocalTarget
+from chaos_lab.local.lab import Lab
+from chaos_lab.local.postgres import APP_USERS
 from chaos_lab.model import (
     BrownoutOptions,
     FailoverOptions,
@@ -25,7 +25,7 @@ from chaos_lab.model import (
     catalog,
     load,
 )
-from chaos_lab.postgres import APP_USERS
+from chaos_lab.targets.local import LocalTarget
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from chaos_lab.aws import MAX_RECEIVES, ShopResources, client
-from chaos_lab.postgres import PostgresNode
+from chaos_lab.local.aws import MAX_RECEIVES, ShopResources, client
+from chaos_lab.local.postgres import PostgresNode
 from order_worker.app import app as worker_app
 from orders.main import app as orders_app
 from shop.orders import place_order

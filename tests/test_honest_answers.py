@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from catalog.main import app as catalog_app
-from chaos_lab.aws import MotoServer, ShopResources, create_resources, queue_depth
-from chaos_lab.postgres import PostgresNode
+from chaos_lab.local.aws import MotoServer, ShopResources, create_resources, queue_depth
+from chaos_lab.local.postgres import PostgresNode
 from chaos_lab.processes import free_port
 from order_worker.app import app as worker_app
 from orders.main import app as orders_app

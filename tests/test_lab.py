@@ -8,8 +8,8 @@ import pytest
 
 from chaos_lab import experiment as experiments
 from chaos_lab import report
-from chaos_lab.lab import Lab
-from chaos_lab.local_target import LocalTarget
+from chaos_lab.local.lab import Lab
+from chaos_lab.targets.local import LocalTarget
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 
 from catalog.main import app as catalog_app
-from chaos_lab.aws import client
-from chaos_lab.postgres import CATALOG_USER, ORDERS_USER, PostgresNode
+from chaos_lab.local.aws import client
+from chaos_lab.local.postgres import CATALOG_USER, ORDERS_USER, PostgresNode
 from orders.main import app as orders_app
 from shop.db import migration_files
 from shop.orders import place_order

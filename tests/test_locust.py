@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from chaos_lab.lab import Lab
+from chaos_lab.local.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCUST = Path(sys.executable).with_name("locust")

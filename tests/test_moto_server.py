@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from chaos_lab.aws import MotoServer, client
+from chaos_lab.local.aws import MotoServer, client
 from chaos_lab.processes import free_port
 
 
@@ -65,7 +65,7 @@ for name in ("approximate_number_of_messages", "approximate_number_of_messages_d
         return _get(self)
     setattr(Queue, name, property(counting))
 if sys.argv[1] == "patched":
-    import chaos_lab.moto_server
+    import chaos_lab.local.moto_server
 sqs = sqs_backends["123456789012"]["us-east-1"]
 sqs.create_queue("probe")
 for i in range(20):

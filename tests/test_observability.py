@@ -27,7 +27,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 import order_worker.worker as worker_module
 import shop.metrics
-from chaos_lab.aws import ShopResources, client
+from chaos_lab.local.aws import ShopResources, client
 from chaos_lab.processes import free_port
 from order_worker.app import app as worker_app
 from support import eventually, serve

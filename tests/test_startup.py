@@ -3,7 +3,7 @@
 import asyncio
 from pathlib import Path
 
-from chaos_lab.postgres import PostgresNode
+from chaos_lab.local.postgres import PostgresNode
 from chaos_lab.processes import free_port
 from orders.main import app as orders_app
 from shop.db import Endpoint, apply_migrations, migration_files

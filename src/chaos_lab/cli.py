@@ -25,8 +25,7 @@ from rich.table import Table
 from chaos_lab import experiment as experiments
 from chaos_lab import report
 from chaos_lab.bench import BenchPart
-from chaos_lab.lab import DEFAULT_DIR, Lab
-from chaos_lab.local_target import LocalTarget
+from chaos_lab.local.lab import DEFAULT_DIR, Lab
 from chaos_lab.model import (
     EXPERIMENTS_DIR,
     RESILIENT_SWITCHES,
@@ -36,7 +35,8 @@ from chaos_lab.model import (
     load,
 )
 from chaos_lab.processes import LabError
-from chaos_lab.target import Target
+from chaos_lab.targets.base import Target
+from chaos_lab.targets.local import LocalTarget
 
 app = typer.Typer(help="Chaos Shop's lab: the shop as local processes, faults, experiments.",
                   no_args_is_help=True)
@@ -243,11 +243,11 @@ def _target(name: str, directory: Path) -> Target:
     """local: the lab (brought up if it is not); compose: `docker compose up` from this
     folder; aws: what `terraform apply` in infra/ deployed (read from its outputs)."""
     if name == "compose":
-        from chaos_lab.compose_target import ComposeTarget
+        from chaos_lab.targets.compose import ComposeTarget
 
         return ComposeTarget(Path.cwd())
     if name == "aws":
-        from chaos_lab.aws_target import AwsTarget
+        from chaos_lab.targets.aws import AwsTarget
 
         return AwsTarget.from_infra(Path("infra"))
     lab = Lab(directory)

@@ -24,7 +24,7 @@ from chaos_lab.model import (
     judge,
     load,
 )
-from chaos_lab.target import Say, Target
+from chaos_lab.targets.base import Say, Target
 from loadtest.traffic import Outcome, TrafficResults, generate
 
 # Kept for the bench (src/chaos_lab/bench), which restarts the lab with these settings.

@@ -67,7 +67,7 @@ RESILIENT_SWITCHES = Switches()
 
 class Fault(StrEnum):
     """The fault catalog. Adding a fault: a member here, then one entry in each target's
-    registry (``local_target.FAULTS``, ``compose_target.FAULTS``, ``aws_target.FAULTS``)."""
+    registry (``targets.local.FAULTS``, ``targets.compose.FAULTS``, ``targets.aws.FAULTS``)."""
 
     FAILOVER = "failover"
     DB_OUTAGE = "db-outage"

@@ -23,7 +23,7 @@ import hcl2
 import pytest
 import yaml
 
-from chaos_lab.aws_target import REQUIRED_OUTPUTS
+from chaos_lab.targets.aws import REQUIRED_OUTPUTS
 from shop.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -1263,8 +1263,8 @@ def test_reader_loss_reboots_the_tagged_reader() -> None:
 
 
 def test_every_fault_has_its_template_output() -> None:
-    from chaos_lab.aws_target import TEMPLATE_OUTPUTS
     from chaos_lab.model import Fault
+    from chaos_lab.targets.aws import TEMPLATE_OUTPUTS
 
     assert set(TEMPLATE_OUTPUTS) == set(Fault), "every fault has an AWS twin"
     fis_outputs = sub("fis").outputs
@@ -1289,7 +1289,7 @@ def test_dashboard_shows_what_the_experiments_watch() -> None:
 
 def test_outputs_give_the_driver_what_it_needs() -> None:
     missing = set(REQUIRED_OUTPUTS) - set(root().outputs)
-    assert not missing, f"chaos_lab.aws_target reads outputs infra/ does not have: {missing}"
+    assert not missing, f"chaos_lab.targets.aws reads outputs infra/ does not have: {missing}"
     assert root().outputs["enable_proxy"]["value"] == "${var.enable_proxy}"
     assert root().outputs["enable_degradation"]["value"] == "${var.enable_degradation}"
     for name in ("proxy_endpoint", "proxy_reader_endpoint", "cluster_writer_endpoint",

@@ -1,6 +1,6 @@
 """The shop's AWS resources on moto's server, created once when docker compose starts: the
 order queue with its dead-letter queue (10 receives, then the DLQ) and the two DynamoDB
-tables. What Terraform creates on AWS and chaos_lab.aws.create_resources creates for the lab;
+tables. What Terraform creates on AWS and chaos_lab.local.aws.create_resources creates for the lab;
 the services never create them. Idempotent: a second run finds them and changes nothing.
 
 Runs in moto's own image (it has boto3): python create_resources.py

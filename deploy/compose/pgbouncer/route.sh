@@ -1,7 +1,7 @@
 #!/bin/sh
 # Point the writer endpoint (`shop`) and the reader endpoint (`shop_reader`) at PostgreSQL
 # hosts: `route.sh WRITER_HOST READER_HOST`. Takes effect when pgbouncer reloads (SIGHUP);
-# the failover's DNS flip (chaos_lab.compose_target).
+# the failover's DNS flip (chaos_lab.targets.compose).
 set -eu
 if [ $# -ne 2 ]; then
     echo "usage: route.sh WRITER_HOST READER_HOST" >&2

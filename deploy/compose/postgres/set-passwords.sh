@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The credential-rotation fault's first step (chaos_lab.compose_target), on the writer:
+# The credential-rotation fault's first step (chaos_lab.targets.compose), on the writer:
 # new passwords for the app roles from POSTGRES_ORDERS_PASSWORD and POSTGRES_CATALOG_PASSWORD
 # (handed over with `docker compose exec -e NAME`: from the caller's environment, never on a
 # command line), then their sessions ended, so that new connections meet the new password

@@ -7,7 +7,7 @@
 #                       (defaulting to POSTGRES_PASSWORD) if it has none yet: on the first start
 #                       of empty volumes, as the database's roles are (initdb/10-shop.sh);
 #   write.sh --rotate   both rewritten from those variables: the credential-rotation fault's
-#                       second step (chaos_lab.compose_target), after ALTER ROLE on the writer.
+#                       second step (chaos_lab.targets.compose), after ALTER ROLE on the writer.
 # A file is replaced in one rename: a reader never sees half a password.
 set -eu
 if [ -z "${POSTGRES_PASSWORD:-}" ]; then

@@ -13,10 +13,10 @@ from pathlib import Path
 from chaos_lab import experiment as experiments
 from chaos_lab import report
 from chaos_lab.experiment import RunResult
-from chaos_lab.lab import Lab
-from chaos_lab.local_target import LocalTarget
+from chaos_lab.local.lab import Lab
 from chaos_lab.model import EXPERIMENTS_DIR, RESILIENT_SWITCHES, catalog, load
-from chaos_lab.target import Say
+from chaos_lab.targets.base import Say
+from chaos_lab.targets.local import LocalTarget
 
 GOAL_P50_MS = 20.0
 GOAL_P99_MS = 1000.0

@@ -30,7 +30,7 @@ from chaos_lab import processes
 from chaos_lab.bench import BenchPart
 from chaos_lab.bench import faults as fault_part
 from chaos_lab.experiment import NO_DEGRADATION
-from chaos_lab.lab import Lab, get_ok
+from chaos_lab.local.lab import Lab, get_ok
 from chaos_lab.processes import (
     PG_BIN,
     LabError,
@@ -39,7 +39,7 @@ from chaos_lab.processes import (
     stop_process,
     wait_until,
 )
-from chaos_lab.target import RESILIENT, Say, fetch_from
+from chaos_lab.targets.base import RESILIENT, Say, fetch_from
 from shop.aws import OrderBuffer, QueuedOrder, client_config
 from shop.settings import Settings
 

@@ -5,9 +5,9 @@ chunk the server sends is handed to the client that much later, in order: each d
 answer arrives late, the requests themselves are not held back. The standard library only,
 so that it also runs as a plain file in any Python image (compose runs it in moto's).
 
-    python -m chaos_lab.latency_proxy serve --listen 127.0.0.1:6433 --upstream 127.0.0.1:6432
-    python -m chaos_lab.latency_proxy set 3      # the brownout
-    python -m chaos_lab.latency_proxy set 0      # its restore
+    python -m chaos_lab.local.latency_proxy serve --listen 127.0.0.1:6433 --upstream 127.0.0.1:6432
+    python -m chaos_lab.local.latency_proxy set 3      # the brownout
+    python -m chaos_lab.local.latency_proxy set 0      # its restore
 
 The delay lives in a control file (``--control``, default ``$LATENCY_CONTROL``), read again
 every tenth of a second, so the fault starts and ends without a restart.

@@ -15,8 +15,8 @@ as the local lab, with the faults made through ``docker compose`` commands.
 - db-outage: PgBouncer loses its target through its admin console (DISABLE + KILL the
   endpoints; RESUME + ENABLE to restore), as the lab's does;
 - brownout: every database answer ``delay`` seconds late: the latency proxy between the
-  services and PgBouncer (src/chaos_lab/latency_proxy.py in moto's image) is told the delay with
-  ``docker compose exec``; restore: a delay of 0;
+  services and PgBouncer (src/chaos_lab/local/latency_proxy.py in moto's image) is told the
+  delay with ``docker compose exec``; restore: a delay of 0;
 - credential-rotation: new passwords for the app roles on the writer (ALTER ROLE, their
   sessions ended: deploy/compose/postgres/set-passwords.sh), then ``gap`` seconds later at
   their source: the services' password files (the one-shot ``secrets`` again, ``--rotate``)
@@ -54,11 +54,11 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from chaos_lab.aws import ShopResources, client, purge, queue_depth
-from chaos_lab.lab import get_ok
+from chaos_lab.local.aws import ShopResources, client, purge, queue_depth
+from chaos_lab.local.lab import get_ok
 from chaos_lab.model import FailoverOptions, Fault, Switches, implementation
 from chaos_lab.processes import LabError, ToolMissing, run, wait_until
-from chaos_lab.target import Say, WriterChecks, fetch_from
+from chaos_lab.targets.base import Say, WriterChecks, fetch_from
 from shop.db import reset_catalog
 
 NODES = ("postgres", "postgres-replica")

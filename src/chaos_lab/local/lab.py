@@ -24,11 +24,11 @@ from typing import Any
 import asyncpg
 import httpx
 
-from chaos_lab.aws import MotoServer, ShopResources, create_resources, purge, queue_depth
-from chaos_lab.latency_proxy import write_delay
+from chaos_lab.local.aws import MotoServer, ShopResources, create_resources, purge, queue_depth
+from chaos_lab.local.latency_proxy import write_delay
+from chaos_lab.local.pgbouncer import READER_DB, WRITER_DB, PgBouncer
+from chaos_lab.local.postgres import APP_USERS, CATALOG_USER, ORDERS_USER, PostgresNode
 from chaos_lab.model import Switches
-from chaos_lab.pgbouncer import READER_DB, WRITER_DB, PgBouncer
-from chaos_lab.postgres import APP_USERS, CATALOG_USER, ORDERS_USER, PostgresNode
 from chaos_lab.processes import (
     LabError,
     free_port,
@@ -38,7 +38,7 @@ from chaos_lab.processes import (
     spawn,
     wait_until,
 )
-from chaos_lab.target import RESILIENT
+from chaos_lab.targets.base import RESILIENT
 from shop.db import reset_catalog
 
 DEFAULT_DIR = Path(".lab")
@@ -143,7 +143,7 @@ class Lab:
     def _start_latency_proxy(self) -> None:
         write_delay(self.latency_control, 0)
         port = self.s.ports["latency-proxy"]
-        proc = spawn([sys.executable, "-m", "chaos_lab.latency_proxy", "--control",
+        proc = spawn([sys.executable, "-m", "chaos_lab.local.latency_proxy", "--control",
                       str(self.latency_control), "serve", "--listen", f"127.0.0.1:{port}",
                       "--upstream", f"127.0.0.1:{self.s.ports['pgbouncer']}"],
                      self.root / "logs" / "latency-proxy.log")

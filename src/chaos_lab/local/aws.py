@@ -110,7 +110,7 @@ class MotoServer:
         return self._proc.pid if self._proc is not None else 0
 
     def start(self) -> None:
-        self._proc = spawn([sys.executable, "-m", "chaos_lab.moto_server", "-H", "127.0.0.1",
+        self._proc = spawn([sys.executable, "-m", "chaos_lab.local.moto_server", "-H", "127.0.0.1",
                             "-p", str(self.port)], self.log)
         wait_until(lambda: port_open(self.port), f"moto on port {self.port}")
 

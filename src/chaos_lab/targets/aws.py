@@ -33,7 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chaos_lab.model import Fault, Switches, implementation
 from chaos_lab.processes import LabError, run
-from chaos_lab.target import Say
+from chaos_lab.targets.base import Say
 
 # The outputs of infra/outputs.tf this driver reads (the infra tests check they exist).
 REQUIRED_OUTPUTS = (

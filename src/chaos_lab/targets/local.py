@@ -17,9 +17,10 @@ from typing import Protocol
 
 import asyncpg
 
-from chaos_lab.aws import queue_depth
-from chaos_lab.lab import Lab
-from chaos_lab.latency_proxy import write_delay
+from chaos_lab.local.aws import queue_depth
+from chaos_lab.local.lab import Lab
+from chaos_lab.local.latency_proxy import write_delay
+from chaos_lab.local.postgres import APP_USERS
 from chaos_lab.model import (
     BrownoutOptions,
     CredentialRotationOptions,
@@ -30,8 +31,7 @@ from chaos_lab.model import (
     WorkerCrashOptions,
     implementation,
 )
-from chaos_lab.postgres import APP_USERS
-from chaos_lab.target import Say, WriterChecks, fetch_from
+from chaos_lab.targets.base import Say, WriterChecks, fetch_from
 
 
 class LocalFault(Protocol):

@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chaos_lab.postgres import APP_USERS, DATABASE, PASSWORD, USER
+from chaos_lab.local.postgres import APP_USERS, DATABASE, PASSWORD, USER
 from chaos_lab.processes import (
     LabError,
     give_to_service_user,

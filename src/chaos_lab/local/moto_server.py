@@ -9,7 +9,7 @@ a send took 11 ms on an empty queue and 30 ms behind 400 messages (``py-spy reco
 moto process, BENCHMARKS.md). Both now skip the three counts. Everything else is moto as it
 ships; the tests run moto unpatched.
 
-    python -m chaos_lab.moto_server -H 127.0.0.1 -p 5000
+    python -m chaos_lab.local.moto_server -H 127.0.0.1 -p 5000
 """
 
 from __future__ import annotations
