@@ -301,6 +301,10 @@ class Lab:
                 os.killpg(pid, signal.SIGKILL)
 
     def down(self, log: Any = print) -> None:
+        if self.state_file.exists():
+            # Another process (an `experiment run`) may have restarted services since this
+            # object read the state: stop what is running now, not what ran then.
+            self.state = LabState(**json.loads(self.state_file.read_text()))
         if self.state is None:
             log("lab is not up")
             return
