@@ -9,7 +9,8 @@ REQUEST_SECONDS = Histogram(
     "shop_http_request_seconds", "HTTP request duration by route", ["route", "method"]
 )
 BREAKER_STATE = Gauge(
-    "shop_breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open", ["breaker"]
+    "shop_breaker_state", "Circuit breaker state: 0 closed, 2 open (a background probe closes it)",
+    ["breaker"],
 )
 BREAKER_PROBES = Counter(
     "shop_breaker_probes_total", "Background probes of an open breaker, by outcome",
