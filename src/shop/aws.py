@@ -234,7 +234,7 @@ class ProductCache:
         try:
             async with asyncio.timeout(self.scan_timeout):
                 items = await self._scan()
-        except AWS_ERRORS as exc:
+        except Exception as exc:  # AWS out, or an item this version cannot read
             if self._memo is None and self._latest:
                 # Never read the table, but this process read the database: what it read last
                 # is a copy too (the database and AWS out together).
@@ -427,7 +427,7 @@ class OrderBuffer:
         if settings is not None:
             self.breakers = {name: Breaker(name, settings.breaker_fail_max,
                                            settings.breaker_probe_seconds,
-                                           probe_timeout=settings.aws_request_timeout)
+                                           probe_timeout=settings.aws_timeout)
                              for name in ("sqs", "dynamodb")}
             call_timeout = settings.aws_request_timeout
         self._sqs = AwsCalls(sqs, self.breakers.get("sqs"), call_timeout)

@@ -59,10 +59,11 @@ class PasswordSource:
             return self._value
         async with self._lock:
             if self._stale and time.monotonic() - self._read_at >= MIN_REREAD_SECONDS:
-                self._read_at = time.monotonic()
                 try:
                     value = await self._read()
+                    self._read_at = time.monotonic()  # a read that failed may be retried
                 except Exception as exc:  # the source is out too: keep what we had
+                    self._read_at = time.monotonic()
                     log.warning("database password source %s unreadable: %s: %s",
                                 self.describe, type(exc).__name__, exc)
                     if self._value is None:

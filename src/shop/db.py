@@ -92,7 +92,10 @@ def is_connection_error(exc: BaseException) -> bool:
         | asyncpg.ReadOnlySQLTransactionError  # 25006 after a writer was demoted
         # 55P03: the order function's lock_timeout (migration 0005): the row is held by
         # someone else; the statement failed whole, and waiting longer would hold a connection.
-        | asyncpg.LockNotAvailableError,
+        | asyncpg.LockNotAvailableError
+        # 40P01: two batches of the group commit holding the same ids in opposite order; the
+        # loser's statement was rolled back whole, and a retry replays it.
+        | asyncpg.DeadlockDetectedError,
     )
 
 
@@ -330,8 +333,12 @@ async def open_endpoint(
     while the process already answers. ``primary``: the writer endpoint."""
     breaker = None
     if settings.enable_degradation:
+        # A probe keeps no customer waiting: it may take a whole new connection (TCP, TLS,
+        # SCRAM, a password read from its source) and its round trip. Cut shorter, a slow
+        # connect after a failover would keep the breaker open with the database up.
         breaker = Breaker(name, settings.breaker_fail_max, settings.breaker_probe_seconds,
-                          probe_timeout=settings.fallback_after_seconds)
+                          probe_timeout=settings.db_connect_timeout
+                          + settings.fallback_after_seconds)
     endpoint = Endpoint(name, url, settings, breaker, primary=primary)
     await endpoint.open()
     async with AsyncExitStack() as stack:

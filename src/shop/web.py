@@ -161,6 +161,7 @@ def create_app(
             # What start-up made (modules, the app, pools, clients) lives as long as the
             # process: out of the collector's sight, a full collection no longer walks it.
             # Under load those walks were the orders' p99 (50-270 ms each, BENCHMARKS.md).
+            gc.collect()  # start-up's garbage goes now, not frozen with the rest
             gc.freeze()
             yield
 
