@@ -14,7 +14,6 @@ import asyncio
 import json
 import time
 import uuid
-import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
@@ -191,20 +190,20 @@ class GroupCommit:
                                                        name=f"orders-{product}")
         try:
             async with asyncio.timeout_at(deadline):
-                placed = await asyncio.shield(waiting.placed)
+                await asyncio.shield(waiting.placed)
         except (TimeoutError, asyncio.CancelledError) as exc:
-            if isinstance(exc, TimeoutError) and waiting.placed.done() \
-                    and waiting.placed.exception() is None:
-                placed = waiting.placed.result()  # placed as the deadline struck: say so
-                return placed, round((time.perf_counter() - started) * 1000, 2)
-            queue = self._waiting.get(product, [])
-            sent = waiting not in queue
-            if not sent:
-                queue.remove(waiting)  # never sent, and now never will be
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            raise DatabaseUnavailable(self.endpoint.name, exc, may_have_applied=sent) from None
-        return placed, round((time.perf_counter() - started) * 1000, 2)
+            # Placed as the deadline struck: that is the answer.
+            landed = waiting.placed.done() and waiting.placed.exception() is None
+            if isinstance(exc, asyncio.CancelledError) or not landed:
+                queue = self._waiting.get(product, [])
+                sent = waiting not in queue
+                if not sent:
+                    queue.remove(waiting)  # never sent, and now never will be
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                raise DatabaseUnavailable(self.endpoint.name, exc,
+                                          may_have_applied=sent) from None
+        return waiting.placed.result(), round((time.perf_counter() - started) * 1000, 2)
 
     async def _send(self, product: int) -> None:
         """Calls for ``product`` one after another while orders wait for it."""
@@ -233,10 +232,11 @@ class GroupCommit:
         try:
             placed = await self.endpoint.run(operation, deadline=deadline, detach=True)
         except Exception as exc:
-            if batch is None:  # failed before it had a connection: nothing was sent
+            failed = batch
+            if failed is None:  # failed before it had a connection: nothing was sent
                 queue = self._waiting[product]
-                batch, queue[:] = queue[:], []
-            for waiting in batch:
+                failed, queue[:] = queue[:], []
+            for waiting in failed:
                 if not waiting.placed.done():
                     waiting.placed.set_exception(exc)
             return
@@ -245,16 +245,6 @@ class GroupCommit:
             if not waiting.placed.done():
                 waiting.placed.set_result(order)
 
-
-_group_commits: weakref.WeakKeyDictionary[Endpoint, GroupCommit] = weakref.WeakKeyDictionary()
-
-
-def group_commit(endpoint: Endpoint) -> GroupCommit:
-    """The endpoint's GroupCommit (one per endpoint, made on first use)."""
-    found = _group_commits.get(endpoint)
-    if found is None:
-        found = _group_commits[endpoint] = GroupCommit(endpoint)
-    return found
 
 
 def raise_for_rejection(order: Order) -> Order:

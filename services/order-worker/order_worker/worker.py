@@ -113,7 +113,7 @@ class OrderWorker:
         while not self.stopping.is_set():
             self.last_poll = time.monotonic()
             try:
-                if not await self.database_usable():
+                if not self.database_usable():
                     await self._pause(1.0)
                     continue
                 messages = await self.receive()
@@ -134,7 +134,7 @@ class OrderWorker:
         with suppress(TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
 
-    async def database_usable(self) -> bool:
+    def database_usable(self) -> bool:
         """True when the schema is in place and the breaker is closed (its background probe
         closes it once the writer answers again)."""
         breaker = self.writer.breaker

@@ -14,6 +14,7 @@ from shop.aws import OrderBuffer, open_clients
 from shop.background import run_in_background
 from shop.db import open_endpoint
 from shop.logs import configure_logging
+from shop.orders import GroupCommit
 from shop.settings import get_settings
 from shop.web import create_app
 
@@ -28,6 +29,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             open_endpoint("writer", settings.writer_url, settings, migrate=settings.migrate,
                           primary=True)
         )
+        # The writer's group commit: concurrent orders for one product, one transaction.
+        app.state.group_commit = GroupCommit(app.state.endpoint)
         app.state.buffer = None
         if settings.enable_degradation and settings.order_queue_url \
                 and settings.order_status_table:

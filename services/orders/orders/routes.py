@@ -34,13 +34,7 @@ from shop.errors import (
     OrderNotFound,
 )
 from shop.metrics import FALLBACKS
-from shop.orders import (
-    Order,
-    fetch_order,
-    group_commit,
-    order_id_for,
-    raise_for_rejection,
-)
+from shop.orders import GroupCommit, Order, fetch_order, order_id_for, raise_for_rejection
 from shop.schemas import OrderAccepted, OrderPublic, Source, errors
 from shop.web import SERVED_BY, DeadlineDep, EndpointDep, database_deadline
 
@@ -53,6 +47,14 @@ class OrderCreate(BaseModel):
 
     product_id: int = Field(ge=1, le=MAX_PRODUCT_ID)
     quantity: int = Field(ge=1, le=MAX_QUANTITY)
+
+
+async def group_commit(request: Request) -> GroupCommit:
+    orders: GroupCommit = request.app.state.group_commit
+    return orders
+
+
+GroupCommitDep = Annotated[GroupCommit, Depends(group_commit)]
 
 
 async def order_buffer(request: Request) -> OrderBuffer | None:
@@ -73,7 +75,7 @@ def public(order: Order, source: Source, **extra: Any) -> OrderPublic:
                               "description": "pending: queued, or held until it surely is"},
                         **errors(404, 409, 413, 422, 503)})
 async def create_order(
-    order: OrderCreate, writer: EndpointDep, buffer: BufferDep, deadline: DeadlineDep,
+    order: OrderCreate, orders: GroupCommitDep, buffer: BufferDep, deadline: DeadlineDep,
     idempotency_key: IdempotencyKey = None,
 ) -> OrderPublic | JSONResponse:
     # Made before the first attempt: retries, the queued copy and repeats all reuse it.
@@ -82,7 +84,7 @@ async def create_order(
 
     try:
         # Placed together with this process's other orders for the product (group commit).
-        placed, latency_ms = await group_commit(writer).place(
+        placed, latency_ms = await orders.place(
             request, deadline=database_deadline(deadline, buffer is not None))
     except DB_OUT as exc:
         if buffer is None:
