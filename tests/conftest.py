@@ -20,6 +20,7 @@ from chaos_lab.local.pgbouncer import PgBouncer
 from chaos_lab.local.postgres import PostgresNode
 from chaos_lab.processes import free_port, give_to_service_user
 from shop.db import apply_migrations, reset_catalog
+from support import cure
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -93,6 +94,20 @@ async def db(shop_db: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(shop_db)
     yield conn
     await conn.close()
+
+
+@pytest.fixture
+async def poisoned_product(db: asyncpg.Connection) -> AsyncIterator[int]:
+    """A trigger that RAISEs on every stock update of product 3: an error that is not the
+    database being out, and that no retry cures until someone drops it (``support.cure``)."""
+    await db.execute("""
+        CREATE FUNCTION test_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'product % refused by a test trigger', NEW.id; END $$""")
+    await db.execute("""
+        CREATE TRIGGER test_poison BEFORE UPDATE ON products FOR EACH ROW
+        WHEN (NEW.id = 3) EXECUTE FUNCTION test_poison()""")
+    yield 3
+    await cure(db)
 
 
 @pytest.fixture(autouse=True)

@@ -72,6 +72,12 @@ async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: fl
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+async def cure(db: Any) -> None:
+    """Drop the ``poisoned_product`` fixture's trigger (conftest.py): the cause is fixed."""
+    await db.execute("DROP TRIGGER IF EXISTS test_poison ON products")
+    await db.execute("DROP FUNCTION IF EXISTS test_poison()")
+
+
 def metric(metrics: httpx.Response, name: str, **labels: str) -> float:
     """One sample's value in a ``/metrics`` answer; 0 when it has not been counted yet."""
     for family in text_string_to_metric_families(metrics.text):
@@ -100,3 +106,105 @@ async def shop_traffic(catalog: httpx.AsyncClient, orders: httpx.AsyncClient,
             status, body = 0, {}
         log.append({"kind": kind, "status": status, "body": body, "at": started})
         await asyncio.sleep(0.05)
+
+
+# Network faults a test stages itself --------------------------------------------------------
+
+
+class BlackHole:
+    """A TCP server that accepts every connection, reads what it is sent and never answers: a
+    dependency that hangs (a request to it has an unknown outcome: it may have been taken)."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._held: list[asyncio.StreamWriter] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> BlackHole:
+        async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self._held.append(writer)
+            while await reader.read(65536):
+                pass
+
+        self._server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._held:
+            writer.close()
+
+
+def refusing_url() -> str:
+    """An address where nothing listens: a call there surely never arrived."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+class SwallowingProxy:
+    """A TCP relay to ``upstream`` (host, port). Once ``arm(n)`` is called, the next ``n``
+    connections that send a chunk containing ``marker`` are black-holed from then on: that
+    chunk and everything after it in both directions is dropped, and the sockets stay open (a
+    stateful firewall that lost the flow, a NAT timeout). Other connections, new ones included,
+    are relayed as usual."""
+
+    def __init__(self, upstream: tuple[str, int], marker: bytes) -> None:
+        self.upstream = upstream
+        self.marker = marker
+        self.port = 0
+        self.swallowed = 0
+        self._armed = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    def arm(self, connections: int) -> None:
+        self._armed = connections
+
+    async def __aenter__(self) -> SwallowingProxy:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        for writer in self._writers:
+            writer.close()
+
+    async def _relay(self, client_r: asyncio.StreamReader,
+                     client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection(*self.upstream)
+        self._writers += [client_w, server_w]
+        black_holed = asyncio.Event()
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                       watch: bool) -> None:
+            while chunk := await src.read(65536):
+                if watch and self._armed and self.marker in chunk and not black_holed.is_set():
+                    self._armed -= 1
+                    self.swallowed += 1
+                    black_holed.set()
+                if black_holed.is_set():
+                    continue  # dropped, and the connection stays open
+                dst.write(chunk)
+                await dst.drain()
+
+        tasks = [asyncio.ensure_future(pipe(client_r, server_w, True)),
+                 asyncio.ensure_future(pipe(server_r, client_w, False))]
+        self._tasks.update(tasks)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for writer in (client_w, server_w):
+            writer.close()

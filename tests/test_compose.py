@@ -34,6 +34,7 @@ from chaos_lab.processes import (
     wait_until,
 )
 from chaos_lab.targets.compose import NODES, PASSED_THROUGH, ROUTE, ComposePorts
+from shop.order_records import UNDECIDED_INDEX
 from shop.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -480,12 +481,17 @@ def test_aws_init_creates_what_the_services_use(moto_url: str,
     assert int(redrive["maxReceiveCount"]) == 10
     assert redrive["deadLetterTargetArn"].endswith(f":{queue_name}-dlq")
     dynamodb = boto3.client("dynamodb", endpoint_url=moto_url, region_name="us-east-1")
-    for table, key, key_type in ((settings["SHOP_PRODUCT_CACHE_TABLE"], "id", "N"),
-                                 (settings["SHOP_ORDER_STATUS_TABLE"], "order_id", "S")):
-        described = dynamodb.describe_table(TableName=table)["Table"]
-        assert described["KeySchema"] == [{"AttributeName": key, "KeyType": "HASH"}]
-        assert described["AttributeDefinitions"] == [
-            {"AttributeName": key, "AttributeType": key_type}]
+    catalog = dynamodb.describe_table(TableName=settings["SHOP_PRODUCT_CACHE_TABLE"])["Table"]
+    assert catalog["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert catalog["AttributeDefinitions"] == [{"AttributeName": "id", "AttributeType": "N"}]
+    # the order table as the lab makes it: its sparse index of undecided orders included
+    orders = dynamodb.describe_table(TableName=settings["SHOP_ORDER_STATUS_TABLE"])["Table"]
+    assert orders["KeySchema"] == lab_aws.ORDER_TABLE["KeySchema"]
+    assert orders["AttributeDefinitions"] == lab_aws.ORDER_TABLE["AttributeDefinitions"]
+    (index,) = orders["GlobalSecondaryIndexes"]
+    (wanted,) = lab_aws.ORDER_TABLE["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == wanted["IndexName"] == UNDECIDED_INDEX
+    assert index["KeySchema"] == wanted["KeySchema"]
     # the same names the lab creates
     lab = lab_aws.create_resources(moto_url)
     assert (lab.queue_url.rsplit("/", 1)[1], lab.cache_table, lab.status_table) == (

@@ -21,14 +21,18 @@ from chaos_lab.processes import free_port
 from conftest import Cluster
 from order_worker.app import app as worker_app
 from orders.main import app as orders_app
-from shop.aws import AWS_ERRORS, ProductCache, open_clients
-from shop.orders import order_id_for
+from shop.aws import AWS_ERRORS, open_clients
+from shop.product_cache import ProductCache
 from shop.settings import Settings
-from support import eventually, metric, serve, shop_traffic
+from support import eventually, serve, shop_traffic
 
 DOWN = "postgresql://shop@127.0.0.1:1/shop"  # nothing listens there
 FAST = {"SHOP_BREAKER_PROBE_SECONDS": "0.5", "SHOP_MIGRATE_MAX_BACKOFF_SECONDS": "0.5",
-        "SHOP_WORKER_WAIT_SECONDS": "1"}
+        "SHOP_WORKER_WAIT_SECONDS": "1",
+        # moto's server runs in this process, sharing its interpreter with the app under test:
+        # on a loaded machine a call can take longer than the 0.3 s AWS answers in, and the
+        # order's answer is then "unknown", true but not what these tests are about
+        "SHOP_AWS_REQUEST_TIMEOUT": "1.0"}
 
 
 def dlq_depth(moto_url: str, aws: ShopResources) -> int:
@@ -170,59 +174,45 @@ async def test_database_down_order_is_202_and_pending_until_the_worker_decides(
     assert await db.fetchval("SELECT stock FROM products WHERE id = 2") == 146
 
 
-async def test_queue_unreachable_is_503_never_202(moto_url: str, aws: ShopResources,
-                                                  aws_env: dict[str, str]) -> None:
-    env = {**aws_env, **FAST, "SHOP_ORDER_QUEUE_URL": aws_env["SHOP_ORDER_QUEUE_URL"] + "-gone"}
+async def test_queue_unreachable_still_accepts_the_order_durably(
+        shop_db: str, db: asyncpg.Connection, moto_url: str, aws: ShopResources,
+        aws_env: dict[str, str]) -> None:
+    """The order table is the order, the queue only a wake-up: with no queue to send to, the
+    order is still accepted (its record written), and the worker's sweep applies it."""
+    env = {**aws_env, **FAST, "SHOP_ORDER_QUEUE_URL": aws_env["SHOP_ORDER_QUEUE_URL"] + "-gone",
+           "SHOP_WORKER_SWEEP_SECONDS": "0.5", "SHOP_WORKER_SWEEP_AFTER_SECONDS": "0"}
     async with serve(orders_app, ready=False, **env, SHOP_DATABASE_URL=DOWN) as orders:
         response = await orders.post("/orders", json={"product_id": 2, "quantity": 1},
                                      headers={"Idempotency-Key": "never-queued"})
-        order_id = str(uuid.uuid4())
-        unknown = await orders.get(f"/orders/{order_id}")
-    assert response.status_code == 503
-    assert response.json() == {"error": "database unavailable, order queue unreachable"}
+        unknown = await orders.get(f"/orders/{uuid.uuid4()}")
+    assert response.status_code == 202, response.text
     assert unknown.status_code == 503  # the database is out: unknown, not "not found"
-    # The pending status written beside the failed send was withdrawn.
-    order_id = str(order_id_for("never-queued", 2, 1))
-    status = client("dynamodb", moto_url).get_item(
-        TableName=aws.status_table, Key={"order_id": {"S": order_id}}, ConsistentRead=True)
-    assert "Item" not in status
+    assert queue_depth(moto_url, aws.queue_url) == 0
+    async with serve(worker_app, **{**env, "SHOP_ORDER_QUEUE_URL": aws.queue_url},
+                     SHOP_DATABASE_URL=shop_db):
+        await eventually(lambda: db.fetchval("SELECT status FROM orders WHERE id = $1",
+                                             uuid.UUID(response.json()["order_id"])),
+                         "the sweep to apply it", timeout=20)
+    assert await db.fetchval("SELECT stock FROM products WHERE id = 2") == 149
 
 
-async def test_repeat_that_cannot_be_queued_keeps_the_first_status(
+async def test_order_table_unreachable_is_never_202(
         moto_url: str, aws: ShopResources, aws_env: dict[str, str]) -> None:
-    """Same Idempotency-Key: the first was queued (202); a repeat that cannot reach the queue
-    is a 503 and must not withdraw the first one's pending status."""
-    order = {"product_id": 2, "quantity": 1}
-    key = {"Idempotency-Key": "twice"}
-    async with serve(orders_app, ready=False, **aws_env, **FAST, SHOP_DATABASE_URL=DOWN) as o:
-        first = await o.post("/orders", json=order, headers=key)
-    gone = {**aws_env, **FAST, "SHOP_ORDER_QUEUE_URL": aws.queue_url + "-gone"}
-    async with serve(orders_app, ready=False, **gone, SHOP_DATABASE_URL=DOWN) as o:
-        repeat = await o.post("/orders", json=order, headers=key)
-        looked_up = await o.get(f"/orders/{first.json()['order_id']}")
-    assert first.status_code == 202 and repeat.status_code == 503
-    assert looked_up.status_code == 200 and looked_up.json()["status"] == "pending"
-
-
-async def test_status_table_unreachable_still_queues_the_order(
-        shop_db: str, db: asyncpg.Connection, moto_url: str, aws: ShopResources,
-        aws_env: dict[str, str]) -> None:
-    """The message is the order: with it on the queue the answer is 202 even though the
-    pending status could not be written, and the worker still applies it."""
+    """No record, no 202: with the order table refusing the write nothing is accepted and
+    nothing is sent. Without a key that is 503 (nothing happened); with one, "unknown": an
+    earlier request with the key may have been accepted, and that cannot be looked up."""
     env = {**aws_env, **FAST, "SHOP_ORDER_STATUS_TABLE": aws.status_table + "-gone"}
     async with serve(orders_app, ready=False, **env, SHOP_DATABASE_URL=DOWN) as orders:
-        before = metric(await orders.get("/metrics"), "shop_fallbacks_total",
-                        kind="order_status_unwritten")
-        response = await orders.post("/orders", json={"product_id": 2, "quantity": 3})
-        after = metric(await orders.get("/metrics"), "shop_fallbacks_total",
-                        kind="order_status_unwritten")
-    assert response.status_code == 202, response.text
-    assert after - before == 1
-    assert queue_depth(moto_url, aws.queue_url) == 1
-    await run_worker_until_drained({**aws_env, **FAST, "SHOP_DATABASE_URL": shop_db},
-                                   moto_url, aws)
-    assert await db.fetchval("SELECT status FROM orders WHERE id = $1",
-                             uuid.UUID(response.json()["order_id"])) == "confirmed"
+        keyless = await orders.post("/orders", json={"product_id": 2, "quantity": 3})
+        keyed = await orders.post("/orders", json={"product_id": 2, "quantity": 3},
+                                  headers={"Idempotency-Key": "refused"})
+    assert keyless.status_code == 503, keyless.text
+    assert keyless.json() == {"error": "database unavailable, order table refused the order"}
+    assert keyless.headers["Retry-After"] == "1"
+    assert keyed.status_code == 504, keyed.text
+    assert keyed.json()["status"] == "unknown" and keyed.headers["Retry-After"] == "1"
+    await asyncio.sleep(0.5)  # a wake-up would be on its way by now
+    assert queue_depth(moto_url, aws.queue_url) == 0
 
 
 async def test_empty_cache_is_503_and_breaker_in_deep_health(aws_env: dict[str, str]) -> None:

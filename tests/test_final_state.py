@@ -1,6 +1,7 @@
-"""A final state for every order, against real PostgreSQL and moto's server: an order whose
-message reaches the dead-letter queue is ``failed`` (with a reason) through the orders API,
-``redrive`` brings it back and ends, and no database error stops the worker."""
+"""A final state for every accepted order, against real PostgreSQL and moto's server: an order
+the worker cannot apply, attempt after attempt, is ``failed`` for good (with a reason) through
+the orders API; a wake-up that reaches the dead-letter queue loses nothing; ``redrive`` ends
+and never reopens a decision; no database error stops the worker."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -19,37 +19,18 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from chaos_lab.local.aws import MAX_RECEIVES, ShopResources, client
+import order_worker.dead_letters as dead_letters_module
+from chaos_lab.local.aws import ShopResources, client
 from chaos_lab.local.postgres import PostgresNode
 from order_worker.app import app as worker_app
 from orders.main import app as orders_app
-from shop.orders import place_order
+from shop.orders import OrderRequest, fail_order
 from support import eventually, serve
 
 FAST = {"SHOP_BREAKER_PROBE_SECONDS": "0.5", "SHOP_MIGRATE_MAX_BACKOFF_SECONDS": "0.5",
-        "SHOP_WORKER_WAIT_SECONDS": "1"}
-POISONED = 3  # the product whose every order the trigger below refuses
-
-
-@pytest.fixture
-async def poisoned_product(db: asyncpg.Connection) -> AsyncIterator[int]:
-    """A trigger that RAISEs on every stock update of one product: an error that is not the
-    database being out, and that no retry cures until someone drops it."""
-    await db.execute("""
-        CREATE FUNCTION final_state_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN RAISE EXCEPTION 'product % refused by a test trigger', NEW.id; END $$""")
-    await db.execute(f"""
-        CREATE TRIGGER final_state_poison BEFORE UPDATE ON products FOR EACH ROW
-        WHEN (NEW.id = {POISONED}) EXECUTE FUNCTION final_state_poison()""")
-    yield POISONED
-    await cure(db)
-
-
-async def cure(db: asyncpg.Connection) -> None:
-    await db.execute("DROP TRIGGER IF EXISTS final_state_poison ON products")
-    await db.execute("DROP FUNCTION IF EXISTS final_state_poison()")
-
-
+        "SHOP_WORKER_WAIT_SECONDS": "1", "SHOP_WORKER_SWEEP_SECONDS": "0.5",
+        "SHOP_WORKER_SWEEP_AFTER_SECONDS": "0", "SHOP_WORKER_RETRY_SECONDS": "0.2"}
+DOWN = "postgresql://shop@127.0.0.1:1/shop"  # nothing listens there
 def body(order_id: str, product_id: int, quantity: int = 1) -> str:
     return json.dumps({"order_id": order_id, "product_id": product_id, "quantity": quantity})
 
@@ -58,20 +39,21 @@ def attribute(value: str) -> dict[str, Any]:
     return {"origin": {"DataType": "String", "StringValue": value}}
 
 
-def put_status(moto_url: str, aws: ShopResources, order_id: str, status: str,
-               product_id: int = 2) -> None:
-    """The status the orders API writes beside a queued order (or the worker's decision)."""
-    client("dynamodb", moto_url).put_item(TableName=aws.status_table, Item={
-        "order_id": {"S": order_id}, "product_id": {"N": str(product_id)},
-        "quantity": {"N": "1"}, "status": {"S": status}, "reason": {"S": ""},
-        "updated_at": {"N": str(time.time())}})
-
-
-def table_status(moto_url: str, aws: ShopResources, order_id: str) -> str | None:
-    item = client("dynamodb", moto_url).get_item(
+def record_of(moto_url: str, aws: ShopResources, order_id: str) -> dict[str, Any] | None:
+    """An order's item in the order table, read consistently."""
+    item: dict[str, Any] | None = client("dynamodb", moto_url).get_item(
         TableName=aws.status_table, Key={"order_id": {"S": order_id}},
         ConsistentRead=True).get("Item")
-    return item["status"]["S"] if item else None
+    return item
+
+
+async def accepted_while_out(env: dict[str, str], product_id: int) -> str:
+    """An order taken by the orders service with the database out: its record is pending
+    in the order table, its wake-up on the queue. Returns its id."""
+    async with serve(orders_app, ready=False, **env, SHOP_DATABASE_URL=DOWN) as orders:
+        answer = await orders.post("/orders", json={"product_id": product_id, "quantity": 1})
+    assert answer.status_code == 202, answer.text
+    return str(answer.json()["order_id"])
 
 
 def counted(name: str, **labels: str) -> float:
@@ -101,100 +83,96 @@ def dead_letters(moto_url: str, aws: ShopResources) -> list[dict[str, Any]]:
         MessageAttributeNames=["All"]).get("Messages", [])
 
 
-async def test_order_still_failing_on_its_tenth_receive_is_failed(
+async def test_an_order_failing_attempt_after_attempt_is_failed_for_good(
         shop_db: str, db: asyncpg.Connection, poisoned_product: int, moto_url: str,
         aws: ShopResources, aws_env: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
-    env = {**aws_env, **FAST, "SHOP_DATABASE_URL": shop_db}
-    order_id = str(uuid.uuid4())
-    sqs = client("sqs", moto_url)
-    sqs.send_message(QueueUrl=aws.queue_url, MessageBody=body(order_id, poisoned_product),
-                     MessageAttributes=attribute("customer-42"))
-    put_status(moto_url, aws, order_id, "pending", poisoned_product)
-    # Nine receives here (a worker would spend about 13 minutes of backoff on them): the
-    # worker's own receive is the last one the redrive policy allows.
-    for _ in range(MAX_RECEIVES - 1):
-        assert sqs.receive_message(QueueUrl=aws.queue_url, VisibilityTimeout=0,
-                                   WaitTimeSeconds=1)["Messages"]
-    before = counted("shop_orders_failed_total", reason="receives_exhausted")
+    """Every attempt meets an error that is not an outage: counted in the order's record,
+    tried again later and later, and after the last one failed for good, in the database,
+    with the last error as its reason; logged and counted once; nothing dead-lettered (the
+    record was the order all along)."""
+    env = {**aws_env, **FAST, "SHOP_WORKER_MAX_ATTEMPTS": "3"}
+    order_id = await accepted_while_out(env, poisoned_product)
+    before = counted("shop_orders_failed_total", reason="attempts_exhausted")
     with caplog.at_level(logging.INFO, logger="order_worker"):
-        async with serve(worker_app, **env), serve(orders_app, **env) as orders:
+        async with serve(worker_app, **env, SHOP_DATABASE_URL=shop_db), \
+                serve(orders_app, **env, SHOP_DATABASE_URL=shop_db) as orders:
             answer = await eventually(lambda: status_is(orders, order_id, "failed"),
                                       "the order to be failed", timeout=30)
+            await asyncio.sleep(1.5)  # more sweeps: nothing changes a decision
+            after = await status_is(orders, order_id, "failed")
 
-    assert answer["reason"].startswith("not applied after 10 receives"), answer
-    assert counted("shop_orders_failed_total", reason="receives_exhausted") - before == 1
+    assert answer["reason"].startswith("not applied after 3 attempts: RaiseError"), answer
+    assert after is not None and answer["source"] == "database"
+    assert counted("shop_orders_failed_total", reason="attempts_exhausted") - before == 1
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("order failed:")]
     assert lines == [f"order failed: {order_id}: {answer['reason']}"]
-    (moved,) = dead_letters(moto_url, aws)  # moved by the worker, the customer's data kept
-    assert moved["Body"] == body(order_id, poisoned_product)
-    assert moved["MessageAttributes"]["origin"]["StringValue"] == "customer-42"
-    assert moved["MessageAttributes"]["dead_letter_reason"]["StringValue"] == answer["reason"]
-    assert await db.fetchval("SELECT count(*) FROM orders") == 0
+    record = record_of(moto_url, aws, order_id)
+    assert record is not None and record["status"]["S"] == "failed"
+    assert "undecided" not in record  # out of the sweep's index
+    assert dead_letters(moto_url, aws) == []
+    assert await db.fetchval("SELECT status FROM orders WHERE id = $1",
+                             uuid.UUID(order_id)) == "failed"
     assert await db.fetchval("SELECT stock FROM products WHERE id = $1", poisoned_product) == 50
 
 
-async def test_dlq_watcher_fails_what_the_redrive_policy_moved(
+async def test_a_dead_lettered_wake_up_loses_nothing(
+        shop_db: str, db: asyncpg.Connection, moto_url: str, aws: ShopResources,
+        aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The redrive policy moves an accepted order's wake-up to the DLQ behind the worker's
+    back: the sweep applies the order all the same, and the watcher clears the wake-up from
+    the DLQ. What needs a person stays there: a message that cannot be read, a wake-up for an
+    order nobody accepted."""
+    monkeypatch.setattr(dead_letters_module, "DLQ_WATCH_SECONDS", 0.5)
+    env = {**aws_env, **FAST}
+    order_id = await accepted_while_out(env, 2)
+    sqs = client("sqs", moto_url)
+    (wake_up,) = sqs.receive_message(QueueUrl=aws.queue_url, WaitTimeSeconds=2)["Messages"]
+    sqs.send_message(QueueUrl=aws.dlq_url, MessageBody=wake_up["Body"])
+    sqs.delete_message(QueueUrl=aws.queue_url, ReceiptHandle=wake_up["ReceiptHandle"])
+    nobody = json.dumps({"order_id": str(uuid.uuid4())})
+    for stray in ("not json at all", nobody):
+        sqs.send_message(QueueUrl=aws.dlq_url, MessageBody=stray)
+
+    async with serve(worker_app, **env, SHOP_DATABASE_URL=shop_db), \
+            serve(orders_app, **env, SHOP_DATABASE_URL=shop_db) as orders:
+        await eventually(lambda: status_is(orders, order_id, "confirmed"),
+                         "the sweep to apply the order", timeout=30)
+        await eventually(lambda: asyncio.to_thread(
+            lambda: sorted(m["Body"] for m in dead_letters(moto_url, aws))
+            == sorted(["not json at all", nobody])),
+            "the watcher to clear the wake-up and leave the rest", timeout=20)
+    assert await db.fetchval("SELECT stock FROM products WHERE id = 2") == 149
+
+
+async def test_redrive_ends_with_a_poison_message_and_never_reopens_a_decision(
         shop_db: str, db: asyncpg.Connection, moto_url: str, aws: ShopResources,
         aws_env: dict[str, str]) -> None:
-    """Messages put straight into the DLQ, as the redrive policy does behind the worker's
-    back: the pending order becomes failed; a decided one (in the status table, or only in
-    the database) keeps its decision."""
-    env = {**aws_env, **FAST, "SHOP_DATABASE_URL": shop_db}
-    lost, decided, committed = (str(uuid.uuid4()) for _ in range(3))
-    put_status(moto_url, aws, lost, "pending")
-    put_status(moto_url, aws, decided, "confirmed")
-    put_status(moto_url, aws, committed, "pending", 4)
-    await place_order(db, uuid.UUID(committed), 4, 1)  # its acknowledgement was lost
-    sqs = client("sqs", moto_url)
-    for order_id, product_id in ((lost, 2), (decided, 2), (committed, 4)):
-        sqs.send_message(QueueUrl=aws.dlq_url, MessageBody=body(order_id, product_id))
-    before = counted("shop_orders_failed_total", reason="dead_lettered")
-
-    async with serve(worker_app, **env), serve(orders_app, **env) as orders:
-        answer = await eventually(lambda: status_is(orders, lost, "failed"),
-                                  "the watcher to fail the order", timeout=30)
-        await eventually(lambda: asyncio.to_thread(
-            lambda: table_status(moto_url, aws, committed) == "confirmed"),
-            "the committed order's decision to be recorded", timeout=30)
-        kept = await status_is(orders, decided, "confirmed")
-
-    assert answer["reason"] == f"dead-lettered after {MAX_RECEIVES} receives"
-    assert answer["product_id"] == 2 and answer["quantity"] == 1
-    assert kept is not None, "a decided order is never failed"
-    assert counted("shop_orders_failed_total", reason="dead_lettered") - before == 1
-    queued = client("sqs", moto_url).get_queue_attributes(
-        QueueUrl=aws.dlq_url, AttributeNames=["All"])["Attributes"]
-    in_dlq = int(queued["ApproximateNumberOfMessages"]) + int(
-        queued["ApproximateNumberOfMessagesNotVisible"])
-    assert in_dlq == 3, "the watcher never deletes: the DLQ waits for a human"
-
-
-async def test_redrive_ends_with_a_poison_message_and_reopens_orders(
-        shop_db: str, db: asyncpg.Connection, poisoned_product: int, moto_url: str,
-        aws: ShopResources, aws_env: dict[str, str]) -> None:
     """With a worker running, redrive moves what the DLQ held when it started: the poison
     message, dead-lettered again at once, is not moved a second time (the command ends);
-    attributes travel with the messages; orders are pending again until decided."""
+    attributes travel with the messages; a wake-up for a failed order (redriven, or cleared
+    from the DLQ by the worker's watcher first) leaves it failed."""
     env = {**aws_env, **FAST, "SHOP_DATABASE_URL": shop_db}
-    poison, stuck = str(uuid.uuid4()), str(uuid.uuid4())
+    poison = str(uuid.uuid4())
+    failed = OrderRequest(uuid.uuid4(), 2, 1)
+    await fail_order(db, failed, "given up by hand")
+    client("dynamodb", moto_url).put_item(TableName=aws.status_table, Item={
+        "order_id": {"S": str(failed.order_id)}, "product_id": {"N": "2"},
+        "quantity": {"N": "1"}, "status": {"S": "failed"}, "reason": {"S": "given up by hand"},
+        "accepted_at": {"N": str(time.time())}})
     sqs = client("sqs", moto_url)
     sqs.send_message(QueueUrl=aws.dlq_url, MessageBody=body(poison, 0),  # never valid
                      MessageAttributes=attribute("poison"))
-    sqs.send_message(QueueUrl=aws.dlq_url, MessageBody=body(stuck, poisoned_product),
-                     MessageAttributes=attribute("stuck"))
-    for order_id in (poison, stuck):
-        put_status(moto_url, aws, order_id, "failed")  # as the worker left them
+    sqs.send_message(QueueUrl=aws.dlq_url, MessageBody=body(str(failed.order_id), 2),
+                     MessageAttributes=attribute("failed"))
 
     async with serve(worker_app, **env), serve(orders_app, **env) as orders:
         redrive = await asyncio.to_thread(
             subprocess.run, [sys.executable, "-m", "order_worker", "redrive"],
             env=aws_env, capture_output=True, text=True, timeout=60)
         assert redrive.returncode == 0, redrive.stderr
-        assert "moved 2 message(s)" in redrive.stdout, redrive.stdout
-        assert poison in redrive.stdout and stuck in redrive.stdout
-
-        # Back to pending, and pending it stays while the trigger refuses it.
-        assert await status_is(orders, stuck, "pending"), "redrive reopens a failed order"
+        assert redrive.stdout.startswith(("moved 1 message(s)", "moved 2 message(s)")), \
+            redrive.stdout
+        assert poison in redrive.stdout
 
         def poison_back_in_dlq() -> dict[str, Any] | None:
             for message in dead_letters(moto_url, aws):
@@ -205,19 +183,17 @@ async def test_redrive_ends_with_a_poison_message_and_reopens_orders(
         again = await eventually(lambda: asyncio.to_thread(poison_back_in_dlq),
                                  "the poison message to be dead-lettered again", timeout=40)
         assert again["MessageAttributes"]["origin"]["StringValue"] == "poison"
-        await eventually(lambda: status_is(orders, poison, "failed"),
-                         "the poison order to be failed again", timeout=30)
-
-        await cure(db)
-        await eventually(lambda: status_is(orders, stuck, "confirmed"),
-                         "the redriven order to be applied once the cause is gone", timeout=40)
+        await asyncio.sleep(2)  # the failed order's wake-up was received and settled
+        kept = await status_is(orders, str(failed.order_id), "failed")
+    assert kept is not None and kept["reason"] == "given up by hand"
+    assert await db.fetchval("SELECT stock FROM products WHERE id = 2") == 150
 
 
 async def test_worker_survives_a_database_error_that_is_not_an_outage(
         shop_db: str, db: asyncpg.Connection, poisoned_product: int, moto_url: str,
         aws: ShopResources, aws_env: dict[str, str]) -> None:
-    """A trigger refusing one product's orders: that message comes back with a growing delay
-    (not the 30 s visibility timeout), every other order is drained."""
+    """A trigger refusing one product's orders: that order is tried again sooner than any
+    visibility timeout (its attempts counted in its record), every other order is drained."""
     env = {**aws_env, **FAST, "SHOP_DATABASE_URL": shop_db}
     sqs = client("sqs", moto_url)
     good = {str(uuid.uuid4()): product for product in (1, 2, 4)}
@@ -225,19 +201,21 @@ async def test_worker_survives_a_database_error_that_is_not_an_outage(
     sqs.send_message(QueueUrl=aws.queue_url, MessageBody=body(refused, poisoned_product))
     for order_id, product_id in good.items():
         sqs.send_message(QueueUrl=aws.queue_url, MessageBody=body(order_id, product_id))
-    before = counted("shop_worker_messages_total", outcome="error")
 
     async def confirmed() -> bool:
         count = await db.fetchval("SELECT count(*) FROM orders WHERE status = 'confirmed'"
                                   " AND id = ANY($1::uuid[])", list(good))
         return bool(count == len(good))
 
+    def attempts() -> int:
+        item = record_of(moto_url, aws, refused) or {}
+        return int(item.get("attempts", {}).get("N", 0))
+
     async with serve(worker_app, **env) as worker:
         await eventually(confirmed, "the other orders to be drained", timeout=30)
-        await eventually(
-            lambda: value(counted("shop_worker_messages_total", outcome="error") - before >= 3),
-            "the refused order to be tried three times, sooner than the visibility timeout",
-            timeout=20)
+        await eventually(lambda: asyncio.to_thread(lambda: attempts() >= 3),
+                         "the refused order to be tried three times, sooner than the "
+                         "visibility timeout", timeout=20)
         health = await worker.get("/health")
     assert health.status_code == 200
     assert await db.fetchval("SELECT count(*) FROM orders WHERE id = $1",

@@ -11,10 +11,9 @@ import asyncpg
 import pytest
 
 from orders.main import app
-from shop.aws import QueuedOrder
 from shop.db import Endpoint
 from shop.errors import DatabaseUnavailable
-from shop.orders import REASON_KEY_REUSED, GroupCommit, Order, order_id_for, place_orders
+from shop.orders import REASON_KEY_REUSED, GroupCommit, Order, OrderRequest, place_orders
 from shop.settings import Settings
 from support import eventually, serve
 
@@ -53,8 +52,8 @@ async def batch_waiting_at_the_lock(db: asyncpg.Connection) -> int:
     return int(await eventually(blocked, "the batch to wait at the row lock", timeout=5))
 
 
-def order(product_id: int, quantity: int = 1, key: str | None = None) -> QueuedOrder:
-    return QueuedOrder(order_id_for(key, product_id, quantity), product_id, quantity, key)
+def order(product_id: int, quantity: int = 1, key: str | None = None) -> OrderRequest:
+    return OrderRequest.new(product_id, quantity, key)
 
 
 def soon(seconds: float) -> float:
@@ -188,7 +187,7 @@ async def test_a_batch_whose_connection_is_killed_leaves_true_answers(
     else:
         assert all(isinstance(a, DatabaseUnavailable) and a.may_have_applied
                    for a in answers), answers
-        assert confirmed == 0  # killed before its commit; the API's outbox sends them again
+        assert confirmed == 0  # killed before its commit: the answers said "may have applied"
 
 
 async def test_deadline_while_waiting_to_join_a_batch_means_never_sent(

@@ -42,6 +42,11 @@ async def test_each_service_runs_as_its_own_role(postgres: PostgresNode, shop_db
                    " VALUES (gen_random_uuid(), 1, 1, 'pending')"),
     (CATALOG_USER, "SELECT count(*) FROM orders"),
     (ORDERS_USER, "DELETE FROM orders"),
+    # A decision is written by the order functions alone, and never rewritten (0007).
+    (ORDERS_USER, "UPDATE orders SET status = 'confirmed'"),
+    (ORDERS_USER, "INSERT INTO orders (id, product_id, quantity, status)"
+                  " VALUES (gen_random_uuid(), 1, 1, 'confirmed')"),
+    (ORDERS_USER, "UPDATE products SET stock = 0"),
     (ORDERS_USER, "UPDATE products SET price = 0"),
     (ORDERS_USER, "INSERT INTO products (id, name, price, stock) VALUES (99, 'x', 1, 1)"),
     (ORDERS_USER, "DROP TABLE orders"),

@@ -25,7 +25,7 @@ import yaml
 from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
-import order_worker.worker as worker_module
+import order_worker.queue_depth as worker_module
 import shop.metrics
 from chaos_lab.local.aws import ShopResources, client
 from chaos_lab.processes import free_port
@@ -127,7 +127,7 @@ def test_every_dashboard_metric_is_one_the_shop_exports() -> None:
     # what the dashboard is for: none of these may silently fall off it
     assert {"shop_http_requests_total", "shop_http_request_seconds_bucket",
             "shop_breaker_state", "shop_breaker_transitions_total", "shop_fallbacks_total",
-            "shop_outbox_orders", "shop_requests_shed_total", "shop_queue_messages",
+            "shop_orders_outcome_unknown_total", "shop_requests_shed_total", "shop_queue_messages",
             "shop_worker_messages_total", "shop_orders_failed_total"} <= queried
 
 

@@ -17,3 +17,10 @@ def run_in_background(stack: AsyncExitStack, coro: Coroutine[Any, Any, Any],
 
     stack.push_async_callback(cancel)
     return task
+
+
+async def pause(stopping: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less if ``stopping`` is set meanwhile (a loop's wait between
+    rounds, which must not hold up a shutdown)."""
+    with suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), timeout=seconds)

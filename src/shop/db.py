@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -33,6 +34,7 @@ from shop.background import run_in_background
 from shop.breaker import Breaker
 from shop.credentials import PasswordSource
 from shop.errors import DatabaseNotReady, DatabaseUnavailable
+from shop.metrics import DETACHED_WRITES
 from shop.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,22 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     a statement that pins the client to its database connection (asyncpg issue #1153). The
     shop sets no session state (no SET, LISTEN, cursors or session advisory locks), and an open
     transaction is still rolled back by the pool before this runs."""
+
+
+def keep_alive(conn: asyncpg.Connection, timeout: float) -> None:
+    """TCP keepalive and TCP_USER_TIMEOUT on a connection's socket, so that a peer gone
+    without a word (a dropped route, a NAT or firewall that forgot the flow: nothing answers,
+    nothing resets) is noticed within ``timeout`` seconds and the operation on it fails as a
+    connection error, instead of waiting for the commit timeout (a day)."""
+    transport = getattr(conn, "_transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return  # a unix socket: no network between the two ends
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", timeout / 3), ("TCP_KEEPINTVL", timeout / 6),
+                          ("TCP_KEEPCNT", 3), ("TCP_USER_TIMEOUT", timeout * 1000)):
+        if hasattr(socket, option):  # Linux; elsewhere the system's keepalive defaults
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), max(1, int(value)))
 
 
 def is_auth_error(exc: BaseException) -> bool:
@@ -123,9 +141,24 @@ class Endpoint:
         self._connection_lock = asyncio.Lock()
         self.ready = asyncio.Event()  # set once the schema is known to be in place
         # Writes left to finish past their caller's deadline (``run(detach=True)``) each keep a
-        # pooled connection: at most half the pool, so that they never starve everything else.
+        # pooled connection: at most half the pool, so that they never starve everything else,
+        # and none past ``db_detached_write_seconds``, when its connection is closed.
         self.detached = 0
         self.max_detached = max(1, settings.db_pool_max_size // 2)
+        self.detached_bound = settings.db_detached_write_seconds
+
+    @property
+    def writes_stuck(self) -> bool:
+        """Every detached slot taken: the process refuses writes until one ends."""
+        return self.detached >= self.max_detached
+
+    def _count_detached(self, change: int) -> None:
+        self.detached += change
+        DETACHED_WRITES.labels(endpoint=self.name).set(self.detached)
+
+    async def _tune(self, conn: asyncpg.Connection) -> None:
+        """Every new connection: see ``keep_alive``."""
+        keep_alive(conn, self._settings.db_tcp_timeout_seconds)
 
     def _connect_kwargs(self) -> dict[str, Any]:
         s = self._settings
@@ -148,6 +181,7 @@ class Endpoint:
                 max_size=self._settings.db_pool_max_size,
                 max_inactive_connection_lifetime=60,
                 reset=_keep_session,
+                init=self._tune,
                 **self._connect_kwargs(),
             )
 
@@ -216,6 +250,7 @@ class Endpoint:
         try:
             async with self._pool.acquire(timeout=self._settings.db_acquire_timeout) as conn:
                 progress.started = True  # from here on a write may reach the database
+                progress.connection = conn
                 # The pool hands out a proxy that behaves as the connection it wraps.
                 return await operation(cast(asyncpg.Connection, conn))
         except Exception as exc:
@@ -239,13 +274,16 @@ class Endpoint:
         async with self._connection_lock:
             if self._connection is None:
                 self._connection = await asyncpg.connect(self.url, **self._connect_kwargs())
+                await self._tune(self._connection)
             return await operation(self._connection)
 
 
 class _Progress:
-    """Whether any attempt of one call got as far as running its operation."""
+    """Whether any attempt of one call got as far as running its operation, and on which
+    connection (the last attempt's)."""
 
     started = False
+    connection: Any = None
 
 
 class _Attempts(Generic[T]):
@@ -310,13 +348,31 @@ class _Attempts(Generic[T]):
                 await asyncio.wait({task}, timeout=0.2)
                 if not self.progress.started:
                     raise self._unavailable(exc) from None
-            endpoint.detached += 1
-            task.add_done_callback(self._late_outcome)
+            endpoint._count_detached(+1)
+            bound = asyncio.get_running_loop().call_later(endpoint.detached_bound,
+                                                          self._close_if_running, task)
+            def ended(done: asyncio.Future[T]) -> None:
+                bound.cancel()
+                self._late_outcome(done)
+
+            task.add_done_callback(ended)
             raise DatabaseUnavailable(endpoint.name, exc, may_have_applied=True) from None
+
+    def _close_if_running(self, task: asyncio.Future[T]) -> None:
+        """Past its bound, a detached write's connection is closed, not cancelled: a cancel
+        that lands while the commit waits for the synchronous standby leaves it committed on
+        the writer alone; a closed connection frees the slot whatever the peer does (a
+        black-holed flow never answers a cancel either). The outcome stays unknown, as the
+        caller was told; the order's replay or sweep settles it."""
+        if task.done() or self.progress.connection is None:
+            return
+        log.warning("%s endpoint: a write still running %.0f s past its deadline: closing "
+                    "its connection", self.endpoint.name, self.endpoint.detached_bound)
+        self.progress.connection.terminate()
 
     def _late_outcome(self, task: asyncio.Future[T]) -> None:
         """A detached write ended after its caller moved on: say how (nobody else will)."""
-        self.endpoint.detached -= 1
+        self.endpoint._count_detached(-1)
         if task.cancelled():
             return
         exc = task.exception()

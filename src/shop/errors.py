@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any, ClassVar
+
 
 class ShopError(Exception):
     """Base of the exceptions the HTTP layer knows how to answer."""
 
     status_code = 500
     message = "internal server error"
+    headers: ClassVar[dict[str, str] | None] = None
 
     def __str__(self) -> str:
         return self.message
+
+    def extra(self) -> dict[str, Any]:
+        """Fields the answer carries beside ``error`` (see ``OutcomeUnknown``)."""
+        return {}
 
 
 class BusinessError(ShopError):
@@ -35,6 +43,17 @@ class InsufficientStock(BusinessError):
     message = "insufficient stock"
 
 
+class OrderFailed(BusinessError):
+    """A repeat of an order that has failed for good (the worker gave up on it): the
+    decision stands, whatever the repeat."""
+
+    status_code = 409
+
+    def __init__(self, reason: str | None = None) -> None:
+        super().__init__(reason)
+        self.message = f"order failed: {reason or 'no reason recorded'}"
+
+
 class IdempotencyKeyReused(BusinessError):
     """The Idempotency-Key names an earlier request with another body (the IETF draft's 422):
     the first order stands, this one is not placed."""
@@ -48,6 +67,7 @@ class DatabaseNotReady(ShopError):
 
     status_code = 503
     message = "database not ready"
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "1"}
 
 
 class DatabaseUnavailable(ShopError):
@@ -61,6 +81,7 @@ class DatabaseUnavailable(ShopError):
 
     status_code = 503
     message = "database unavailable"
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "1"}
 
     def __init__(self, endpoint: str, cause: BaseException | None = None, *,
                  may_have_applied: bool = False) -> None:
@@ -68,6 +89,33 @@ class DatabaseUnavailable(ShopError):
         self.endpoint = endpoint
         self.cause = cause
         self.may_have_applied = may_have_applied
+
+
+class OutcomeUnknown(ShopError):
+    """The shop cannot know whether the order was placed: its write may still commit (the
+    deadline passed while it ran, its acknowledgement was lost, the store of record did not
+    answer in time), or, with an Idempotency-Key, an earlier request with the same key may
+    have been accepted and neither store can be asked. Never "nothing happened": a retry with
+    the same Idempotency-Key gets the truth, ``GET /orders/{order_id}`` too."""
+
+    status_code = 504
+    message = "outcome unknown: retry with the same Idempotency-Key"
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "1"}
+
+    def __init__(self, order_id: uuid.UUID) -> None:
+        super().__init__(order_id)
+        self.order_id = order_id
+
+    def extra(self) -> dict[str, Any]:
+        return {"order_id": str(self.order_id), "status": "unknown"}
+
+
+class Unauthorized(ShopError):
+    """POST /orders without a valid API key, where the shop requires one."""
+
+    status_code = 401
+    message = "a valid API key is required: Authorization: Bearer <key>"
+    headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": "Bearer"}
 
 
 class Overloaded(ShopError):
@@ -81,6 +129,7 @@ class FallbackUnavailable(ShopError):
     """The database is down and the fallback (cache, queue) cannot answer either."""
 
     status_code = 503
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "1"}
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

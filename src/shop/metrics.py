@@ -35,14 +35,39 @@ WORKER_MESSAGES = Counter(
 )
 ORDERS_FAILED = Counter(
     "shop_orders_failed_total",
-    "Buffered orders given the final status failed (their message dead-lettered), by reason:"
-    " unparseable, receives_exhausted (the worker gave up on the last receive),"
-    " dead_lettered (moved by the queue's redrive policy, seen by the DLQ watcher)",
+    "Accepted orders given the final status failed, by reason: attempts_exhausted (the"
+    " worker's attempts all failed with an error that is not an outage)",
     ["reason"],
 )
-OUTBOX_ORDERS = Gauge(
-    "shop_outbox_orders",
-    "Orders answered 202 whose enqueue had an unknown outcome, held to be sent again",
+ORDERS_UNDECIDED = Gauge(
+    "shop_orders_undecided",
+    "Orders accepted while the database was out (202) and not decided yet, older than the"
+    " sweep's grace, as the worker's last sweep found them",
+)
+SWEPT = Counter(
+    "shop_worker_swept_total",
+    "Orders the worker's sweep applied from the order table (their wake-up lost, never sent or"
+    " dead-lettered), by outcome",
+    ["outcome"],
+)
+WAKE_UPS = Counter(
+    "shop_wake_ups_total",
+    "Wake-ups the orders service sent the worker for orders accepted while the database was"
+    " out, by outcome: sent, failed, skipped (a sweep applies those orders)",
+    ["outcome"],
+)
+ANSWERS_UNKNOWN = Counter(
+    "shop_orders_outcome_unknown_total",
+    "Orders answered 504 outcome unknown, by why: commit (a write that may still commit),"
+    " record (the order table did not answer in time), unseen (a keyed order whose earlier"
+    " requests could not be looked up)",
+    ["why"],
+)
+DETACHED_WRITES = Gauge(
+    "shop_db_detached_writes",
+    "Writes still running past their request's deadline (their commit may land), by endpoint;"
+    " at half the pool the process takes no more writes",
+    ["endpoint"],
 )
 SHED = Counter(
     "shop_requests_shed_total", "Requests answered 503 at once: more in progress than the cap"

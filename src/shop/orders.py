@@ -1,11 +1,13 @@
 """The order transaction, written once: the orders API and the order-worker both call it.
 
 ``place_order`` is idempotent on the order id, which the caller makes before the first attempt
-(from the ``Idempotency-Key`` header and the request's body when there is a key). A retry after
-a lost commit acknowledgement, a queued copy of an order that also went through directly, or an
-SQS message delivered twice all find the row the first attempt wrote, and stock is decremented
-once. The key is unique in the table: the same key with another body finds the first order's
-row under another id, and is rejected instead of replayed or placed.
+(from the client, its ``Idempotency-Key`` and the request's body when there is a key). A retry
+after a lost commit acknowledgement, a copy of an order accepted while the database was out
+that also went through directly, or the worker applying the same order twice all find the row
+the first attempt wrote, and stock is decremented once. The key is unique in the table: the
+same key with another body finds the first order's row under another id, and is rejected
+instead of replayed or placed. A decision (confirmed, rejected, failed) is never rewritten:
+the two SQL functions are the only writers of orders, and neither changes a decided row.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal
 
 import asyncpg
 
@@ -25,34 +27,64 @@ from shop.errors import (
     DatabaseUnavailable,
     IdempotencyKeyReused,
     InsufficientStock,
+    OrderFailed,
     ProductNotFound,
 )
 
-# "failed" lives only in the order-status table: an order that never reached the database
-# (its message was dead-lettered).
 OrderStatus = Literal["confirmed", "rejected", "pending", "failed"]
+FINAL: frozenset[str] = frozenset({"confirmed", "rejected", "failed"})
 REASON_NO_STOCK = "insufficient stock"
 REASON_UNKNOWN_PRODUCT = "unknown product"
 REASON_KEY_REUSED = "Idempotency-Key already used for a different request"
 
-# A fixed namespace: the same Idempotency-Key with the same body always names the same order.
+# The API's bounds on a request (a product id is a PostgreSQL integer).
+MAX_PRODUCT_ID = 2**31 - 1
+MAX_QUANTITY = 100
+MAX_IDEMPOTENCY_KEY = 200
+
+# A fixed namespace: the same client, key and body always name the same order.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("4f1c2b0e-6f4e-4b8e-9a57-3c1d7f0e9b21")
 
 # A COMMIT is never cancelled by the statement timeout: cancelled while it waits for the
 # synchronous standby, it stays committed on the writer alone, and a replay would then confirm
 # an order a failover can still lose. The order statement commits as it ends, so it gets no
 # statement timeout (asyncpg takes no "none": a day). The request's deadline stops waiting for
-# it instead (Endpoint.run(detach=True)), an unknown outcome.
+# it instead (Endpoint.run(detach=True)), an unknown outcome, and a write that outlives its
+# deadline by SHOP_DB_DETACHED_WRITE_SECONDS has its connection closed (never cancelled).
 COMMIT_TIMEOUT_SECONDS = 24 * 3600.0
 
 
-def order_id_for(idempotency_key: str | None, product_id: int, quantity: int) -> uuid.UUID:
-    """The order id, made before the first attempt: random without a key; with one, the
-    key's fingerprint together with the body's, so that the same key with another body is
-    another order id (which place_order then rejects as a reused key)."""
-    if idempotency_key is None:
-        return uuid.uuid4()
-    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, json.dumps([idempotency_key, product_id, quantity]))
+@dataclass(frozen=True)
+class OrderRequest:
+    """An order to place: its id, made before the first attempt, and what it asks for.
+    ``idempotency_key`` is the client's key scoped by the client (``scoped_key``), as the
+    database's unique key and the order table's key record hold it."""
+
+    order_id: uuid.UUID
+    product_id: int
+    quantity: int
+    idempotency_key: str | None = None
+
+    @classmethod
+    def new(cls, product_id: int, quantity: int, key: str | None = None,
+            client: str = "anonymous") -> OrderRequest:
+        """Random without a key; with one, the id of the client's key and body, so that a
+        retry names the same order and the same key with another body another one (which
+        place_order then refuses as a reused key)."""
+        if key is None:
+            return cls(uuid.uuid4(), product_id, quantity)
+        return cls(order_id_for(client, key, product_id, quantity), product_id, quantity,
+                   scoped_key(client, key))
+
+
+def order_id_for(client: str, key: str, product_id: int, quantity: int) -> uuid.UUID:
+    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, json.dumps([client, key, product_id, quantity]))
+
+
+def scoped_key(client: str, key: str) -> str:
+    """A client's key as the stores hold it: two clients choosing the same key never meet
+    (a client name has no space: see shop.clients)."""
+    return f"{client} {key}"
 
 
 @dataclass(frozen=True)
@@ -93,9 +125,9 @@ async def place_order(
     transaction. Its timeout is the commit's (see above): the request's deadline, not the
     statement timeout, decides how long anyone waits for it.
 
-    Returns the order, confirmed or rejected (with a reason); never raises for a business
-    outcome, so that the worker can record a rejection. ``raise_for_rejection`` turns a
-    rejection into the API's 404/409/422.
+    Returns the order as decided (confirmed, rejected with a reason, or failed earlier);
+    never raises for a business outcome, so that the worker can record a rejection.
+    ``answer_for`` turns a refusal into the API's 404/409/422.
     """
     row = await conn.fetchrow(
         f"SELECT {ORDER_COLUMNS} FROM place_order($1, $2, $3, $4)",
@@ -110,19 +142,6 @@ def _outcome(row: asyncpg.Record | None, order_id: uuid.UUID, product_id: int,
         # The key belongs to another order (another body): that one stands.
         return Order(order_id, product_id, quantity, "rejected", REASON_KEY_REUSED)
     return _order(row)
-
-
-class OrderRequest(Protocol):
-    """An order to place (``shop.aws.QueuedOrder`` is one)."""
-
-    @property
-    def order_id(self) -> uuid.UUID: ...
-    @property
-    def product_id(self) -> int: ...
-    @property
-    def quantity(self) -> int: ...
-    @property
-    def idempotency_key(self) -> str | None: ...
 
 
 async def place_orders(conn: asyncpg.Connection, requests: list[OrderRequest]) -> list[Order]:
@@ -247,14 +266,29 @@ class GroupCommit:
 
 
 
-def raise_for_rejection(order: Order) -> Order:
-    """The API's view of a rejected order: a business exception (404 or 409)."""
+async def fail_order(conn: asyncpg.Connection, request: OrderRequest, reason: str) -> Order:
+    """The worker's last word on an order it could not apply: ``failed`` with the reason, in
+    the orders table, where every later copy of the order finds it (SQL function
+    ``fail_order``, migration 0007). An order decided meanwhile keeps its decision, which is
+    returned instead."""
+    row = await conn.fetchrow(
+        f"SELECT {ORDER_COLUMNS} FROM fail_order($1, $2, $3, $4, $5)",
+        request.order_id, request.product_id, request.quantity, request.idempotency_key,
+        reason, timeout=COMMIT_TIMEOUT_SECONDS)
+    return _outcome(row, request.order_id, request.product_id, request.quantity)
+
+
+def answer_for(order: Order) -> Order:
+    """The API's view of a decided order: confirmed is returned; a refusal is a business
+    exception (404, 409, 422); a failed one is 409 with its reason."""
     if order.status == "rejected":
         if order.reason == REASON_UNKNOWN_PRODUCT:
             raise ProductNotFound()
         if order.reason == REASON_KEY_REUSED:
             raise IdempotencyKeyReused()
         raise InsufficientStock()
+    if order.status == "failed":
+        raise OrderFailed(order.reason)
     return order
 
 

@@ -13,8 +13,9 @@ from pydantic import BaseModel, ConfigDict
 
 from shop.orders import OrderStatus
 
-# Where an answer came from: every fallback says so.
-Source = Literal["database", "cache", "queue", "outbox"]
+# Where an answer came from: every fallback says so. "queue": the order table of the orders
+# accepted while the database was out (shop.order_records), which the worker drains.
+Source = Literal["database", "cache", "queue"]
 CatalogSource = Literal["database", "cache"]
 
 
@@ -65,14 +66,23 @@ class OrderPublic(BaseModel):
 
 
 class OrderAccepted(BaseModel):
-    """202: the order is pending; ``GET /orders/{order_id}`` tells what became of it."""
+    """202: the order is accepted and pending: durably written in the order table, it
+    reaches a final state (confirmed, rejected or failed) that every replica answers and that
+    never changes; ``GET /orders/{order_id}`` tells which."""
 
     order_id: uuid.UUID
     status: Literal["pending"]
     product_id: int
     quantity: int
-    source: Literal["queue", "outbox"]
+    source: Literal["queue"]
     served_by: str
+
+
+class OutcomeUnknownBody(ErrorBody):
+    """504: the shop cannot know whether the order was placed (see ``ERROR_MEANINGS``)."""
+
+    order_id: uuid.UUID
+    status: Literal["unknown"]
 
 
 class Health(BaseModel):
@@ -92,17 +102,25 @@ class DeepHealth(BaseModel):
     schema_ready: bool | None = None
     error: str | None = None
     breaker: Literal["closed", "open", "half-open"] | None = None
+    stuck_writes: int | None = None  # writes running past their deadline (see SHOP_DB_*)
 
 
 ERROR_MEANINGS = {
+    401: "an API key is required (SHOP_API_KEY_SECRET is set) and none valid was given",
     404: "unknown product or order",
-    409: "insufficient stock",
+    409: "insufficient stock, or a repeat of an order that failed for good (with its reason)",
     413: "request body too large",
     422: "malformed request, or an Idempotency-Key already used with another body",
-    503: "overloaded, or the database and its fallback both unavailable: nothing was done",
+    503: "overloaded, or the database and its fallback both unavailable: this request did "
+         "nothing (Retry-After)",
+    504: "outcome unknown: the order may or may not have been placed (a write that may still "
+         "commit, an order table that did not answer in time, or a keyed order whose earlier "
+         "requests could not be looked up); retry with the same Idempotency-Key, or look the "
+         "order_id up",
 }
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` entries of a route's error answers, all in the one envelope."""
-    return {code: {"model": ErrorBody, "description": ERROR_MEANINGS[code]} for code in codes}
+    return {code: {"model": OutcomeUnknownBody if code == 504 else ErrorBody,
+                   "description": ERROR_MEANINGS[code]} for code in codes}

@@ -8,7 +8,7 @@ endpoint come from the standard ``AWS_*`` variables that botocore reads itself.
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, PostgresDsn
+from pydantic import Field, PostgresDsn, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     db_command_timeout: float = Field(2.0, gt=0)
     db_acquire_timeout: float = Field(1.5, gt=0)
     db_pool_max_size: int = Field(10, ge=1)
+    # A write that outlives its request's deadline (its commit may still land) is left to
+    # finish on its own connection, never cancelled; past this bound that connection is
+    # closed (the outcome stays unknown, as its caller was told), so that a black-holed
+    # connection cannot hold a pool slot for good.
+    db_detached_write_seconds: float = Field(30.0, gt=0)
+    # TCP keepalive and TCP_USER_TIMEOUT on every database connection: a peer that vanished
+    # without a word (a dropped route, a NAT that forgot the flow) is noticed within this.
+    db_tcp_timeout_seconds: float = Field(15.0, ge=3)
     retry_budget_seconds: float = Field(3.0, ge=0)
     # With a fallback, a request waits this long for the database at most (retries included)
     # before it is answered from the fallback: nobody waits out a retry budget on a fault.
@@ -80,10 +88,6 @@ class Settings(BaseSettings):
     order_queue_url: str | None = None
     product_cache_table: str | None = None
     order_status_table: str | None = None
-    # Orders whose enqueue had an unknown outcome (answered 202) are sent again from memory
-    # until the queue takes them; beyond this many, new orders that could not be queued are
-    # refused (503) instead of held.
-    outbox_max_orders: int = Field(1000, ge=1)
     cache_refresh_seconds: float = Field(5.0, gt=0)
 
     # order-worker
@@ -94,6 +98,20 @@ class Settings(BaseSettings):
     worker_wait_seconds: int = Field(5, ge=0, le=20)
     worker_visibility_timeout: int = Field(30, ge=1)
     worker_health_port: int = Field(8081, ge=0, le=65535)
+    # The sweep: accepted orders still undecided this long after their acceptance (their
+    # wake-up lost, never sent or dead-lettered) are applied from the order table, every
+    # worker_sweep_seconds.
+    worker_sweep_seconds: float = Field(5.0, gt=0)
+    worker_sweep_after_seconds: float = Field(30.0, ge=0)
+    # An order that fails with an error that is not an outage is tried again later and later
+    # (worker_retry_seconds, doubling up to 5 minutes); after this many attempts it is failed
+    # for good, with the last error as its reason (about 20 minutes with the defaults).
+    worker_max_attempts: int = Field(10, ge=1)
+    worker_retry_seconds: float = Field(2.0, gt=0)
+
+    # POST /orders requires a signed API key when this is set (shop.clients); without it a
+    # client is named by its bearer credential, or is anonymous.
+    api_key_secret: SecretStr | None = None
 
     @property
     def reader_url(self) -> str:

@@ -35,10 +35,12 @@ MAX_BODY_BYTES = 16 * 1024
 
 
 def error(status_code: int, message: str, headers: dict[str, str] | None = None,
-          detail: list[dict[str, Any]] | None = None) -> JSONResponse:
-    """The one error envelope (``shop.schemas.ErrorBody``); ``detail`` only for a 422."""
+          detail: list[dict[str, Any]] | None = None,
+          extra: dict[str, Any] | None = None) -> JSONResponse:
+    """The one error envelope (``shop.schemas.ErrorBody``); ``detail`` only for a 422,
+    ``extra`` for the fields an error adds (``OutcomeUnknownBody``)."""
     body = ErrorBody(error=message, detail=detail).model_dump(exclude_none=True)
-    return JSONResponse(body, status_code=status_code, headers=headers)
+    return JSONResponse({**body, **(extra or {})}, status_code=status_code, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -46,7 +48,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def shop_error(request: Request, exc: ShopError) -> JSONResponse:
         if exc.status_code >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, exc)
-        return error(exc.status_code, exc.message)
+        return error(exc.status_code, exc.message, headers=exc.headers, extra=exc.extra())
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -228,10 +230,13 @@ def health_router(service: str) -> APIRouter:
     @router.get("/health/deep", response_model=DeepHealth,
                 responses={503: {"model": DeepHealth, "description": "not ready to serve"}})
     async def health_deep(request: Request, endpoint: EndpointDep) -> JSONResponse:
-        """Readiness: one direct round trip to the database (no retry, no breaker)."""
+        """Readiness: one direct round trip to the database (no retry, no breaker), the
+        breaker's state, and the writes stuck past their deadline (every slot for them taken:
+        the process takes no writes until one ends, so it is not ready)."""
         extra = await deep_health_extras(request)
         if endpoint.breaker is not None:
             extra["breaker"] = endpoint.breaker.state
+        extra["stuck_writes"] = endpoint.detached
         try:
             latency_ms = await endpoint.ping()
         except Exception as exc:
@@ -241,13 +246,18 @@ def health_router(service: str) -> APIRouter:
                  **extra},
                 status_code=503,
             )
+        problem = None
         if not endpoint.ready.is_set():
             # Connected, but the schema is not in place (e.g. the writer endpoint leads to a
             # read-only standby, where migrations cannot run): not ready to serve.
+            problem = "schema not ready"
+        elif endpoint.writes_stuck:
+            problem = f"{endpoint.detached} writes stuck past their deadline"
+        if problem is not None:
             return JSONResponse(
                 {"status": "unhealthy", "database": "connected", "latency_ms": latency_ms,
-                 "schema_ready": False, "error": "schema not ready", "served_by": SERVED_BY,
-                 **extra},
+                 "schema_ready": endpoint.ready.is_set(), "error": problem,
+                 "served_by": SERVED_BY, **extra},
                 status_code=503,
             )
         return JSONResponse(

@@ -1,7 +1,8 @@
 """The shop's AWS resources on moto's server, created once when docker compose starts: the
 order queue with its dead-letter queue (10 receives, then the DLQ) and the two DynamoDB
-tables. What Terraform creates on AWS and chaos_lab.local.aws.create_resources creates for the lab;
-the services never create them. Idempotent: a second run finds them and changes nothing.
+tables, the order table with its sparse index of undecided orders. What Terraform creates on
+AWS and chaos_lab.local.aws.create_resources creates for the lab; the services never create
+them. Idempotent: a second run finds them and changes nothing.
 
 Runs in moto's own image (it has boto3): python create_resources.py
 """
@@ -16,7 +17,22 @@ import boto3
 
 PREFIX = os.environ.get("SHOP_RESOURCE_PREFIX", "chaos-shop")
 MAX_RECEIVES = 10
-TABLES = ((f"{PREFIX}-catalog", "id", "N"), (f"{PREFIX}-order-status", "order_id", "S"))
+# The order table's sparse index: only orders not decided yet carry "undecided"
+# (src/shop/order_records.py; chaos_lab.local.aws.ORDER_TABLE for the lab).
+UNDECIDED = {"IndexName": "undecided", "Projection": {"ProjectionType": "ALL"},
+             "KeySchema": [{"AttributeName": "undecided", "KeyType": "HASH"},
+                           {"AttributeName": "accepted_at", "KeyType": "RANGE"}]}
+TABLES: dict[str, dict[str, Any]] = {
+    f"{PREFIX}-catalog": {"AttributeDefinitions": [{"AttributeName": "id",
+                                                    "AttributeType": "N"}],
+                          "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}]},
+    f"{PREFIX}-order-status": {
+        "AttributeDefinitions": [{"AttributeName": "order_id", "AttributeType": "S"},
+                                 {"AttributeName": "undecided", "AttributeType": "S"},
+                                 {"AttributeName": "accepted_at", "AttributeType": "N"}],
+        "KeySchema": [{"AttributeName": "order_id", "KeyType": "HASH"}],
+        "GlobalSecondaryIndexes": [UNDECIDED]},
+}
 
 
 def client(service: str) -> Any:
@@ -46,14 +62,11 @@ def main() -> int:
     })["QueueUrl"]
     print(f"queue {queue_url} (dead letters after {MAX_RECEIVES} receives: {dlq_url})")
     existing = dynamodb.list_tables()["TableNames"]
-    for table, key, key_type in TABLES:
+    for table, schema in TABLES.items():
         if table not in existing:
-            dynamodb.create_table(
-                TableName=table, BillingMode="PAY_PER_REQUEST",
-                AttributeDefinitions=[{"AttributeName": key, "AttributeType": key_type}],
-                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-            )
-        print(f"table {table} (hash key {key}: {key_type})")
+            dynamodb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST", **schema)
+        indexes = [i["IndexName"] for i in schema.get("GlobalSecondaryIndexes", [])]
+        print(f"table {table} (indexes: {', '.join(indexes) or 'none'})")
     return 0
 
 

@@ -9,10 +9,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from catalog.routes import RecentList, RecentListMiddleware, router
-from shop.aws import ProductCache, open_clients
+from shop.aws import open_clients
 from shop.background import run_in_background
 from shop.db import open_endpoint
 from shop.logs import configure_logging
+from shop.product_cache import ProductCache
 from shop.settings import get_settings
 from shop.web import create_app
 

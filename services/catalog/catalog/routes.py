@@ -21,9 +21,10 @@ import asyncpg
 from fastapi import APIRouter, Depends, Path, Request, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shop.aws import AWS_ERRORS, ProductCache
+from shop.aws import AWS_ERRORS
 from shop.errors import DatabaseNotReady, DatabaseUnavailable, FallbackUnavailable, ProductNotFound
 from shop.metrics import FALLBACKS
+from shop.product_cache import ProductCache
 from shop.schemas import ProductList, ProductPublic, errors
 from shop.web import SERVED_BY, DeadlineDep, EndpointDep, database_deadline
 

@@ -1,6 +1,6 @@
 """``python -m order_worker``: drain the order queue (serving /health on the health port).
 ``python -m order_worker redrive``: move the dead-letter queue's messages back into the order
-queue (those there when it starts), their orders back to pending; prints what it moved."""
+queue (those there when it starts); prints what it moved. A decided order stays decided."""
 
 import argparse
 import asyncio
@@ -11,12 +11,12 @@ from contextlib import AsyncExitStack, contextmanager
 
 import uvicorn
 
-from shop.aws import OrderBuffer, open_clients
+from shop.aws import open_clients
 from shop.settings import get_settings
 
 
 async def _redrive() -> int:
-    from order_worker.worker import redrive
+    from order_worker.dead_letters import redrive
 
     settings = get_settings()
     if not settings.order_queue_url:
@@ -24,15 +24,7 @@ async def _redrive() -> int:
         return 2
     async with AsyncExitStack() as stack:
         (sqs,) = await open_clients(stack, settings, "sqs")
-        buffer = None
-        if settings.order_status_table:  # without it the orders keep their failed status
-            (dynamodb,) = await open_clients(stack, settings, "dynamodb")
-            buffer = OrderBuffer(sqs, dynamodb, settings.order_queue_url,
-                                 settings.order_status_table)
-        else:
-            print("SHOP_ORDER_STATUS_TABLE is not set: statuses left as they are",
-                  file=sys.stderr)
-        result = await redrive(sqs, settings.order_queue_url, buffer)
+        result = await redrive(sqs, settings.order_queue_url)
     print(f"moved {result.moved} message(s) from the dead-letter queue back to the order queue")
     for order_id in result.order_ids:
         print(f"order {order_id}")

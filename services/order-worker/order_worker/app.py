@@ -13,9 +13,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from order_worker.worker import OrderWorker
-from shop.aws import OrderBuffer, open_clients
+from shop.aws import open_clients
 from shop.db import open_endpoint
 from shop.logs import configure_logging
+from shop.order_queue import OrderQueue
+from shop.order_records import OrderRecords
 from shop.settings import get_settings
 from shop.web import create_app
 
@@ -35,14 +37,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         (sqs,) = await open_clients(stack, settings, "sqs",
                                     long_poll_seconds=settings.worker_wait_seconds)
         (dynamodb,) = await open_clients(stack, settings, "dynamodb")
-        buffer = OrderBuffer(sqs, dynamodb, settings.order_queue_url,
-                             settings.order_status_table)
-        worker = OrderWorker(settings, writer, sqs, buffer)
+        records = OrderRecords(dynamodb, settings.order_status_table)
+        worker = OrderWorker(settings, writer, sqs, records)
         app.state.endpoint = writer
         app.state.worker = worker
+        queue = OrderQueue(sqs, settings.order_queue_url)
 
         async def health_extras() -> dict[str, Any]:
-            return await buffer.check()
+            table, reachable = await asyncio.gather(records.check(), queue.check())
+            return {"order_status_table": table, "order_queue": reachable}
 
         app.state.health_extras = health_extras
         app.state.alive = worker.healthy  # /health answers 503 if the loop stalls

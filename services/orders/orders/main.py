@@ -1,19 +1,22 @@
-"""The orders service: orders through the database writer endpoint, with the SQS order buffer
-as the fallback while the writer's breaker is open."""
+"""The orders service: orders through the database writer endpoint, with the order table (the
+store of record of orders accepted while the writer's breaker is open) and the queue that
+wakes the worker as the fallback."""
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
+from orders.fallback import OrderFallback
 from orders.routes import router
-from shop.aws import OrderBuffer, open_clients
+from shop.aws import open_clients
 from shop.background import run_in_background
+from shop.breaker import Breaker
 from shop.db import open_endpoint
 from shop.logs import configure_logging
+from shop.order_queue import OrderQueue
+from shop.order_records import OrderRecords
 from shop.orders import GroupCommit
 from shop.settings import get_settings
 from shop.web import create_app
@@ -31,42 +34,30 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         # The writer's group commit: concurrent orders for one product, one transaction.
         app.state.group_commit = GroupCommit(app.state.endpoint)
-        app.state.buffer = None
+        app.state.fallback = None
         if settings.enable_degradation and settings.order_queue_url \
                 and settings.order_status_table:
-            # One attempt per call: a failure must tell whether the order may have arrived
-            # (shop.aws.AwsCalls); the outbox is the retry.
+            # One attempt per call: a failure must tell whether the call may have arrived
+            # (shop.aws.AwsCalls). Each client has a breaker: once AWS is known to be out,
+            # nobody waits on it (the answer is then 503 or "unknown", at once).
             sqs, dynamodb = await open_clients(stack, settings, "sqs", "dynamodb", attempts=1)
-            buffer = OrderBuffer(sqs, dynamodb, settings.order_queue_url,
-                                 settings.order_status_table, settings.outbox_max_orders,
-                                 settings=settings)
-            app.state.buffer = buffer
-            stack.push_async_callback(last_flush, buffer)
-            run_in_background(stack, buffer.outbox.keep_sending(), name="outbox")
-            run_in_background(stack, buffer.keep_probing(), name="aws-probes")
-
-            async def health_extras() -> dict[str, Any]:
-                return await buffer.check()
-
-            app.state.health_extras = health_extras
+            breakers = {name: Breaker(name, settings.breaker_fail_max,
+                                      settings.breaker_probe_seconds,
+                                      probe_timeout=settings.aws_timeout)
+                        for name in ("sqs", "dynamodb")}
+            records = OrderRecords(dynamodb, settings.order_status_table, breakers["dynamodb"],
+                                   settings.aws_request_timeout)
+            queue = OrderQueue(sqs, settings.order_queue_url, breakers["sqs"],
+                               settings.aws_request_timeout)
+            stack.push_async_callback(queue.close)
+            fallback = OrderFallback(records, queue)
+            run_in_background(stack, fallback.keep_probing(), name="aws-probes")
+            app.state.fallback = fallback
+            app.state.health_extras = fallback.check
         elif settings.enable_degradation:
             log.warning("degradation is on but SHOP_ORDER_QUEUE_URL or SHOP_ORDER_STATUS_TABLE "
                         "is not set: orders have no fallback")
         yield
-
-
-async def last_flush(buffer: OrderBuffer) -> None:
-    """Stopping: one more try for orders still held (answered 202), then say which are lost."""
-    if not len(buffer.outbox):
-        return
-    try:
-        async with asyncio.timeout(5):
-            await buffer.outbox.flush()
-    except TimeoutError:
-        pass
-    for order_id in buffer.outbox.held_ids():
-        log.error("order %s was answered 202 but never reached the queue: lost with this "
-                  "process", order_id)
 
 
 configure_logging()

@@ -30,7 +30,7 @@ from chaos_lab import processes
 from chaos_lab.bench import BenchPart
 from chaos_lab.bench import faults as fault_part
 from chaos_lab.experiment import NO_DEGRADATION
-from chaos_lab.local.lab import Lab, get_ok
+from chaos_lab.local.lab import ORDERS_FLEET, Lab, get_ok
 from chaos_lab.processes import (
     PG_BIN,
     LabError,
@@ -40,12 +40,14 @@ from chaos_lab.processes import (
     wait_until,
 )
 from chaos_lab.targets.base import RESILIENT, Say, fetch_from
-from shop.aws import OrderBuffer, QueuedOrder, client_config
+from shop.aws import client_config
+from shop.order_records import OrderRecords
+from shop.orders import OrderRequest
 from shop.settings import Settings
 
 HERE = Path(__file__).parent
 QUEUED = "order queued, 202 (breaker open)"
-ENQUEUE_ALONE = "its two AWS calls alone (OrderBuffer.enqueue, no HTTP, same emulator)"
+ENQUEUE_ALONE = "its one AWS call alone (OrderRecords.accept, no HTTP, same emulator)"
 BIG_STOCK = 1_000_000
 HOT = "1 hot product"
 ORDERS_PROCESSES = 2  # uvicorn worker processes of the benched orders service
@@ -360,12 +362,12 @@ class Bench:
             try:
                 for _ in range(5):  # trip the breakers
                     await client.get(f"{lab.service_url('catalog')}/products")
-                    await client.post(f"{lab.service_url('orders')}/orders",
+                    await client.post(f"{lab.service_url(ORDERS_FLEET[0])}/orders",
                                       json={"product_id": 2, "quantity": 1})
                 reads = await _latencies(client, "GET", f"{lab.service_url('catalog')}/products",
                                          samples, expect="cache")
                 writes = await _latencies(client, "POST",
-                                          f"{lab.service_url('orders')}/orders", samples,
+                                          f"{lab.service_url(ORDERS_FLEET[0])}/orders", samples,
                                           expect="queue")
                 # Right after, in the same conditions (database out, the worker idle).
                 alone = await self._enqueue_alone(samples)
@@ -389,8 +391,9 @@ class Bench:
         await lab.reset()
 
     async def _enqueue_alone(self, samples: int) -> list[float]:
-        """The floor under a queued order: ``OrderBuffer.enqueue`` on its own (its two AWS
-        calls), from this process, with the services' client settings, on the same emulator."""
+        """The floor under a queued order: ``OrderRecords.accept`` on its own (its one AWS
+        call: the wake-up goes after the answer), from this process, with the services'
+        client settings, on the same emulator."""
         env = self.lab.service_env(dict(RESILIENT))
         session = aioboto3.Session(aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
                                    aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
@@ -399,13 +402,13 @@ class Bench:
         endpoint = env["AWS_ENDPOINT_URL"]
         async with session.client("sqs", endpoint_url=endpoint, config=config) as sqs, \
                 session.client("dynamodb", endpoint_url=endpoint, config=config) as dynamodb:
-            buffer = OrderBuffer(sqs, dynamodb, env["SHOP_ORDER_QUEUE_URL"],
-                                 env["SHOP_ORDER_STATUS_TABLE"])
-            await buffer.enqueue(QueuedOrder(uuid.uuid4(), 2, 1))  # warm-up: connections
+            records = OrderRecords(dynamodb, env["SHOP_ORDER_STATUS_TABLE"])
+            await sqs.get_queue_attributes(QueueUrl=env["SHOP_ORDER_QUEUE_URL"])  # warm-up
+            await records.accept(OrderRequest(uuid.uuid4(), 2, 1))  # warm-up: connections
             out = []
             for _ in range(samples):
                 start = time.perf_counter()
-                await buffer.enqueue(QueuedOrder(uuid.uuid4(), 2, 1))
+                await records.accept(OrderRequest(uuid.uuid4(), 2, 1))
                 out.append((time.perf_counter() - start) * 1000)
         return out
 
@@ -421,7 +424,7 @@ class Bench:
 
                 async def order(i: int) -> int:
                     async with semaphore:
-                        r = await client.post(f"{lab.service_url('orders')}/orders",
+                        r = await client.post(f"{lab.service_url(ORDERS_FLEET[0])}/orders",
                                               json={"product_id": 1 + i % 10, "quantity": 1})
                         return r.status_code
 
@@ -446,10 +449,13 @@ class Bench:
         await lab.reset()
 
     def memory(self) -> None:
-        for name in ("catalog", "orders", "worker"):
+        for name in ("catalog", "worker"):
             pid = self.lab.s.pids.get(name)
             if pid:
                 self.figures.rss_mib[f"{name} (lab, 1 process)"] = rss_mib(pid)
+        for name in ORDERS_FLEET:
+            for pid in self.lab.orders_workers(name):
+                self.figures.rss_mib[f"{name} (lab, its worker process)"] = rss_mib(pid)
 
     def close(self) -> None:
         for proc in self.procs:

@@ -14,8 +14,25 @@ import boto3
 from botocore.config import Config
 
 from chaos_lab.processes import port_open, spawn, stop_process, wait_until
+from shop.order_records import SHARDS
 
 MAX_RECEIVES = 10  # then the dead-letter queue, as in the reference
+
+# The order table (shop.order_records): hash key order_id, and the sparse index of the orders
+# not decided yet (only pending items carry "undecided"), oldest first in each shard.
+ORDER_TABLE: dict[str, Any] = {
+    "BillingMode": "PAY_PER_REQUEST",
+    "AttributeDefinitions": [{"AttributeName": "order_id", "AttributeType": "S"},
+                             {"AttributeName": "undecided", "AttributeType": "S"},
+                             {"AttributeName": "accepted_at", "AttributeType": "N"}],
+    "KeySchema": [{"AttributeName": "order_id", "KeyType": "HASH"}],
+    "GlobalSecondaryIndexes": [{
+        "IndexName": "undecided",
+        "KeySchema": [{"AttributeName": "undecided", "KeyType": "HASH"},
+                      {"AttributeName": "accepted_at", "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "ALL"},
+    }],
+}
 
 
 def client(service: str, endpoint_url: str) -> Any:
@@ -56,15 +73,15 @@ def create_resources(endpoint_url: str, prefix: str = "chaos-shop") -> ShopResou
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn,
                                      "maxReceiveCount": str(MAX_RECEIVES)}),
     })["QueueUrl"]
-    for table, key, key_type in ((f"{prefix}-catalog", "id", "N"),
-                                 (f"{prefix}-order-status", "order_id", "S")):
-        existing = dynamodb.list_tables()["TableNames"]
-        if table not in existing:
-            dynamodb.create_table(
-                TableName=table, BillingMode="PAY_PER_REQUEST",
-                AttributeDefinitions=[{"AttributeName": key, "AttributeType": key_type}],
-                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-            )
+    existing = dynamodb.list_tables()["TableNames"]
+    if f"{prefix}-catalog" not in existing:
+        dynamodb.create_table(
+            TableName=f"{prefix}-catalog", BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}],
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        )
+    if f"{prefix}-order-status" not in existing:
+        dynamodb.create_table(**ORDER_TABLE, TableName=f"{prefix}-order-status")
     return ShopResources(queue_url, dlq_url, f"{prefix}-catalog", f"{prefix}-order-status")
 
 
@@ -75,6 +92,15 @@ def queue_depth(endpoint_url: str, queue_url: str) -> int:
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     return sum(int(v) for v in attributes.values())
+
+
+def undecided_orders(endpoint_url: str, table: str) -> int:
+    """Orders in the order table not decided yet (its sparse index, every shard)."""
+    dynamodb = client("dynamodb", endpoint_url)
+    return sum(dynamodb.query(TableName=table, IndexName="undecided", Select="COUNT",
+                              KeyConditionExpression="undecided = :shard",
+                              ExpressionAttributeValues={":shard": {"S": str(shard)}})["Count"]
+               for shard in range(SHARDS))
 
 
 def purge(endpoint_url: str, resources: ShopResources) -> None:
