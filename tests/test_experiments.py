@@ -143,7 +143,7 @@ def test_judge_every_tolerance_and_unmeasured_fails() -> None:
                     stock_consistent=True, dlq=0, healthy_after=True)
     assert all(c.passed for c in judge(h, good))
     bad = Measured(failed_requests=3, lost_orders=1, p99_latency_ms=None, recovery_seconds=None,
-                   stock_consistent=None, dlq=-1, healthy_after=False)
+                   stock_consistent=None, dlq=-1, healthy_after=False, false_answers=None)
     assert not any(c.passed for c in judge(h, bad))
 
 
@@ -186,7 +186,7 @@ def _run(label: str, gating: bool, failed: int, p50: float = 5.0,
     h = Hypothesis(max_failed_requests=0, max_p99_latency_ms=1000, max_recovery_seconds=5,
                    max_p50_latency_ms=max_p50)
     run = RunResult("failover", label, Switches().model_dump(), "failover", 6, 0, gating=gating,
-                    counts={"read_fail": failed}, p50_during_fault_ms=p50,
+                    counts={"read_fail": failed}, failed=failed, p50_during_fault_ms=p50,
                     p99_during_fault_ms=10.0)
     run.checks = judge(h, Measured(failed, 0, 10.0, 0.0, True, 0, True, p50_latency_ms=p50))
     return run
@@ -205,10 +205,11 @@ def test_journal_and_junit_record_every_tolerance(tmp_path: Path) -> None:
                                    "unmeasured": "unknown"}
     suites = ET.parse(folder / "junit.xml").getroot()
     assert [s.get("name") for s in suites] == ["failover.BEFORE", "failover.AFTER"]
-    assert all(len(s.findall("testcase")) == 7 for s in suites)  # one per tolerance per run
+    assert all(len(s.findall("testcase")) == 8 for s in suites)  # one per tolerance per run
     assert before["p50_during_fault_ms"] == 5.0 and before["p99_during_fault_ms"] == 10.0
     assert {p.get("name"): p.get("value") for p in suites[1].iter("property")} \
-        == {"p50_during_fault_ms": "5", "p99_during_fault_ms": "10"}  # measured, not judged
+        == {"p50_during_fault_ms": "5", "p99_during_fault_ms": "10", "false_answers": "",
+            "retries": "0"}  # measured, not judged (no audit in this made-up run)
     assert suites[0].get("failures") == "0" and suites[0].get("skipped") == "1"
     assert suites[1].get("failures") == "0"
 
@@ -231,7 +232,7 @@ def test_a_p50_over_its_tolerance_fails_the_verdict_and_shows_everywhere(tmp_pat
             "measured": 35.0, "passed": False, "unit": " ms", "unmeasured": "unknown"} \
         in after["checks"]
     suites = ET.parse(folder / "junit.xml").getroot()
-    assert len(suites[1].findall("testcase")) == 8
+    assert len(suites[1].findall("testcase")) == 9
     assert [f.get("message", "").split(" (")[0] for f in suites[1].iter("failure")] \
         == ["p50 latency during fault: measured 35 ms, tolerance <= 20 ms"]
     console = Console(width=200, record=True)

@@ -15,7 +15,7 @@ import pytest
 
 from chaos_lab import experiment as experiments
 from chaos_lab.experiment import RunResult
-from chaos_lab.local.lab import Lab
+from chaos_lab.local.lab import ORDERS_FLEET, Lab
 from chaos_lab.local.postgres import APP_USERS
 from chaos_lab.model import (
     BrownoutOptions,
@@ -112,3 +112,30 @@ async def test_worker_crash_mid_drain_loses_nothing(lab: LocalTarget) -> None:
     assert result.counts.get("write_queued", 0) > 0, "orders were queued for the worker"
     assert result.decided["pending"] == 0 and result.decided["missing"] == 0
     os.kill(lab.lab.s.pids["worker"], 0)  # restarted
+
+
+async def test_aws_slow_accepts_every_order_for_good(lab: LocalTarget) -> None:
+    """SQS answering late: no wake-up surely sent, every order accepted all the same (its
+    record), and decided by the worker's sweep; every answer definite and true."""
+    result = await _after(lab, "aws-slow")
+    assert result.counts.get("write_queued", 0) > 0, "orders were taken while it was out"
+    assert result.answers["unknown"] == 0 and result.answers["503"] == 0, result.answers
+    assert result.decided["pending"] == 0 and result.decided["missing"] == 0
+
+
+async def test_fleet_crash_loses_no_accepted_order(lab: LocalTarget) -> None:
+    """Every orders process SIGKILLed while orders are being accepted: the retries find
+    their orders, new processes serve, nothing accepted is lost, no answer false."""
+    before = {pid for name in ORDERS_FLEET for pid in lab.lab.orders_workers(name)}
+    result = await _after(lab, "fleet-crash")
+    after = {pid for name in ORDERS_FLEET for pid in lab.lab.orders_workers(name)}
+    assert result.counts.get("write_queued", 0) > 0
+    assert before and after and not before & after, "every orders process was replaced"
+
+
+async def test_rolling_deploy_fails_no_request(lab: LocalTarget) -> None:
+    before = {pid for name in ORDERS_FLEET for pid in lab.lab.orders_workers(name)}
+    result = await _after(lab, "rolling-deploy")
+    after = {pid for name in ORDERS_FLEET for pid in lab.lab.orders_workers(name)}
+    assert not before & after and len(after) == len(ORDERS_FLEET)
+    assert result.failed == 0 and result.lost == 0

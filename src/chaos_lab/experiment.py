@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from chaos_lab.audit import audit as audit_answers
 from chaos_lab.model import (
     RESILIENT_SWITCHES,
     Check,
@@ -53,7 +54,12 @@ class RunResult:
     preset: str = "default"
     gating: bool = True  # its verdict decides the exit code (not BEFORE in a comparison)
     aborted: str | None = None  # why the fault was not injected (steady state not met)
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # every try, by outcome
+    failed: int = 0  # requests whose last try failed
+    retries: int = 0
+    answers: dict[str, int] = field(default_factory=dict)  # the audit: every try by class
+    false_answers: int | None = None  # None: the audit could not be made
+    false_examples: list[dict[str, Any]] = field(default_factory=list)
     accepted: int = 0
     decided: dict[str, int] = field(default_factory=dict)
     lost: int = 0
@@ -84,7 +90,7 @@ class RunResult:
 
     @property
     def failed_requests(self) -> int:
-        return self.counts.get("read_fail", 0) + self.counts.get("write_fail", 0)
+        return self.failed
 
     def summary(self) -> dict[str, Any]:
         data = asdict(self)
@@ -200,14 +206,25 @@ async def verify(target: Target, spec: Experiment, switches: Switches, result: R
         drained = await wait_for_drain(target, spec.drain_timeout)
     result.drained_seconds = drained
     result.healthy_after = await _healthy_within(target, 30)
+    writes = results.writes()
+    order_ids = sorted({w.order_id for w in writes if w.order_id})
+    final, result.checked_in = await _final_states(target, order_ids)
     accepted = results.accepted_orders()
-    statuses, result.checked_in = await _order_statuses(
-        target, [o.order_id or "" for o in accepted])
-    result.decided = {s: sum(1 for v in statuses.values() if v == s)
-                      for s in ("confirmed", "rejected", "pending", "missing")}
-    result.lost = sum(1 for v in statuses.values() if v not in ("confirmed", "rejected"))
+    if final is not None:
+        audited = audit_answers(writes, final)
+        result.answers, result.false_answers = audited.answers, audited.false_answers
+        result.false_examples = [vars(f) for f in audited.false[:20]]
+        result.lost = audited.lost
+        states = [final.get(o.order_id or "", "missing") for o in accepted]
+    else:
+        states = ["unknown"] * len(accepted)
+        result.lost = len(accepted)
+    result.decided = {s: states.count(s)
+                      for s in ("confirmed", "rejected", "failed", "pending", "missing")}
     result.accepted = len(accepted)
     result.counts = results.counts
+    result.failed = results.failed_requests()
+    result.retries = results.retries
     result.confirmed_quantity = result.decided["confirmed"] * spec.quantity
     result.stock_end = await _stock(target, spec.product_id)
     db_confirmed = await target.confirmed_in_db(spec.product_id)
@@ -226,11 +243,14 @@ async def verify(target: Target, spec: Experiment, switches: Switches, result: R
         result.p99_during_fault_ms = percentile_between(results, 99, *result.fault_window)
     result.checks = judge(spec.hypothesis, Measured(
         failed_requests=result.failed_requests, lost_orders=result.lost,
+        false_answers=result.false_answers,
         p50_latency_ms=result.p50_during_fault_ms, p99_latency_ms=result.p99_during_fault_ms,
         recovery_seconds=result.recovery_seconds, stock_consistent=result.stock_consistent,
         dlq=result.dlq, healthy_after=result.healthy_after))
     failed = [c.title for c in result.checks if not c.passed]
-    say(f"[{label}] lost orders: {result.lost} of {len(accepted)} accepted; healthy after: "
+    say(f"[{label}] lost orders: {result.lost} of {len(accepted)} accepted; false answers: "
+        f"{'not audited' if result.false_answers is None else result.false_answers} "
+        f"(answers {result.answers}); healthy after: "
         f"{result.healthy_after}; DLQ: {result.dlq}; hypothesis "
         + ("holds" if not failed else f"VIOLATED ({', '.join(failed)})"))
 
@@ -321,14 +341,23 @@ async def _depths(target: Target) -> tuple[int, int] | None:
 
 async def wait_for_drain(target: Target, limit: float) -> float | None:
     """The one drain wait: seconds from now until the order queue is empty (visible and in
-    flight); None if it is not within ``limit``. The DLQ is a tolerance, not waited for."""
+    flight) and no accepted order is undecided in the order table (where it can be read);
+    None if that is not so within ``limit``. The DLQ is a tolerance, not waited for."""
     start = time.monotonic()
     while time.monotonic() - start < limit:
         depths = await _depths(target)
-        if depths is not None and depths[0] == 0:
+        if depths is not None and depths[0] == 0 and await _undecided(target) in (0, None):
             return round(time.monotonic() - start, 1)
         await asyncio.sleep(0.5)
     return None
+
+
+async def _undecided(target: Target) -> int | None:
+    try:
+        return await target.undecided_orders()
+    except Exception as exc:  # the emulator busy: not a reason to stop waiting
+        print(f"undecided orders unavailable: {type(exc).__name__}: {exc}")
+        return -1
 
 
 async def _unsteady(target: Target) -> list[str]:
@@ -360,9 +389,23 @@ async def _healthy_within(target: Target, seconds: float) -> bool:
     return False
 
 
+async def _final_states(target: Target,
+                        order_ids: list[str]) -> tuple[dict[str, str] | None, str]:
+    """Each order's state in the database (orders without a row left out): read there where
+    the target can reach it, else through the public API (which reads the database, or the
+    order table for an order accepted while it was out). None when neither can tell."""
+    found = await target.statuses_in_db(order_ids)
+    if found is not None:
+        return found, "database"
+    statuses, where = await _order_statuses(target, order_ids)
+    if "unknown" in statuses.values():
+        return None, where
+    return {i: s for i, s in statuses.items() if s != "missing"}, where
+
+
 async def _order_statuses(target: Target, order_ids: list[str]) -> tuple[dict[str, str], str]:
-    """Each accepted order's final status, through the public API; from the database
-    directly when the API does not answer (the fragile settings after a failover)."""
+    """Each order's status through the public API; from the database directly when the API
+    does not answer (the fragile settings after a failover)."""
     semaphore = asyncio.Semaphore(20)
     api_failed = False
 

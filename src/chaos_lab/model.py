@@ -76,6 +76,9 @@ class Fault(StrEnum):
     AWS_OUTAGE = "aws-outage"
     WORKER_CRASH = "worker-crash"
     READER_LOSS = "reader-loss"
+    AWS_SLOW = "aws-slow"
+    FLEET_CRASH = "fleet-crash"
+    ROLLING_DEPLOY = "rolling-deploy"
 
 
 T = TypeVar("T")
@@ -158,12 +161,36 @@ class WorkerCrashOptions(FaultOptions):
         return self.outage
 
 
+class AwsSlowOptions(FaultOptions):
+    delay: float = Field(1.0, gt=0, le=60, description=(
+        "seconds every answer of the order queue (SQS) comes late, while the database is out: "
+        "later than SHOP_AWS_REQUEST_TIMEOUT, so that each wake-up's outcome is unknown"))
+
+
+class FleetCrashOptions(FaultOptions):
+    kill_after: float = Field(5.0, ge=0, le=600, description=(
+        "seconds into the database outage when every orders process is killed (SIGKILL), "
+        "orders being taken into the order table meanwhile; their supervisors start new ones"))
+
+    @property
+    def lasts(self) -> float:
+        return self.kill_after
+
+
+class RollingDeployOptions(FaultOptions):
+    pause: float = Field(2.0, ge=0, le=600, description=(
+        "seconds between one orders process replaced and the next"))
+
+
 # The faults with options; the others take none (``options`` must then be empty).
 FAULT_OPTIONS: dict[Fault, type[FaultOptions]] = {
     Fault.FAILOVER: FailoverOptions,
     Fault.BROWNOUT: BrownoutOptions,
     Fault.CREDENTIAL_ROTATION: CredentialRotationOptions,
     Fault.WORKER_CRASH: WorkerCrashOptions,
+    Fault.AWS_SLOW: AwsSlowOptions,
+    Fault.FLEET_CRASH: FleetCrashOptions,
+    Fault.ROLLING_DEPLOY: RollingDeployOptions,
 }
 
 
@@ -214,9 +241,13 @@ class Hypothesis(_Strict):
     """The steady-state hypothesis: what the customer may see at most while the fault lasts,
     and what must be true afterwards."""
 
-    max_failed_requests: int = Field(ge=0, description="reads + writes that failed "
-                                                       "(5xx, timeout, refused)")
+    max_failed_requests: int = Field(ge=0, description=(
+        "reads + writes whose last try failed (5xx, timeout, refused): clients retry a "
+        "failed try with the same key and body, 3 tries at most"))
     max_lost_orders: int = Field(0, ge=0, description="accepted (201/202), never decided")
+    max_false_answers: int = Field(0, ge=0, description=(
+        "answers the database contradicts after the drain (chaos_lab.audit): 201 not "
+        "confirmed, 4xx or 503 for a confirmed order, 503 after it was accepted"))
     max_p99_latency_ms: float = Field(gt=0, description="p99 of every request during the "
                                                         "fault, failures included")
     max_p50_latency_ms: float | None = Field(None, gt=0, description=(
@@ -430,6 +461,7 @@ class Measured:
     dlq: int  # -1: the queue service did not answer
     healthy_after: bool
     p50_latency_ms: float | None = None  # during the fault
+    false_answers: int | None = 0  # the answer audit's; None: it could not be made
 
 
 def judge(h: Hypothesis, m: Measured) -> list[Check]:
@@ -449,6 +481,7 @@ def judge(h: Hypothesis, m: Measured) -> list[Check]:
     return [
         most("failed_requests", h.max_failed_requests, m.failed_requests),
         most("lost_orders", h.max_lost_orders, m.lost_orders),
+        most("false_answers", h.max_false_answers, m.false_answers),
         *p50,
         most("p99_latency_during_fault", h.max_p99_latency_ms, m.p99_latency_ms, " ms"),
         most("recovery_time", h.max_recovery_seconds, m.recovery_seconds, " s", "never"),

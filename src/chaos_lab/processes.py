@@ -118,3 +118,21 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+
+
+def children(pid: int, marker: bytes = b"spawn_main") -> list[int]:
+    """The processes whose parent is ``pid`` and whose command line holds ``marker`` (by
+    default the workers a process manager started with multiprocessing: uvicorn's), read
+    from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or not pid:
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and marker in cmdline:
+            found.append(int(entry.name))
+    return found

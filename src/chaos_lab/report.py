@@ -16,15 +16,16 @@ from rich.table import Table
 from chaos_lab.experiment import RunResult, verdict
 from chaos_lab.model import Check
 
-ROWS: list[tuple[str, str]] = [
+ROWS: list[tuple[str, str]] = [  # every try
     ("reads ok (database)", "read_ok"),
     ("reads served from cache", "read_cache"),
     ("reads failed", "read_fail"),
     ("writes confirmed (201)", "write_ok"),
-    ("writes queued (202)", "write_queued"),
+    ("writes accepted (202)", "write_queued"),
     ("writes sold out (409)", "write_409"),
-    ("writes failed", "write_fail"),
+    ("writes failed (5xx, timeout)", "write_fail"),
 ]
+ANSWER_CLASSES = ("201", "202", "409", "4xx", "503", "unknown")
 
 COLOURS = {"read_ok": "#2e7d32", "read_cache": "#81c784", "read_fail": "#c62828",
            "write_ok": "#1565c0", "write_queued": "#64b5f6", "write_409": "#ffb300",
@@ -46,8 +47,11 @@ def table(runs: list[RunResult]) -> Table:
         out.add_column(f"{run.label}\n{_switches(run)}", justify="right")
     for name, key in ROWS:
         out.add_row(name, *(str(r.counts.get(key, 0)) for r in runs))
+    out.add_row("retries (same key and body)", *(str(r.retries) for r in runs))
+    out.add_row("requests failed after every try", *(str(r.failed) for r in runs))
+    out.add_row("answers " + " / ".join(ANSWER_CLASSES), *(_answers(r) for r in runs))
     out.add_row("orders accepted (201/202)", *(str(r.accepted) for r in runs))
-    out.add_row("orders lost", *(_lost(r) for r in runs))
+    out.add_row("orders lost", *(str(r.lost) for r in runs))
     out.add_row("stock start -> end", *(f"{r.stock_start} -> {r.stock_end}" for r in runs))
     out.add_row("stock == start - confirmed", *(_yes(r.stock_consistent) for r in runs))
     out.add_row("queue / DLQ after", *(f"{r.queue} / {r.dlq}" for r in runs))
@@ -118,12 +122,11 @@ def _brief(run: RunResult | None) -> str:
     return "[green]holds[/green]" if not failed else "[red]violated[/red]: " + ", ".join(failed)
 
 
-def _lost(run: RunResult) -> str:
-    failed_writes = run.counts.get("write_fail", 0)
-    text = str(run.lost)
-    if failed_writes:
-        text += f" (+{failed_writes} failed writes never taken)"
-    return text
+def _answers(run: RunResult) -> str:
+    """Every order try's answer, by class, as the audit held them against the database."""
+    if not run.answers:
+        return "not audited"
+    return " / ".join(str(run.answers.get(c, 0)) for c in ANSWER_CLASSES)
 
 
 def _yes(value: bool | None) -> str:
@@ -169,10 +172,12 @@ def junit(runs: list[RunResult]) -> ET.ElementTree[ET.Element]:
                               skipped=str(0 if run.gating else
                                           sum(1 for c in run.checks if not c.passed)))
         properties = ET.SubElement(suite, "properties")
-        for key in ("p50_during_fault_ms", "p99_during_fault_ms"):
+        for key in ("p50_during_fault_ms", "p99_during_fault_ms", "false_answers", "retries"):
             value = getattr(run, key)
             ET.SubElement(properties, "property", name=key,
                           value="" if value is None else f"{value:g}")
+        for kind, count in run.answers.items():
+            ET.SubElement(properties, "property", name=f"answers_{kind}", value=str(count))
         for check in run.checks:
             case = ET.SubElement(suite, "testcase", classname=name, name=check.name)
             evidence = (f"{check.title}: measured {check.shown(check.measured)}, tolerance "

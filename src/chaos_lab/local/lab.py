@@ -31,6 +31,7 @@ from chaos_lab.local.postgres import APP_USERS, CATALOG_USER, ORDERS_USER, Postg
 from chaos_lab.model import Switches
 from chaos_lab.processes import (
     LabError,
+    children,
     free_port,
     give_to_service_user,
     port_open,
@@ -42,6 +43,11 @@ from chaos_lab.targets.base import RESILIENT
 from shop.db import reset_catalog
 
 DEFAULT_DIR = Path(".lab")
+# The orders service runs as a fleet behind nginx, as behind the ALB: every experiment tests
+# replicas. Each runs under uvicorn's process manager with one worker (shop.serve): the
+# manager holds the listening socket and starts a new worker when one dies.
+ORDERS_FLEET = ("orders-1", "orders-2")
+SERVICES = ("catalog", *ORDERS_FLEET, "worker")
 
 NGINX_CONF = """
 worker_processes 1;
@@ -57,7 +63,7 @@ http {{
     uwsgi_temp_path {root}/tmp/uwsgi;
     scgi_temp_path {root}/tmp/scgi;
     upstream catalog {{ server 127.0.0.1:{catalog}; keepalive 64; }}
-    upstream orders {{ server 127.0.0.1:{orders}; keepalive 64; }}
+    upstream orders {{ {orders} keepalive 64; }}
     server {{
         listen 127.0.0.1:{port};
         proxy_http_version 1.1;
@@ -140,15 +146,19 @@ class Lab:
     def latency_control(self) -> Path:
         return self.root / "latency-proxy.delay"
 
-    def _start_latency_proxy(self) -> None:
-        write_delay(self.latency_control, 0)
-        port = self.s.ports["latency-proxy"]
+    @property
+    def aws_latency_control(self) -> Path:
+        """The second latency proxy's, between the services and the order queue (aws-slow)."""
+        return self.root / "aws-proxy.delay"
+
+    def _start_latency_proxy(self, name: str, control: Path, upstream: int) -> None:
+        write_delay(control, 0)
+        port = self.s.ports[name]
         proc = spawn([sys.executable, "-m", "chaos_lab.local.latency_proxy", "--control",
-                      str(self.latency_control), "serve", "--listen", f"127.0.0.1:{port}",
-                      "--upstream", f"127.0.0.1:{self.s.ports['pgbouncer']}"],
-                     self.root / "logs" / "latency-proxy.log")
-        self.s.pids["latency-proxy"] = proc.pid
-        wait_until(lambda: port_open(port), f"the latency proxy on port {port}")
+                      str(control), "serve", "--listen", f"127.0.0.1:{port}",
+                      "--upstream", f"127.0.0.1:{upstream}"], self.root / "logs" / f"{name}.log")
+        self.s.pids[name] = proc.pid
+        wait_until(lambda: port_open(port), f"the {name} on port {port}")
 
     @property
     def moto(self) -> MotoServer:
@@ -181,8 +191,8 @@ class Lab:
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
         give_to_service_user(self.root)
-        names = ["node-a", "node-b", "pgbouncer", "latency-proxy", "moto", "catalog", "orders",
-                 "worker", "entry"]
+        names = ["node-a", "node-b", "pgbouncer", "latency-proxy", "moto", "aws-proxy",
+                 "catalog", *ORDERS_FLEET, "worker", "entry"]
         self.state = LabState(ports={name: free_port() for name in names})
         self.save()
         log("postgres: primary node-a (the app roles authenticate: SCRAM)")
@@ -193,12 +203,15 @@ class Lab:
         log("pgbouncer: writer and reader endpoints")
         self.bouncer.start(self.primary.port, self.replica.port)
         log("latency proxy: between the services and pgbouncer (transparent)")
-        self._start_latency_proxy()
+        self._start_latency_proxy("latency-proxy", self.latency_control,
+                                  self.s.ports["pgbouncer"])
         log("moto: DynamoDB + SQS, queue + DLQ + tables")
         moto = self.moto
         moto.start()
         self.s.pids["moto"] = moto.pid
         self.s.resources = asdict(create_resources(moto.url))
+        log("latency proxy: between the services and SQS (transparent)")
+        self._start_latency_proxy("aws-proxy", self.aws_latency_control, moto.port)
         self.save()
         self.start_services(self.s.service_settings, log=log)
         log("nginx: the entry point")
@@ -219,35 +232,54 @@ class Lab:
             "SHOP_WORKER_HEALTH_PORT": str(self.s.ports["worker"]),
             "SHOP_WORKER_WAIT_SECONDS": "2",
             "SHOP_BREAKER_PROBE_SECONDS": "1",
+            # An experiment waits for the drain: orders whose wake-up was lost are swept
+            # sooner than in production (30 s, every 5 s).
+            "SHOP_WORKER_SWEEP_SECONDS": "2",
+            "SHOP_WORKER_SWEEP_AFTER_SECONDS": "10",
             **self.resources.settings(self.moto.url),
+            "AWS_ENDPOINT_URL_SQS": f"http://127.0.0.1:{self.s.ports['aws-proxy']}",
             **settings,
         }
 
     def start_services(self, settings: dict[str, str], log: Any = print) -> None:
-        """(Re)start catalog, orders and the worker with these SHOP_* settings."""
+        """(Re)start the catalog, the orders fleet and the worker with these SHOP_* settings."""
         self.stop_services()
         self.s.service_settings = dict(settings)
         self.migrate()
-        logs = self.root / "logs"
-        commands = {
-            "orders": (["-m", "uvicorn", "orders.main:app"], ORDERS_USER),
-            "catalog": (["-m", "uvicorn", "catalog.main:app"], CATALOG_USER),
-        }
-        for name, (args, user) in commands.items():
-            log(f"{name}: uvicorn on port {self.s.ports[name]} as {user} "
-                f"({_switches(settings)})")
-            proc = spawn([sys.executable, *args, "--host", "127.0.0.1", "--port",
-                          str(self.s.ports[name]), "--no-access-log"], logs / f"{name}.log",
-                         env=self.service_env(settings, user))
-            self.s.pids[name] = proc.pid
+        log(f"catalog: uvicorn on port {self.s.ports['catalog']} as {CATALOG_USER} "
+            f"({_switches(settings)})")
+        self._start_uvicorn("catalog", "catalog.main:app", CATALOG_USER)
+        for name in ORDERS_FLEET:
+            log(f"{name}: uvicorn (process manager, one worker) on port {self.s.ports[name]} "
+                f"as {ORDERS_USER} ({_switches(settings)})")
+            self.start_orders(name)
         if Switches.from_env(settings).degradation:
             log("order-worker")
             self.start_worker()
         self.save()
-        # Ready means the schema is in place: the first deep health check that passes.
-        for name in ("orders", "catalog"):
-            url = f"{self.service_url(name)}/health/deep"
-            wait_until(partial(get_ok, url), f"{name} to reach its database", timeout=60)
+        for name in ("catalog", *ORDERS_FLEET):
+            self.wait_ready(name)
+
+    def _start_uvicorn(self, name: str, app: str, user: str, *server: str) -> None:
+        server = server or ("-m", "uvicorn", "--no-access-log")
+        proc = spawn([sys.executable, *server, app, "--host", "127.0.0.1", "--port",
+                      str(self.s.ports[name])], self.root / "logs" / f"{name}.log",
+                     env=self.service_env(self.s.service_settings, user))
+        self.s.pids[name] = proc.pid
+
+    def start_orders(self, name: str) -> None:
+        """One orders process of the fleet, under uvicorn's process manager (shop.serve)."""
+        self._start_uvicorn(name, "orders.main:app", ORDERS_USER, "-m", "shop.serve")
+        self.save()
+
+    def wait_ready(self, name: str, timeout: float = 60) -> None:
+        """Ready means the schema is in place: the first deep health check that passes."""
+        url = f"{self.service_url(name)}/health/deep"
+        wait_until(partial(get_ok, url), f"{name} to reach its database", timeout=timeout)
+
+    def orders_workers(self, name: str) -> list[int]:
+        """The worker processes under one orders process manager (the ones that serve)."""
+        return children(self.s.pids.get(name, 0))
 
     def migrate(self) -> None:
         """The schema, as its owner, before the services (which may not change it) start."""
@@ -266,16 +298,16 @@ class Lab:
         self.save()
 
     def stop_services(self) -> None:
-        for name in ("catalog", "orders", "worker"):
+        for name in SERVICES:
             self._kill(name)
 
     def _start_nginx(self) -> None:
         root = self.root / "nginx"
         (root / "tmp").mkdir(parents=True, exist_ok=True)
         conf = root / "nginx.conf"
+        orders = " ".join(f"server 127.0.0.1:{self.s.ports[name]};" for name in ORDERS_FLEET)
         conf.write_text(NGINX_CONF.format(root=root, port=self.s.ports["entry"],
-                                          catalog=self.s.ports["catalog"],
-                                          orders=self.s.ports["orders"]))
+                                          catalog=self.s.ports["catalog"], orders=orders))
         nginx = "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "nginx"
         proc = spawn([nginx, "-c", str(conf), "-p", str(root), "-e",
                       str(root / "nginx-error.log")], self.root / "logs" / "nginx.log")
@@ -308,7 +340,7 @@ class Lab:
         if self.state is None:
             log("lab is not up")
             return
-        for name in ("nginx", "catalog", "orders", "worker", "moto", "latency-proxy"):
+        for name in ("nginx", *SERVICES, "moto", "latency-proxy", "aws-proxy"):
             self._kill(name)
         pid_file = self.root / "pgbouncer" / "pgbouncer.pid"
         if pid_file.exists():
@@ -335,7 +367,7 @@ class Lab:
             "entry": self.entry_url,
             "settings": _switches(s.service_settings),
         }
-        for name in ("catalog", "orders", "worker"):
+        for name in SERVICES:
             parts[name] = ("up" if get_ok(f"{self.service_url(name)}/health") else "DOWN")
         if port_open(s.ports["moto"]):
             parts["queue depth"] = queue_depth(self.moto.url, self.resources.queue_url)

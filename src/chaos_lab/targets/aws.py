@@ -393,6 +393,9 @@ class AwsTarget:
                 depths.append(sum(int(v) for v in response.get("Attributes", {}).values()))
         return depths[0], depths[1]
 
+    async def undecided_orders(self) -> int | None:
+        return None  # the order table's index is read by the worker's sweep there
+
     async def stock_in_db(self, product_id: int) -> int | None:
         return None
 

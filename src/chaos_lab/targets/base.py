@@ -56,6 +56,10 @@ class Target(Protocol):
     async def queue_depths(self) -> tuple[int, int]:
         """Messages in (order queue, dead-letter queue), visible and in flight."""
 
+    async def undecided_orders(self) -> int | None:
+        """Orders accepted while the database was out and not decided yet (the order
+        table's index of undecided records); None where it cannot be read."""
+
     async def stock_in_db(self, product_id: int) -> int | None:
         """The product's stock read from the writer; None when the database is not
         reachable from here (AWS: it lives in private subnets)."""

@@ -54,7 +54,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from chaos_lab.local.aws import ShopResources, client, purge, queue_depth
+from chaos_lab.local.aws import ShopResources, client, purge, queue_depth, undecided_orders
 from chaos_lab.local.lab import get_ok
 from chaos_lab.model import FailoverOptions, Fault, Switches, implementation
 from chaos_lab.processes import LabError, ToolMissing, run, wait_until
@@ -431,6 +431,10 @@ class ComposeTarget(WriterChecks):
         resources = await asyncio.to_thread(self.resources)
         return (await asyncio.to_thread(queue_depth, self.moto_url, resources.queue_url),
                 await asyncio.to_thread(queue_depth, self.moto_url, resources.dlq_url))
+
+    async def undecided_orders(self) -> int | None:
+        resources = await asyncio.to_thread(self.resources)
+        return await asyncio.to_thread(undecided_orders, self.moto_url, resources.status_table)
 
     async def _writer_dsn(self) -> str | None:
         """The published port of the node that is the writer now."""

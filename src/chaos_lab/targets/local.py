@@ -17,20 +17,24 @@ from typing import Protocol
 
 import asyncpg
 
-from chaos_lab.local.aws import queue_depth
-from chaos_lab.local.lab import Lab
+from chaos_lab.local.aws import queue_depth, undecided_orders
+from chaos_lab.local.lab import ORDERS_FLEET, Lab
 from chaos_lab.local.latency_proxy import write_delay
 from chaos_lab.local.postgres import APP_USERS
 from chaos_lab.model import (
+    AwsSlowOptions,
     BrownoutOptions,
     CredentialRotationOptions,
     FailoverOptions,
     Fault,
     FaultOptions,
+    FleetCrashOptions,
+    RollingDeployOptions,
     Switches,
     WorkerCrashOptions,
     implementation,
 )
+from chaos_lab.processes import LabError, wait_until
 from chaos_lab.targets.base import Say, WriterChecks, fetch_from
 
 
@@ -204,6 +208,93 @@ class ReaderLoss:
         lab.bouncer.repoint_reader(lab.replica.port)
 
 
+class AwsSlow:
+    """The database is out, and every answer of the order queue (SQS) comes ``delay``
+    seconds late (the latency proxy between the services and SQS): each order's wake-up has
+    an unknown outcome. The order is its record in the order table all the same; the
+    worker's sweep applies what no wake-up brought. FIS: ECS task network latency."""
+
+    def __init__(self, options: FaultOptions | None = None) -> None:
+        self.options = options if isinstance(options, AwsSlowOptions) else AwsSlowOptions()
+
+    def inject(self, lab: Lab) -> None:
+        lab.bouncer.lose_target()
+        write_delay(lab.aws_latency_control, self.options.delay)
+
+    def restore(self, lab: Lab) -> None:
+        write_delay(lab.aws_latency_control, 0)
+        lab.bouncer.restore_target()
+
+
+class FleetCrash:
+    """The database is out, orders are being taken into the order table, and
+    ``kill_after`` seconds later every orders process is killed at once (SIGKILL: whatever it
+    held in memory is gone, answers in flight included). Their process managers hold the
+    listening sockets and start new ones, as a container's supervisor would; the database
+    comes back at the restore. FIS: aws:ecs:stop-task on every orders task."""
+
+    def __init__(self, options: FaultOptions | None = None) -> None:
+        self.options = (options if isinstance(options, FleetCrashOptions)
+                        else FleetCrashOptions())
+
+    def inject(self, lab: Lab) -> None:
+        started = time.monotonic()
+        lab.bouncer.lose_target()
+        time.sleep(max(0.0, started + self.options.kill_after - time.monotonic()))
+        killed = [pid for name in ORDERS_FLEET for pid in lab.orders_workers(name)]
+        for pid in killed:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if not killed:
+            raise LabError("fleet-crash: no orders worker process found to kill")
+
+    def restore(self, lab: Lab) -> None:
+        lab.bouncer.restore_target()
+        _fleet_serving(lab)
+
+
+class RollingDeploy:
+    """Each orders process replaced in turn, under traffic: its process manager starts a
+    new one, waits until it serves, then stops the old one (SIGTERM: it finishes what it
+    holds), as a rolling deployment with a minimum of 100 % healthy does; ``pause`` seconds
+    between two. On ECS: a new deployment of the service."""
+
+    def __init__(self, options: FaultOptions | None = None) -> None:
+        self.options = (options if isinstance(options, RollingDeployOptions)
+                        else RollingDeployOptions())
+
+    def inject(self, lab: Lab) -> None:
+        for i, name in enumerate(ORDERS_FLEET):
+            if i:
+                time.sleep(self.options.pause)
+            old = set(lab.orders_workers(name))
+            os.kill(lab.s.pids[name], signal.SIGHUP)  # uvicorn: restart the workers
+            wait_until(lambda n=name, o=old: bool(lab.orders_workers(n))  # type: ignore[misc]
+                       and not o & set(lab.orders_workers(n)),
+                       f"{name}'s new process to replace the old", timeout=90)
+
+    def restore(self, lab: Lab) -> None:
+        _fleet_serving(lab)
+
+
+def _fleet_serving(lab: Lab) -> None:
+    """Every orders process of the fleet serves (its manager restarted, if it had died)."""
+    for name in ORDERS_FLEET:
+        if not _alive(lab.s.pids.get(name, 0)):
+            lab.start_orders(name)
+        lab.wait_ready(name, timeout=90)
+
+
+def _alive(pid: int) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _streaming(lab: Lab) -> bool:
     """The replica runs and streams from the writer."""
     if not lab.replica.running():
@@ -222,6 +313,9 @@ FAULTS: dict[Fault, Callable[[FaultOptions | None], LocalFault]] = {
     Fault.AWS_OUTAGE: AwsOutage,
     Fault.WORKER_CRASH: WorkerCrash,
     Fault.READER_LOSS: ReaderLoss,
+    Fault.AWS_SLOW: AwsSlow,
+    Fault.FLEET_CRASH: FleetCrash,
+    Fault.ROLLING_DEPLOY: RollingDeploy,
 }
 
 
@@ -246,12 +340,12 @@ class LocalTarget(WriterChecks):
     @property
     def health_urls(self) -> list[str]:
         return [f"{self.lab.entry_url}/products",
-                *(f"{self.lab.service_url(n)}/health/deep" for n in ("catalog", "orders"))]
+                *(f"{self.lab.service_url(n)}/health/deep" for n in ("catalog", *ORDERS_FLEET))]
 
     @property
     def breaker_urls(self) -> dict[str, str]:
         return {name: f"{self.lab.service_url(name)}/health/deep"
-                for name in ("catalog", "orders")}
+                for name in ("catalog", *ORDERS_FLEET)}
 
     async def apply(self, switches: Switches, say: Say) -> None:
         await asyncio.to_thread(self.lab.start_services, switches.env(), lambda *_: None)
@@ -274,6 +368,10 @@ class LocalTarget(WriterChecks):
         moto, resources = self.lab.moto.url, self.lab.resources
         return (await asyncio.to_thread(queue_depth, moto, resources.queue_url),
                 await asyncio.to_thread(queue_depth, moto, resources.dlq_url))
+
+    async def undecided_orders(self) -> int | None:
+        return await asyncio.to_thread(undecided_orders, self.lab.moto.url,
+                                       self.lab.resources.status_table)
 
     async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record] | None:
         return await fetch_from(self.lab.primary.dsn(), query, *args)
