@@ -31,6 +31,8 @@ locals {
       needs_degradation = false
       database_role     = "shop_catalog" # reads products
       runs_migrations   = false
+      min_tasks         = var.service_min_count
+      max_tasks         = var.service_max_count
     }
     orders = {
       dockerfile        = "services/orders/Dockerfile"
@@ -40,6 +42,10 @@ locals {
       needs_degradation = false
       database_role     = "shop_orders" # orders, and products' stock
       runs_migrations   = true
+      # A fleet: any orders task may finish an order another one accepted (the one-owner
+      # design), and fleet-crash / rolling-deploy need more than one task to mean anything.
+      min_tasks = var.orders_min_count
+      max_tasks = max(var.orders_min_count, var.service_max_count)
     }
     order-worker = {
       dockerfile        = "services/order-worker/Dockerfile"
@@ -49,6 +55,8 @@ locals {
       needs_degradation = true
       database_role     = "shop_orders" # the same order transaction as the orders service
       runs_migrations   = false
+      min_tasks         = var.worker_min_count
+      max_tasks         = var.worker_max_count
     }
   }
 
@@ -195,9 +203,12 @@ locals {
           Resource = [module.messaging.queue_arn]
         },
         {
-          Sid      = "OrderStatus"
+          # An order accepted while the database is out is written here first (its store of
+          # record) and read back by its id. TransactWriteItems is authorised per item action
+          # (PutItem, ConditionCheckItem). Never deleted by the service: the worker decides.
+          Sid      = "RecordOrders"
           Effect   = "Allow"
-          Action   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:DescribeTable"]
+          Action   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable"]
           Resource = [module.messaging.order_status_table_arn]
         },
         local.kms_via_data_services,
@@ -214,12 +225,20 @@ locals {
           Resource = [module.messaging.queue_arn, module.messaging.dlq_arn]
         },
         {
-          Sid    = "OrderStatus"
+          Sid    = "DecideOrders"
           Effect = "Allow"
-          # BatchWriteItem: a batch's decisions in one call. SQS authorizes its batch calls
-          # (DeleteMessageBatch, ChangeMessageVisibilityBatch) by the single actions above.
-          Action   = ["dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable"]
+          # BatchGetItem / BatchWriteItem: a batch's orders and decisions in one call each. SQS
+          # authorizes its batch calls (DeleteMessageBatch, ChangeMessageVisibilityBatch) by
+          # the single actions above.
+          Action   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable"]
           Resource = [module.messaging.order_status_table_arn]
+        },
+        {
+          # The orders still to decide, shard by shard: the sparse index, not a table scan.
+          Sid      = "FindUndecidedOrders"
+          Effect   = "Allow"
+          Action   = ["dynamodb:Query"]
+          Resource = [module.messaging.order_status_undecided_index_arn]
         },
         local.kms_via_data_services,
       ]
@@ -353,9 +372,9 @@ module "service" {
   subnet_ids         = module.network.private_subnet_ids
   security_group_ids = [module.security_groups.tasks_security_group_id]
   target_group_arn   = lookup(module.alb.target_group_arns, each.key, null)
-  desired_count      = each.value.needs_degradation ? var.worker_min_count : var.service_min_count
-  min_capacity       = each.value.needs_degradation ? var.worker_min_count : var.service_min_count
-  max_capacity       = each.value.needs_degradation ? var.worker_max_count : var.service_max_count
+  desired_count      = each.value.min_tasks
+  min_capacity       = each.value.min_tasks
+  max_capacity       = each.value.max_tasks
   cpu_target_percent = var.cpu_target_percent
   queue_scaling = each.value.needs_degradation ? {
     queue_name       = module.messaging.queue_name
@@ -393,30 +412,33 @@ module "observability" {
 module "fis" {
   source = "./modules/fis"
 
-  name                    = var.name
-  cluster_arn             = module.aurora.cluster_arn
-  cluster_identifier      = module.aurora.cluster_identifier
-  proxy_name              = module.rds_proxy.name
-  proxy_arn               = module.rds_proxy.arn
-  proxy_target_group_name = module.rds_proxy.target_group_name
-  proxy_target_group_arn  = module.rds_proxy.target_group_arn
-  ecs_cluster_name        = aws_ecs_cluster.this.name
-  ecs_cluster_arn         = aws_ecs_cluster.this.arn
-  services                = keys(local.deployed_services)
-  fis_target_tag_key      = local.fis_tag_key
-  fis_target_tag_values   = local.fis_tag_values
-  fis_group_tag_key       = local.fis_group_tag_key
-  fis_group_tag_value     = local.fis_group_tag_value
-  stop_alarm_arn          = module.observability.alb_5xx_alarm_arn
-  dlq_alarm_arn           = module.observability.dlq_alarm_arn
-  db_outage_seconds       = var.db_outage_seconds
-  vpc_id                  = module.network.vpc_id
-  instance_arns           = module.aurora.instance_arns
-  master_secret_arn       = module.aurora.master_user_secret_arn
-  task_fault_injection    = local.task_fault_injection
-  brownout_sources        = [local.database_endpoint.writer, local.database_endpoint.reader]
-  brownout_delay_ms       = var.brownout_delay_ms
-  brownout_seconds        = var.brownout_seconds
-  kms_key_arn             = module.kms.key_arn
-  log_retention_days      = var.log_retention_days
+  name                      = var.name
+  cluster_arn               = module.aurora.cluster_arn
+  cluster_identifier        = module.aurora.cluster_identifier
+  proxy_name                = module.rds_proxy.name
+  proxy_arn                 = module.rds_proxy.arn
+  proxy_target_group_name   = module.rds_proxy.target_group_name
+  proxy_target_group_arn    = module.rds_proxy.target_group_arn
+  ecs_cluster_name          = aws_ecs_cluster.this.name
+  ecs_cluster_arn           = aws_ecs_cluster.this.arn
+  services                  = keys(local.deployed_services)
+  fis_target_tag_key        = local.fis_tag_key
+  fis_target_tag_values     = local.fis_tag_values
+  fis_group_tag_key         = local.fis_group_tag_key
+  fis_group_tag_value       = local.fis_group_tag_value
+  stop_alarm_arn            = module.observability.alb_5xx_alarm_arn
+  dlq_alarm_arn             = module.observability.dlq_alarm_arn
+  db_outage_seconds         = var.db_outage_seconds
+  vpc_id                    = module.network.vpc_id
+  instance_arns             = module.aurora.instance_arns
+  master_secret_arn         = module.aurora.master_user_secret_arn
+  task_fault_injection      = local.task_fault_injection
+  brownout_sources          = [local.database_endpoint.writer, local.database_endpoint.reader]
+  brownout_delay_ms         = var.brownout_delay_ms
+  brownout_seconds          = var.brownout_seconds
+  fleet_crash_after_seconds = var.fleet_crash_after_seconds
+  aws_slow_delay_ms         = var.aws_slow_delay_ms
+  aws_slow_seconds          = var.aws_slow_seconds
+  kms_key_arn               = module.kms.key_arn
+  log_retention_days        = var.log_retention_days
 }

@@ -65,6 +65,21 @@ output "fis_reader_loss_template_id" {
   value       = try(module.fis.reader_loss_template_id, null)
 }
 
+output "fis_fleet_crash_template_id" {
+  description = "FIS experiment template: every orders task stopped fleet_crash_after_seconds into a database outage of db_outage_seconds."
+  value       = try(module.fis.fleet_crash_template_id, null)
+}
+
+output "fis_aws_slow_template_id" {
+  description = "FIS experiment template: the orders tasks' DynamoDB and SQS traffic delayed (null: the tasks are not opted in, enable_task_fault_injection = false)."
+  value       = try(module.fis.aws_slow_template_id, null)
+}
+
+output "fis_aws_slow_seconds" {
+  description = "How long the aws-slow template delays the orders tasks' AWS traffic."
+  value       = var.aws_slow_seconds
+}
+
 output "fis_stop_task_template_ids" {
   description = "FIS experiment template per service: stop one task."
   value       = try(module.fis.stop_task_template_ids, {})
@@ -123,6 +138,11 @@ output "ecr_repositories" {
 output "ecs_cluster_name" {
   description = "Name of the ECS cluster."
   value       = try(aws_ecs_cluster.this.name, null)
+}
+
+output "ecs_service_names" {
+  description = "Per deployed service: its ECS service name (rolling-deploy forces a new deployment of orders)."
+  value       = { for name, service in module.service : name => service.service_name }
 }
 
 output "dashboard_name" {

@@ -125,13 +125,24 @@ variable "cpu_architecture" {
 }
 
 variable "service_min_count" {
-  description = "Tasks per web service (catalog, orders) at least: two, so one stopped task is no outage."
+  description = "catalog tasks at least: two, so one stopped task is no outage (orders: orders_min_count)."
   type        = number
   default     = 2
 
   validation {
     condition     = var.service_min_count >= 1
     error_message = "service_min_count must be at least 1."
+  }
+}
+
+variable "orders_min_count" {
+  description = "orders tasks at least: a fleet of two or more (any orders task may finish an order another one accepted; fleet-crash and rolling-deploy act on the fleet)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.orders_min_count >= 1
+    error_message = "orders_min_count must be at least 1 (2 or more for a fleet)."
   }
 }
 
@@ -287,6 +298,29 @@ variable "brownout_delay_ms" {
 
 variable "brownout_seconds" {
   description = "How long the brownout experiment lasts."
+  type        = number
+  default     = 120
+}
+
+variable "fleet_crash_after_seconds" {
+  description = "How far into its database outage (db_outage_seconds) the fleet-crash experiment stops every orders task."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.fleet_crash_after_seconds >= 1 && var.fleet_crash_after_seconds < var.db_outage_seconds
+    error_message = "fleet_crash_after_seconds must be at least 1 and shorter than db_outage_seconds."
+  }
+}
+
+variable "aws_slow_delay_ms" {
+  description = "How late the orders tasks' DynamoDB and SQS traffic is during the aws-slow experiment, milliseconds."
+  type        = number
+  default     = 1000
+}
+
+variable "aws_slow_seconds" {
+  description = "How long the aws-slow experiment lasts."
   type        = number
   default     = 120
 }

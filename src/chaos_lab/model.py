@@ -76,6 +76,9 @@ class Fault(StrEnum):
     AWS_OUTAGE = "aws-outage"
     WORKER_CRASH = "worker-crash"
     READER_LOSS = "reader-loss"
+    AWS_SLOW = "aws-slow"
+    FLEET_CRASH = "fleet-crash"
+    ROLLING_DEPLOY = "rolling-deploy"
 
 
 T = TypeVar("T")

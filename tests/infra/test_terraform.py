@@ -176,13 +176,16 @@ def test_every_checkov_skip_gives_a_reason() -> None:
 
 
 @pytest.mark.parametrize("path", ALL_MODULE_DIRS, ids=lambda p: p.name)
-def test_terraform_1_6_and_aws_provider_6(path: Path) -> None:
-    """>= 1.6: a count on a value unknown until apply (a jsonencode of module outputs compared
-    with null) fails the plan of 1.5. Provider 6: data.aws_region's `region` attribute."""
+def test_terraform_1_9_and_aws_provider_6_37(path: Path) -> None:
+    """>= 1.9: validations that compare two variables (fleet_crash_after_seconds against
+    db_outage_seconds). Provider 6.37 to 7: data.aws_region's `region` attribute, and a working
+    global_secondary_index.key_schema (the undecided index; hash_key/range_key there are
+    deprecated); below 7, a major version is a reviewed upgrade."""
     (block,) = _clean(hcl2.loads((path / "versions.tf").read_text()))["terraform"]
-    assert block["required_version"] == ">= 1.6", path.name
+    assert block["required_version"] == ">= 1.9", path.name
     (providers,) = block["required_providers"]
-    assert providers["aws"] == {"source": "hashicorp/aws", "version": ">= 6.0"}, path.name
+    assert providers["aws"] == {"source": "hashicorp/aws", "version": ">= 6.37, < 7.0"}, \
+        path.name
 
 
 @pytest.mark.parametrize("path", ALL_MODULE_DIRS, ids=lambda p: p.name)
@@ -809,6 +812,7 @@ def test_each_task_role_reaches_only_its_own_resources() -> None:
     for action in ("ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility"):
         assert f'"sqs:{action}"' in worker
     assert '"dynamodb:BatchWriteItem"' in worker, "the worker records a batch in one call"
+    assert "DeleteItem" not in orders, "an accepted order is the worker's to decide"
     assert "module.messaging.dlq_arn" in worker, "redrive reads the DLQ"
     assert "product_cache" not in worker
     for text in policies.values():
@@ -842,10 +846,34 @@ def test_tables_keys_and_protection() -> None:
     for name, (key, kind) in keys.items():
         table = messaging.resource("aws_dynamodb_table", name)
         assert table["hash_key"] == key
-        assert table["attribute"] == [{"name": key, "type": kind}]
+        assert table["attribute"][0] == {"name": key, "type": kind}
         assert table["billing_mode"] == "PAY_PER_REQUEST"
         assert table["point_in_time_recovery"] == [{"enabled": True}]
         assert table["server_side_encryption"][0]["enabled"] is True
+        assert table["deletion_protection_enabled"] == "${var.deletion_protection}"
+    assert messaging.variables["deletion_protection"]["default"] is True
+
+
+def test_order_status_has_the_sparse_undecided_index() -> None:
+    """The orders accepted while the database is out wait in order_status; the pending ones
+    (and only they) carry `undecided` (a shard name) and `accepted_at`, so the index holds
+    exactly the orders the worker still has to decide, oldest first per shard."""
+    messaging = sub("messaging")
+    names = messaging.locals["undecided"]
+    assert names == {"name": "undecided", "hash_key": "undecided", "range_key": "accepted_at"}
+    table = messaging.resource("aws_dynamodb_table", "order_status")
+    attributes = {a["name"]: a["type"] for a in table["attribute"]}
+    assert attributes == {"order_id": "S", "${local.undecided.hash_key}": "S",
+                          "${local.undecided.range_key}": "N"}
+    (index,) = table["global_secondary_index"]
+    assert index["name"] == "${local.undecided.name}" and index["projection_type"] == "ALL"
+    assert index["key_schema"] == [
+        {"attribute_name": "${local.undecided.hash_key}", "key_type": "HASH"},
+        {"attribute_name": "${local.undecided.range_key}", "key_type": "RANGE"}]
+    assert "hash_key" not in index and "range_key" not in index, "deprecated in the GSI"
+    assert squash(messaging.outputs["order_status_undecided_index_arn"]["value"]) == (
+        '${try(format("%s/index/%s",aws_dynamodb_table.order_status.arn,'
+        'local.undecided.name),null)}')
 
 
 def test_alarms_on_dlq_depth_and_queue_age() -> None:
@@ -989,7 +1017,7 @@ def templates() -> dict[str, dict[str, Any]]:
 def test_one_template_per_failure_mode() -> None:
     assert set(templates()) == {"failover", "db_outage", "stop_task", "brownout",
                                 "credential_rotation", "aws_outage", "worker_crash",
-                                "reader_loss"}
+                                "reader_loss", "fleet_crash", "aws_slow"}
 
 
 def test_failover_template_targets_the_cluster_by_its_tag() -> None:
@@ -1067,7 +1095,7 @@ def test_outage_runbook_removes_holds_and_always_restores() -> None:
 
 def test_every_template_stops_on_the_5xx_alarm_and_logs() -> None:
     # Those that can lose orders also stop when orders reach the dead-letter queue.
-    with_dlq = {"aws_outage", "worker_crash"}
+    with_dlq = {"aws_outage", "worker_crash", "fleet_crash", "aws_slow"}
     for name, template in templates().items():
         alarms = ["${var.stop_alarm_arn}", *(["${var.dlq_alarm_arn}"] * (name in with_dlq))]
         assert template["stop_condition"] == [{"source": "aws:cloudwatch:alarm", "value": a}
@@ -1264,9 +1292,16 @@ def test_reader_loss_reboots_the_tagged_reader() -> None:
 
 def test_every_fault_has_its_template_output() -> None:
     from chaos_lab.model import Fault
-    from chaos_lab.targets.aws import TEMPLATE_OUTPUTS
+    from chaos_lab.targets.aws import DEPLOYMENT_FAULTS, TEMPLATE_OUTPUTS
 
-    assert set(TEMPLATE_OUTPUTS) == set(Fault), "every fault has an AWS twin"
+    assert set(TEMPLATE_OUTPUTS) | set(DEPLOYMENT_FAULTS) == set(Fault), \
+        "every fault has an AWS twin"
+    # rolling-deploy is ECS's, not FIS's: the driver needs the cluster and the service names.
+    for name in ("ecs_cluster_name", "ecs_service_names"):
+        assert name in root().outputs
+    assert squash(root().outputs["ecs_service_names"]["value"]) == \
+        "${{forname,serviceinmodule.service:name=>service.service_name}}"
+    assert set(DEPLOYMENT_FAULTS.values()) <= set(root().locals["services"])
     fis_outputs = sub("fis").outputs
     for fault, name in TEMPLATE_OUTPUTS.items():
         assert name in root().outputs, fault
@@ -1297,3 +1332,86 @@ def test_outputs_give_the_driver_what_it_needs() -> None:
         assert name in root().outputs
     for name, output in root().outputs.items():
         assert not output.get("sensitive"), f"{name}: outputs hold no secrets"
+
+
+# The one-owner design (issue 19): DynamoDB is the store of record while the database is out --
+
+
+def statement_of(policy: str, sid: str) -> str:
+    (found,) = [st for st in statements(policy) if f'Sid="{sid}"' in st]
+    return found
+
+
+def test_orders_record_and_the_worker_decides_through_the_undecided_index() -> None:
+    policies = root().locals["task_policies"]
+    table = "Resource=[module.messaging.order_status_table_arn]"
+    record = statement_of(policies["orders"], "RecordOrders")
+    assert policy_actions(record) == {"dynamodb:PutItem", "dynamodb:GetItem",
+                                      "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable"}
+    assert table in record
+    assert not any("dynamodb:" in st and "RecordOrders" not in st
+                   for st in statements(policies["orders"]) if "kms:" not in st)
+    decide = statement_of(policies["order-worker"], "DecideOrders")
+    assert policy_actions(decide) == {
+        "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem",
+        "dynamodb:BatchWriteItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable"}
+    assert table in decide
+    query = statement_of(policies["order-worker"], "FindUndecidedOrders")
+    assert policy_actions(query) == {"dynamodb:Query"}
+    assert "Resource=[module.messaging.order_status_undecided_index_arn]" in query
+    assert "dynamodb:Query" not in decide, "a query on the index only, never on the table"
+    # The queue stays: its message wakes the worker up.
+    assert '"sqs:SendMessage"' in squash(policies["orders"])
+    assert '"sqs:ReceiveMessage"' in squash(policies["order-worker"])
+
+
+def test_orders_run_as_a_fleet_by_default() -> None:
+    services = root().locals["services"]
+    assert services["orders"]["min_tasks"] == "${var.orders_min_count}"
+    assert root().variables["orders_min_count"]["default"] >= 2
+    assert services["orders"]["max_tasks"] == \
+        "${max(var.orders_min_count, var.service_max_count)}"
+    call = module_call("service")
+    assert call["desired_count"] == call["min_capacity"] == "${each.value.min_tasks}"
+    assert call["max_capacity"] == "${each.value.max_tasks}"
+
+
+def test_fleet_crash_stops_every_orders_task_inside_a_database_outage() -> None:
+    template = templates()["fleet_crash"]
+    actions = {a["name"]: a for a in template["action"]}
+    runbook = actions["remove-proxy-target"]
+    assert runbook["action_id"] == "aws:ssm:start-automation-execution"
+    parameters = {p["key"]: p["value"] for p in runbook["parameter"]}
+    db_outage = {p["key"]: p["value"] for p in templates()["db_outage"]["action"][0]["parameter"]}
+    assert parameters == db_outage, "the db-outage runbook, as the db-outage template runs it"
+    wait = actions["outage-under-way"]
+    assert wait["action_id"] == "aws:fis:wait"
+    assert wait["parameter"] == [{"key": "duration",
+                                  "value": "PT${var.fleet_crash_after_seconds}S"}]
+    stop = actions["stop-orders-tasks"]
+    assert stop["action_id"] == "aws:ecs:stop-task"
+    assert stop["start_after"] == ["outage-under-way"], "inside the outage, not before it"
+    (target,) = template["target"]
+    assert stop["target"] == [{"key": "Tasks", "value": target["name"]}]
+    assert target["resource_type"] == "aws:ecs:task" and target["selection_mode"] == "ALL"
+    assert target["resource_tag"] == [{"key": "${var.fis_target_tag_key}",
+                                       "value": '${var.fis_target_tag_values["orders"]}'}]
+    condition = sub("fis").variables["fleet_crash_after_seconds"]["validation"][0]["condition"]
+    assert "var.fleet_crash_after_seconds < var.db_outage_seconds" in condition
+
+
+def test_aws_slow_delays_only_the_orders_tasks_dynamodb_and_sqs_traffic() -> None:
+    action, parameters, target = template_action("aws_slow")
+    assert action["action_id"] == "aws:ecs:task-network-latency"
+    assert target["resource_type"] == "aws:ecs:task" and target["selection_mode"] == "ALL"
+    assert target["resource_tag"] == [{"key": "${var.fis_target_tag_key}",
+                                       "value": '${var.fis_target_tag_values["orders"]}'}]
+    assert parameters["delayMilliseconds"] == "${tostring(var.aws_slow_delay_ms)}"
+    assert parameters["duration"] == "PT${var.aws_slow_seconds}S"
+    assert parameters["useEcsFaultInjectionEndpoints"] == "true"
+    assert parameters["sources"] == '${join(",", local.aws_slow_sources)}'
+    assert sub("fis").locals["aws_slow_sources"] == [
+        "DYNAMODB", "sqs.${local.region}.${data.aws_partition.current.dns_suffix}"]
+    # Only where the tasks carry the sidecar (a chaos deployment).
+    assert templates()["aws_slow"]["count"] == "${var.task_fault_injection ? 1 : 0}"
+    assert root().locals["fis_tag_values"].count("for name in keys(local.services)") == 1

@@ -11,6 +11,9 @@ locals {
   vpc_arn            = "arn:${local.partition}:ec2:${local.region}:${local.account_id}:vpc/${var.vpc_id}"
   # The worker-crash template exists where the worker does (enable_degradation).
   has_worker = contains(var.services, "order-worker")
+  # aws-slow delays what the orders tasks send to DynamoDB (FIS's keyword for the region's
+  # endpoint) and to SQS (its regional endpoint's name, resolved when the action starts).
+  aws_slow_sources = ["DYNAMODB", "sqs.${local.region}.${data.aws_partition.current.dns_suffix}"]
 }
 
 resource "aws_cloudwatch_log_group" "this" {
@@ -819,4 +822,182 @@ resource "aws_fis_experiment_template" "reader_loss" {
   }
 
   tags = merge(var.tags, { Name = "${var.name}-reader-loss" })
+}
+
+# 9. Fleet crash: while the database is out (the db-outage runbook), every orders task stopped
+# at once; ECS starts new ones, which must take over the orders the stopped ones accepted (the
+# one-owner design: DynamoDB holds them, not a task's memory). The stop waits
+# fleet_crash_after_seconds so that it strikes inside the outage (a runbook action ends only
+# after its restore, so the stop cannot start after it).
+resource "aws_fis_experiment_template" "fleet_crash" {
+  description = "${var.name}: stop every orders task ${var.fleet_crash_after_seconds}s into a ${var.db_outage_seconds}s database outage"
+  role_arn    = aws_iam_role.fis.arn
+
+  action {
+    name      = "remove-proxy-target"
+    action_id = "aws:ssm:start-automation-execution"
+
+    parameter {
+      key   = "documentArn"
+      value = aws_ssm_document.db_outage.arn
+    }
+
+    parameter {
+      key = "documentParameters"
+      value = jsonencode({
+        AutomationAssumeRole = aws_iam_role.automation.arn
+        DBProxyName          = var.proxy_name
+        TargetGroupName      = var.proxy_target_group_name
+        DBClusterIdentifier  = var.cluster_identifier
+        OutageDuration       = "PT${var.db_outage_seconds}S"
+      })
+    }
+
+    parameter {
+      key   = "maxDuration"
+      value = "PT${local.outage_max_minutes}M"
+    }
+  }
+
+  action {
+    name      = "outage-under-way"
+    action_id = "aws:fis:wait"
+
+    parameter {
+      key   = "duration"
+      value = "PT${var.fleet_crash_after_seconds}S"
+    }
+  }
+
+  action {
+    name        = "stop-orders-tasks"
+    action_id   = "aws:ecs:stop-task"
+    start_after = ["outage-under-way"]
+
+    target {
+      key   = "Tasks"
+      value = "orders-tasks"
+    }
+  }
+
+  target {
+    name           = "orders-tasks"
+    resource_type  = "aws:ecs:task"
+    selection_mode = "ALL"
+
+    resource_tag {
+      key   = var.fis_target_tag_key
+      value = var.fis_target_tag_values["orders"]
+    }
+  }
+
+  stop_condition {
+    source = "aws:cloudwatch:alarm"
+    value  = var.stop_alarm_arn
+  }
+
+  stop_condition {
+    source = "aws:cloudwatch:alarm"
+    value  = var.dlq_alarm_arn
+  }
+
+  experiment_options {
+    account_targeting            = "single-account"
+    empty_target_resolution_mode = "fail"
+  }
+
+  log_configuration {
+    log_schema_version = 2
+
+    cloudwatch_logs_configuration {
+      log_group_arn = "${aws_cloudwatch_log_group.this.arn}:*"
+    }
+  }
+
+  tags = merge(var.tags, { Name = "${var.name}-fleet-crash" })
+}
+
+# 10. AWS slow: what the orders tasks send to DynamoDB and SQS delayed (the database stays
+# fast). Needs the tasks' opt-in and the SSM sidecar, like the brownout.
+resource "aws_fis_experiment_template" "aws_slow" {
+  count = var.task_fault_injection ? 1 : 0
+
+  description = "${var.name}: delay the orders tasks' DynamoDB and SQS traffic by ${var.aws_slow_delay_ms} ms for ${var.aws_slow_seconds}s"
+  role_arn    = aws_iam_role.fis.arn
+
+  action {
+    name      = "delay-aws-answers"
+    action_id = "aws:ecs:task-network-latency"
+
+    parameter {
+      key   = "duration"
+      value = "PT${var.aws_slow_seconds}S"
+    }
+
+    parameter {
+      key   = "delayMilliseconds"
+      value = tostring(var.aws_slow_delay_ms)
+    }
+
+    parameter {
+      key   = "jitterMilliseconds"
+      value = "0"
+    }
+
+    parameter {
+      key   = "flowsPercent"
+      value = "100"
+    }
+
+    parameter {
+      key   = "sources"
+      value = join(",", local.aws_slow_sources)
+    }
+
+    parameter {
+      key   = "useEcsFaultInjectionEndpoints"
+      value = "true"
+    }
+
+    target {
+      key   = "Tasks"
+      value = "orders-tasks"
+    }
+  }
+
+  target {
+    name           = "orders-tasks"
+    resource_type  = "aws:ecs:task"
+    selection_mode = "ALL"
+
+    resource_tag {
+      key   = var.fis_target_tag_key
+      value = var.fis_target_tag_values["orders"]
+    }
+  }
+
+  stop_condition {
+    source = "aws:cloudwatch:alarm"
+    value  = var.stop_alarm_arn
+  }
+
+  stop_condition {
+    source = "aws:cloudwatch:alarm"
+    value  = var.dlq_alarm_arn
+  }
+
+  experiment_options {
+    account_targeting            = "single-account"
+    empty_target_resolution_mode = "fail"
+  }
+
+  log_configuration {
+    log_schema_version = 2
+
+    cloudwatch_logs_configuration {
+      log_group_arn = "${aws_cloudwatch_log_group.this.arn}:*"
+    }
+  }
+
+  tags = merge(var.tags, { Name = "${var.name}-aws-slow" })
 }

@@ -38,6 +38,16 @@ output "reader_loss_template_id" {
   value       = try(aws_fis_experiment_template.reader_loss.id, null)
 }
 
+output "fleet_crash_template_id" {
+  description = "FIS template: every orders task stopped during a database outage."
+  value       = try(aws_fis_experiment_template.fleet_crash.id, null)
+}
+
+output "aws_slow_template_id" {
+  description = "FIS template: the orders tasks' DynamoDB and SQS traffic delayed (null: the tasks are not opted in)."
+  value       = try(aws_fis_experiment_template.aws_slow[0].id, null)
+}
+
 output "managed_instance_role" {
   description = "Role the FIS sidecar registers tasks under as SSM managed instances (null: no task fault injection)."
   value       = try({ name = aws_iam_role.managed_instance[0].name, arn = aws_iam_role.managed_instance[0].arn }, null)

@@ -58,8 +58,8 @@ variable "fis_target_tag_values" {
   type        = map(string)
 
   validation {
-    condition     = alltrue([for k in ["aurora", "aurora_reader", "private_subnets"] : contains(keys(var.fis_target_tag_values), k)])
-    error_message = "fis_target_tag_values needs \"aurora\" (failover), \"aurora_reader\" (reader-loss) and \"private_subnets\" (aws-outage) entries."
+    condition     = alltrue([for k in ["aurora", "aurora_reader", "private_subnets", "orders"] : contains(keys(var.fis_target_tag_values), k)])
+    error_message = "fis_target_tag_values needs \"aurora\" (failover), \"aurora_reader\" (reader-loss), \"private_subnets\" (aws-outage) and \"orders\" (fleet-crash, aws-slow) entries."
   }
 }
 
@@ -144,6 +144,39 @@ variable "db_outage_seconds" {
   validation {
     condition     = var.db_outage_seconds >= 10 && var.db_outage_seconds <= 3600
     error_message = "db_outage_seconds must be 10 s to 1 hour."
+  }
+}
+
+variable "fleet_crash_after_seconds" {
+  description = "How far into the database outage the fleet-crash template stops every orders task."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.fleet_crash_after_seconds >= 1 && var.fleet_crash_after_seconds < var.db_outage_seconds
+    error_message = "fleet_crash_after_seconds must be at least 1 and shorter than db_outage_seconds: the tasks must stop while the database is out."
+  }
+}
+
+variable "aws_slow_delay_ms" {
+  description = "How late the orders tasks' DynamoDB and SQS traffic is during aws-slow, milliseconds."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.aws_slow_delay_ms >= 1 && var.aws_slow_delay_ms <= 60000
+    error_message = "aws_slow_delay_ms must be 1 ms to 60 s."
+  }
+}
+
+variable "aws_slow_seconds" {
+  description = "How long aws-slow lasts."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.aws_slow_seconds >= 10 && var.aws_slow_seconds <= 3600
+    error_message = "aws_slow_seconds must be 10 s to 1 hour."
   }
 }
 
