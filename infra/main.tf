@@ -20,8 +20,8 @@ locals {
 
   # Every image, where it is built from, and how the load balancer reaches it. The worker has
   # no route: it serves its /health on 8081 to the container's own probe only. Each connects
-  # as its own database role (migration 0004's grants); the orders task alone runs the
-  # migrations, as the owner, in an init container before the service starts.
+  # as its own database role (migration 0004's grants). No service migrates: the migrations
+  # are a one-shot task of their own (module.migrate), run on deploy.
   services = {
     catalog = {
       dockerfile        = "services/catalog/Dockerfile"
@@ -30,7 +30,6 @@ locals {
       port              = local.container_port
       needs_degradation = false
       database_role     = "shop_catalog" # reads products
-      runs_migrations   = false
       min_tasks         = var.service_min_count
       max_tasks         = var.service_max_count
     }
@@ -41,7 +40,6 @@ locals {
       port              = local.container_port
       needs_degradation = false
       database_role     = "shop_orders" # orders, and products' stock
-      runs_migrations   = true
       # A fleet: any orders task may finish an order another one accepted (the one-owner
       # design), and fleet-crash / rolling-deploy need more than one task to mean anything.
       min_tasks = var.orders_min_count
@@ -54,7 +52,6 @@ locals {
       port              = 8081 # SHOP_WORKER_HEALTH_PORT's default
       needs_degradation = true
       database_role     = "shop_orders" # the same order transaction as the orders service
-      runs_migrations   = false
       min_tasks         = var.worker_min_count
       max_tasks         = var.worker_max_count
     }
@@ -107,7 +104,7 @@ locals {
   database_ca_bundle = "/etc/ssl/certs/rds-global-bundle.pem"
   database_tls       = "sslmode=verify-full&sslrootcert=${local.database_ca_bundle}"
 
-  # Database URLs per login: the owner (the migrate step, writer only) and each app role. The
+  # Database URLs per login: the owner (the migrate task, writer only) and each app role. The
   # password never: the processes read it from Secrets Manager themselves.
   database_urls = merge(
     {
@@ -125,7 +122,7 @@ locals {
 
   # What each service connects as: its role's URLs and its role's secret (the ARN, not the
   # value: the processes read the JSON's "password" at start and again after an authentication
-  # failure). The schema is the migrate step's: the services wait for it (SHOP_MIGRATE=false).
+  # failure). The schema is the migrate task's: the services wait for it (SHOP_MIGRATE=false).
   database_environment = {
     for name, s in local.services : name => merge(local.database_urls[s.database_role], {
       SHOP_DATABASE_SECRET_ARN = module.aurora.app_role_secret_arns[s.database_role]
@@ -133,9 +130,14 @@ locals {
     })
   }
 
-  # The migrate step (`python -m shop.migrate`, the orders task's init container): the owner,
+  # The migrate task (`python -m shop.migrate`, the orders image, module.migrate): the owner,
   # with the master secret RDS manages and rotates, applies the migrations, then sets each app
-  # role's password to its secret's (SHOP_ROLE_SECRETS: role -> secret ARN).
+  # role's password to its secret's (SHOP_ROLE_SECRETS: role -> secret ARN). Its task role is
+  # the only one that may read the master secret.
+  migrate = {
+    image   = "orders"
+    command = ["python", "-m", "shop.migrate", "--timeout", "600"]
+  }
   migrate_environment = merge(local.database_urls.owner, {
     SHOP_DATABASE_SECRET_ARN = module.aurora.master_user_secret_arn
     SHOP_ROLE_SECRETS        = jsonencode(module.aurora.app_role_secret_arns)
@@ -359,14 +361,8 @@ module "service" {
   container_port    = each.value.port
   health_check_port = each.value.port
   environment       = merge(local.database_environment[each.key], local.common_environment, var.enable_degradation ? local.degradation_environment[each.key] : {})
-  init_container = each.value.runs_migrations ? {
-    name        = "migrate"
-    command     = ["python", "-m", "shop.migrate", "--timeout", "600"]
-    environment = local.migrate_environment
-  } : null
-  # Each task reads its role's secret; the migrating task also the master's and every role's
-  # (a task role is the whole task's: the orders app container could read them too).
-  task_secret_arns   = each.value.runs_migrations ? local.migrate_secret_arns : [module.aurora.app_role_secret_arns[each.value.database_role]]
+  # Each task reads its own role's secret, and no other.
+  task_secret_arns   = [module.aurora.app_role_secret_arns[each.value.database_role]]
   kms_key_arn        = module.kms.key_arn
   task_policy_json   = var.enable_degradation ? local.task_policies[each.key] : null
   subnet_ids         = module.network.private_subnet_ids
@@ -392,6 +388,26 @@ module "service" {
     { Service = each.key, (local.fis_tag_key) = local.fis_tag_values[each.key] },
     contains(local.brownout_services, each.key) ? { (local.fis_group_tag_key) = local.fis_group_tag_value } : {},
   )
+}
+
+# The migrations: a one-shot task, run on deploy (docs/aws.md: `aws ecs run-task` with the
+# migrate_run_task output). Its role alone may read the master secret (the schema owner's) and
+# the app roles' secrets, whose passwords it sets; no service's role can.
+module "migrate" {
+  source = "./modules/ecs_task"
+
+  name               = "migrate"
+  cluster_name       = aws_ecs_cluster.this.name
+  image              = "${module.ecr.repository_urls[local.migrate.image]}:${var.image_tag}"
+  command            = local.migrate.command
+  environment        = local.migrate_environment
+  task_secret_arns   = local.migrate_secret_arns
+  cpu                = var.task_cpu
+  memory             = var.task_memory
+  cpu_architecture   = var.cpu_architecture
+  kms_key_arn        = module.kms.key_arn
+  log_retention_days = var.log_retention_days
+  tags               = { Service = "migrate" }
 }
 
 module "observability" {

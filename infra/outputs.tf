@@ -116,7 +116,7 @@ output "proxy_reader_endpoint" {
 }
 
 output "database_secret_arn" {
-  description = "Secrets Manager secret with the master user (the schema's owner) and its password, rotated by RDS (the ARN, not the password)."
+  description = "Secrets Manager secret with the master user (the schema's owner) and its password, rotated by RDS (the ARN, not the password); only the migrate task's role may read it."
   value       = try(module.aurora.master_user_secret_arn, null)
 }
 
@@ -138,6 +138,17 @@ output "ecr_repositories" {
 output "ecs_cluster_name" {
   description = "Name of the ECS cluster."
   value       = try(aws_ecs_cluster.this.name, null)
+}
+
+output "migrate_run_task" {
+  description = "What `aws ecs run-task` needs to run the migrations (the one-shot migrate task) on deploy: cluster, task definition, subnets and security group (docs/aws.md, Deploy)."
+  value = {
+    cluster         = try(aws_ecs_cluster.this.name, null)
+    task_definition = try(module.migrate.task_definition_arn, null)
+    subnets         = try(module.network.private_subnet_ids, [])
+    security_groups = try([module.security_groups.tasks_security_group_id], [])
+    log_group       = try(module.migrate.log_group_name, null)
+  }
 }
 
 output "ecs_service_names" {

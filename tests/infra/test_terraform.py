@@ -690,62 +690,88 @@ def test_no_service_but_the_migrate_step_has_the_master_secret() -> None:
         "${try(aws_rds_cluster.this.master_user_secret[0].secret_arn, null)}"
 
 
-def test_only_the_orders_task_runs_the_migrate_step_before_its_service() -> None:
-    services = root().locals["services"]
-    assert [n for n, s in services.items() if s["runs_migrations"]] == ["orders"]
-    init = squash(module_call("service")["init_container"])
-    assert init == ('${each.value.runs_migrations?{name="migrate",command=["python","-m",'
-                    '"shop.migrate","--timeout","600"],environment=local.migrate_environment}'
-                    ':null}'), init
+def test_the_migrations_are_a_one_shot_task_of_their_own() -> None:
+    """Issue 21, item 1: not an init container of the internet-facing orders task (a task
+    role is the whole task's), but a task definition with no service, run on deploy."""
+    call = module_call("migrate")
+    assert call["source"] == "./modules/ecs_task"
+    assert call["image"] == "${module.ecr.repository_urls[local.migrate.image]}:${var.image_tag}"
+    assert root().locals["migrate"] == {
+        "image": "orders", "command": ["python", "-m", "shop.migrate", "--timeout", "600"]}
+    assert call["command"] == "${local.migrate.command}"
+    assert call["environment"] == "${local.migrate_environment}"
+    assert call["task_secret_arns"] == "${local.migrate_secret_arns}"
+    task = sub("ecs_task")
+    assert not task.of_kind("aws_ecs_service"), "one-shot: no service keeps it running"
+    definition = squash(task.resource("aws_ecs_task_definition", "this")["container_definitions"])
+    for expected in ("essential=true", "readonlyRootFilesystem=true", "command=var.command",
+                     "environment=local.environment"):
+        assert expected in definition, expected
+    assert "secrets" not in definition, "the command reads its secrets itself"
+    # No service runs migrations any more, in any container.
     service = sub("ecs_service")
-    assert service.variables["init_container"]["default"] is None
-    containers = squash(service.locals["init_containers"])
-    assert containers.startswith("${[forinitinvar.init_container[*]:{")
-    for expected in ("name=init.name", "image=var.image", "essential=false",
-                     "readonlyRootFilesystem=true", "command=init.command",
-                     "environment=[forkinsort(keys(init.environment)):",
-                     "awslogs-group=aws_cloudwatch_log_group.this.name"):
-        assert expected in containers, expected
-    assert "secrets" not in containers, "the init container reads its secrets itself"
-    depends = squash(service.locals["depends_on"])
-    assert ('dependsOn=[forinitinvar.init_container[*]:{containerName=init.name,'
-            'condition="SUCCESS"}]') in depends
-    definition = squash(service.resource("aws_ecs_task_definition", "this")
-                        ["container_definitions"])
-    assert definition.startswith(
-        "${jsonencode(concat(local.init_containers,local.fault_injection_sidecars,"
-        "[merge({name=var.name")
-    assert definition.endswith("},local.command,local.depends_on)]))}")
-    assert "essential=true" in definition
+    assert "init_container" not in service.variables
+    assert "dependsOn" not in service.text
+    assert "runs_migrations" not in str(root().locals["services"])
+    assert "migrate" not in str(module_call("service"))
+    # ... and the deploy can start it: the outputs name everything run-task needs.
+    run_task = root().outputs["migrate_run_task"]["value"]
+    for key in ("cluster", "task_definition", "subnets", "security_groups"):
+        assert key in run_task
+    assert "module.migrate.task_definition_arn" in run_task["task_definition"]
+    assert "module.security_groups.tasks_security_group_id" in str(run_task["security_groups"])
 
 
 def test_each_task_role_reads_exactly_its_secrets() -> None:
-    call = squash(module_call("service")["task_secret_arns"])
-    assert call == ("${each.value.runs_migrations?local.migrate_secret_arns:"
-                    f"[{ROLE_SECRET}[each.value.database_role]]}}"), call
+    """The orders role reads shop_orders' secret only, the catalog role shop_catalog's; the
+    master secret (the schema owner's) is the migrate task's alone."""
+    assert module_call("service")["task_secret_arns"] == \
+        [f"${{{ROLE_SECRET}[each.value.database_role]}}"]
+    assert {name: s["database_role"] for name, s in root().locals["services"].items()} == ROLES
+    assert MASTER_SECRET[2:-1] not in str(module_call("service")), \
+        "no service's task role can read the master secret"
     assert squash(root().locals["migrate_secret_arns"]) == (
         f"${{concat([{MASTER_SECRET[2:-1]}],[forroleinsort(tolist(local.database_roles)):"
         f"{ROLE_SECRET}[role]])}}")
-    service = sub("ecs_service")
-    policy = service.resource("aws_iam_role_policy", "task_secrets")
-    assert policy["role"] == "${aws_iam_role.task.id}", "the task role, not the execution role"
-    assert squash(policy["count"]) == "${length(var.task_secret_arns)>0?1:0}"
-    read, decrypt = statements(policy["policy"])
-    assert 'Action=["secretsmanager:GetSecretValue"]' in read
-    assert "Resource=var.task_secret_arns" in read
-    assert 'Action=["kms:Decrypt"]' in decrypt and "Resource=[var.kms_key_arn]" in decrypt
-    assert '"kms:ViaService"="secretsmanager.${data.aws_region.current.region}.amazonaws.com"' \
-        in decrypt
+    readers = {name for name, body in root().modules.items()
+               if "local.migrate_secret_arns" in str(body)}
+    assert readers == {"migrate"}
+    for module in ("ecs_service", "ecs_task"):
+        service = sub(module)
+        policy = service.resource("aws_iam_role_policy", "task_secrets")
+        assert policy["role"] == "${aws_iam_role.task.id}", "the task role, not the execution role"
+        assert squash(policy["count"]) == "${length(var.task_secret_arns)>0?1:0}"
+        read, decrypt = statements(policy["policy"])
+        assert 'Action=["secretsmanager:GetSecretValue"]' in read
+        assert "Resource=var.task_secret_arns" in read
+        assert 'Action=["kms:Decrypt"]' in decrypt and "Resource=[var.kms_key_arn]" in decrypt
+        assert ('"kms:ViaService"="secretsmanager.${data.aws_region.current.region}'
+                '.amazonaws.com"') in decrypt
     # ... and that key is the one every database secret is encrypted with.
     cluster = sub("aurora").resource("aws_rds_cluster", "this")
     assert cluster["master_user_secret_kms_key_id"] == "${var.kms_key_arn}"
     assert sub("aurora").resource("aws_secretsmanager_secret", "app_role")["kms_key_id"] == \
         "${var.kms_key_arn}"
     assert module_call("aurora")["kms_key_arn"] == module_call("service")["kms_key_arn"] == \
-        "${module.kms.key_arn}"
+        module_call("migrate")["kms_key_arn"] == "${module.kms.key_arn}"
     # No other policy of the tasks reaches Secrets Manager.
     for text in root().locals["task_policies"].values():
         assert "secretsmanager" not in text
+
+
+def test_orders_role_cannot_read_the_master_secret() -> None:
+    """Rendered for each service: the secrets its task role may read, as Terraform computes
+    them from the services map, the roles and the task_secret_arns expression."""
+    secrets = {"master": "MASTER", "shop_orders": "ORDERS", "shop_catalog": "CATALOG"}
+    (expression,) = module_call("service")["task_secret_arns"]
+    match = re.fullmatch(r"\$\{module\.aurora\.app_role_secret_arns\["
+                         r"each\.value\.database_role\]\}", expression)
+    assert match, expression
+    readable = {name: {secrets[s["database_role"]]}
+                for name, s in root().locals["services"].items()}
+    assert readable == {"catalog": {"CATALOG"}, "orders": {"ORDERS"},
+                        "order-worker": {"ORDERS"}}
+    assert all("MASTER" not in found for found in readable.values())
 
 
 def test_one_secret_per_app_role_generated_once_by_the_aws_provider() -> None:

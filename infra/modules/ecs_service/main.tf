@@ -8,24 +8,6 @@ locals {
   health_command = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${var.health_check_port}${var.health_check_path}', timeout=3)"
   command        = { for k, v in { command = var.command } : k => v if v != null }
 
-  # The one-shot container that runs to completion before the application starts (the
-  # migrations): same image, not essential, the app container starts only on its exit 0.
-  init_containers = [for init in var.init_container[*] : {
-    name                   = init.name
-    image                  = var.image
-    essential              = false
-    readonlyRootFilesystem = true
-    command                = init.command
-    environment            = [for k in sort(keys(init.environment)) : { name = k, value = init.environment[k] }]
-    logConfiguration = {
-      logDriver = "awslogs"
-      options = {
-        awslogs-group         = aws_cloudwatch_log_group.this.name
-        awslogs-region        = data.aws_region.current.region
-        awslogs-stream-prefix = var.name
-      }
-    }
-  }]
   # FIS's aws:ecs:task actions reach a task through an SSM agent sidecar registered as a
   # managed instance (tagged with the task's ARN); on Fargate the network actions also need
   # the task's opt-in (enableFaultInjection) and one process namespace (pidMode task).
@@ -45,11 +27,6 @@ locals {
       }
     }
   }]
-
-  depends_on = {
-    for k, v in { dependsOn = [for init in var.init_container[*] : { containerName = init.name, condition = "SUCCESS" }] } :
-    k => v if length(v) > 0
-  }
 }
 
 resource "aws_cloudwatch_log_group" "this" {
@@ -205,7 +182,7 @@ resource "aws_ecs_task_definition" "this" {
     cpu_architecture        = var.cpu_architecture
   }
 
-  container_definitions = jsonencode(concat(local.init_containers, local.fault_injection_sidecars, [merge({
+  container_definitions = jsonencode(concat(local.fault_injection_sidecars, [merge({
     name                   = var.name
     image                  = var.image
     essential              = true
@@ -232,7 +209,7 @@ resource "aws_ecs_task_definition" "this" {
         awslogs-stream-prefix = var.name
       }
     }
-  }, local.command, local.depends_on)]))
+  }, local.command)]))
 
   tags = var.tags
 }

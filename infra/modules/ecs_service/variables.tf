@@ -68,16 +68,6 @@ variable "command" {
   default     = null
 }
 
-variable "init_container" {
-  description = "A one-shot container of the same image that must exit 0 before the application container starts (dependsOn SUCCESS), e.g. the migrations; null: none. Its environment, like the app's, holds no secret."
-  type = object({
-    name        = string
-    command     = list(string)
-    environment = map(string)
-  })
-  default = null
-}
-
 variable "environment" {
   description = "Environment variables (SHOP_* settings and AWS_*), never secrets."
   type        = map(string)
