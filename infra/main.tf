@@ -306,6 +306,11 @@ module "aurora" {
   kms_key_arn       = module.kms.key_arn
   fis_target_tags   = { (local.fis_tag_key) = local.fis_tag_values.aurora }
   fis_reader_tags   = { (local.fis_tag_key) = local.fis_tag_values.aurora_reader }
+
+  backup_retention_days       = var.backup_retention_days
+  deletion_protection         = var.deletion_protection
+  skip_final_snapshot         = false
+  secret_recovery_window_days = var.secret_recovery_window_days
 }
 
 module "rds_proxy" {
@@ -328,6 +333,7 @@ module "messaging" {
   kms_key_arn                = module.kms.key_arn
   visibility_timeout_seconds = var.queue_visibility_timeout_seconds
   max_receive_count          = var.max_receive_count
+  deletion_protection        = var.deletion_protection
 }
 
 module "ecr" {

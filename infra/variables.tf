@@ -203,6 +203,36 @@ variable "log_retention_days" {
   }
 }
 
+# Keeping data -----------------------------------------------------------------------------
+
+variable "deletion_protection" {
+  description = "Refuse to delete the Aurora cluster, the load balancer and the two DynamoDB tables, terraform destroy included. To tear a deployment down: set false, apply, then destroy."
+  type        = bool
+  default     = true
+}
+
+variable "backup_retention_days" {
+  description = "Days of Aurora automated backups (point-in-time restore within them), 7 to 35."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.backup_retention_days >= 7 && var.backup_retention_days <= 35
+    error_message = "backup_retention_days must be 7 to 35."
+  }
+}
+
+variable "secret_recovery_window_days" {
+  description = "Days a deleted app-role secret can still be restored, 7 to 30."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30
+    error_message = "secret_recovery_window_days must be 7 to 30 (Secrets Manager's 0, deletion at once, is refused)."
+  }
+}
+
 # Database ---------------------------------------------------------------------------------
 
 variable "aurora_engine_version" {

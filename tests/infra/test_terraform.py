@@ -12,7 +12,10 @@ They need neither AWS nor PostgreSQL."""
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -125,6 +128,62 @@ def squash(expr: str) -> str:
 
 def module_call(name: str) -> dict[str, Any]:
     return root().modules[name]
+
+
+@dataclass(frozen=True)
+class Plan:
+    ok: bool
+    output: str
+
+
+def variable_blocks(text: str, names: set[str]) -> str:
+    """The `variable "<name>" { ... }` blocks of these names, as written."""
+    found = []
+    for match in re.finditer(r'^variable "([\w-]+)" \{', text, re.M):
+        if match.group(1) not in names:
+            continue
+        depth, end = 0, match.end() - 1
+        for end in range(match.end() - 1, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            if depth == 0:
+                break
+        found.append(text[match.start():end + 1])
+    assert len(found) == len(names), f"not all of {names} found"
+    return "\n\n".join(found) + "\n"
+
+
+@cache
+def _variables_only(path: Path, names: frozenset[str] | None, tmp: Path) -> Path:
+    """A copy of the module's variables (all of them, or these) alone: a configuration with no
+    resource needs no provider, so the real terraform evaluates its validations offline."""
+    work = tmp / f"{path.name}-{abs(hash(names))}"
+    work.mkdir(parents=True, exist_ok=True)
+    text = (path / "variables.tf").read_text()
+    (work / "variables.tf").write_text(text if names is None else variable_blocks(text, names))
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+    subprocess.run(["terraform", "init", "-backend=false", "-input=false", "-no-color"],
+                   cwd=work, env=env, capture_output=True, text=True, timeout=120, check=True)
+    return work
+
+
+def plan_variables(path: Path, tmp: Path, names: set[str] | None = None,
+                   **values: str) -> Plan:
+    """`terraform plan` of the module's variables (all, or these) with these -var values: do
+    they pass the variables' validation blocks, and what does terraform say?"""
+    if shutil.which("terraform") is None:
+        pytest.skip("terraform is not installed")
+    work = _variables_only(path, None if names is None else frozenset(names), tmp)
+    args = [arg for name, value in values.items() for arg in ("-var", f"{name}={value}")]
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+    done = subprocess.run(["terraform", "plan", "-input=false", "-no-color", "-lock=false",
+                           *args], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=120)
+    return Plan(done.returncode == 0, re.sub(r"\s+", " ", done.stdout + done.stderr))
+
+
+@pytest.fixture(scope="module")
+def tf_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tf-variables")
 
 
 # Every module is complete and documented --------------------------------------------------
@@ -1441,3 +1500,74 @@ def test_aws_slow_delays_only_the_orders_tasks_dynamodb_and_sqs_traffic() -> Non
     # Only where the tasks carry the sidecar (a chaos deployment).
     assert templates()["aws_slow"]["count"] == "${var.task_fault_injection ? 1 : 0}"
     assert root().locals["fis_tag_values"].count("for name in keys(local.services)") == 1
+
+
+# Defaults that keep data (issue 21, item 5) ------------------------------------------------
+
+
+def test_aurora_keeps_a_week_of_backups_a_final_snapshot_and_refuses_deletion() -> None:
+    aurora = sub("aurora")
+    cluster = aurora.resource("aws_rds_cluster", "this")
+    assert cluster["backup_retention_period"] == "${var.backup_retention_days}"
+    assert cluster["deletion_protection"] == "${var.deletion_protection}"
+    assert cluster["skip_final_snapshot"] == "${var.skip_final_snapshot}"
+    assert cluster["final_snapshot_identifier"] == \
+        '${var.skip_final_snapshot ? null : "${var.name}-final"}'
+    variables = aurora.variables
+    assert variables["backup_retention_days"]["default"] >= 7
+    assert variables["deletion_protection"]["default"] is True
+    assert variables["skip_final_snapshot"]["default"] is False
+    call = module_call("aurora")
+    assert call["backup_retention_days"] == "${var.backup_retention_days}"
+    assert call["deletion_protection"] == "${var.deletion_protection}"
+    assert call["skip_final_snapshot"] is False
+    assert root().variables["deletion_protection"]["default"] is True
+    assert root().variables["backup_retention_days"]["default"] >= 7
+    assert cluster["manage_master_user_password"] is True, "RDS generates and rotates it"
+
+
+def test_secrets_can_be_recovered_and_ecr_keeps_its_images() -> None:
+    secret = sub("aurora").resource("aws_secretsmanager_secret", "app_role")
+    assert secret["recovery_window_in_days"] == "${var.secret_recovery_window_days}"
+    assert sub("aurora").variables["secret_recovery_window_days"]["default"] >= 7
+    assert root().variables["secret_recovery_window_days"]["default"] >= 7
+    assert module_call("aurora")["secret_recovery_window_days"] == \
+        "${var.secret_recovery_window_days}"
+    for path in ALL_MODULE_DIRS:
+        assert not re.search(r"recovery_window_in_days\s*=\s*0\b", load(path).text), path.name
+    ecr = sub("ecr")
+    assert ecr.resource("aws_ecr_repository", "this")["force_delete"] == "${var.force_delete}"
+    assert ecr.variables["force_delete"]["default"] is False
+    assert "force_delete" not in module_call("ecr")
+    assert sub("kms").variables["deletion_window_in_days"]["default"] == 30
+    for table in sub("messaging").of_kind("aws_dynamodb_table").values():
+        assert table["deletion_protection_enabled"] == "${var.deletion_protection}"
+    assert module_call("messaging")["deletion_protection"] == "${var.deletion_protection}"
+
+
+@pytest.mark.parametrize(("module", "name", "value"), [
+    ("infra", "backup_retention_days", "1"),
+    ("infra", "secret_recovery_window_days", "0"),
+    ("aurora", "backup_retention_days", "6"),
+    ("aurora", "secret_recovery_window_days", "0"),
+])
+def test_validations_refuse_settings_that_lose_data(
+        tf_tmp: Path, module: str, name: str, value: str) -> None:
+    if module == "infra":
+        path, names, required = INFRA, None, {"image_tag": "t"}
+    else:
+        path, names, required = INFRA / "modules" / module, {name}, {}
+    refused = plan_variables(path, tf_tmp, names, **required, **{name: value})
+    assert not refused.ok and f"var.{name}" in refused.output, refused.output
+    assert "Invalid value for variable" in refused.output, refused.output
+    assert plan_variables(path, tf_tmp, names, **required).ok, "the defaults pass"
+
+
+def test_state_backend_example_encrypts_and_locks() -> None:
+    example = (INFRA / "backend.tf.example").read_text()
+    (block,) = _clean(hcl2.loads(example))["terraform"]
+    (backend,) = block["backend"]
+    s3 = backend["s3"]
+    assert s3["encrypt"] is True and s3["use_lockfile"] is True
+    assert s3["kms_key_id"].startswith("arn:aws:kms:")
+    assert not (INFRA / "backend.tf").exists(), "an example: each deployment fills in its own"
