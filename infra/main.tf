@@ -278,6 +278,16 @@ module "security_groups" {
   enable_proxy   = var.enable_proxy
 }
 
+# Every request to the shop, with the client's address: the ALB's access logs (SSE-S3: the
+# only encryption ALB log delivery accepts).
+module "alb_logs" {
+  source = "./modules/log_bucket"
+
+  name            = "${var.name}-alb-logs"
+  elb_log_prefix  = "alb"
+  expiration_days = var.access_log_days
+}
+
 module "alb" {
   source = "./modules/alb"
 
@@ -289,6 +299,10 @@ module "alb" {
   container_port    = local.container_port
   health_check_path = "/health"
   routes            = local.routes
+
+  deletion_protection = var.deletion_protection
+  access_logs_bucket  = module.alb_logs.bucket
+  access_logs_prefix  = "alb"
 }
 
 module "aurora" {

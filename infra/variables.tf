@@ -88,13 +88,35 @@ variable "aws_api_access" {
 }
 
 variable "certificate_arn" {
-  description = "ACM certificate for the ALB. Set: HTTPS on 443 and HTTP redirected to it. null: plain HTTP on 80."
+  description = "ACM certificate for the ALB: HTTPS on 443, HTTP redirected to it. Required, unless allow_plain_http_for_lab = true (plain HTTP on 80, for a throwaway lab only)."
   type        = string
   default     = null
 
   validation {
     condition     = var.certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:", var.certificate_arn))
-    error_message = "certificate_arn must be an ACM certificate ARN (or null)."
+    error_message = "certificate_arn must be an ACM certificate ARN."
+  }
+
+  validation {
+    condition     = var.certificate_arn != null || var.allow_plain_http_for_lab
+    error_message = "certificate_arn is required: the shop takes orders, so it is served over HTTPS. Set certificate_arn to an ACM certificate of this region, or, for a throwaway lab without one, set allow_plain_http_for_lab = true explicitly."
+  }
+}
+
+variable "allow_plain_http_for_lab" {
+  description = "true: serve plain HTTP on port 80 when there is no certificate_arn. A lab's explicit choice (traffic, order bodies and any token travel in clear); never for a deployment that takes real orders."
+  type        = bool
+  default     = false
+}
+
+variable "access_log_days" {
+  description = "Days the ALB access logs are kept in their bucket."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = var.access_log_days >= 1
+    error_message = "access_log_days must be at least 1."
   }
 }
 

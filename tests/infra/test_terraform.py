@@ -465,6 +465,71 @@ def test_target_groups_probe_the_cheap_health_route_on_8000() -> None:
     assert root().locals["container_port"] == 8000
 
 
+@pytest.mark.parametrize(("values", "accepted"), [
+    ({}, False),  # the default: no certificate, no explicit lab
+    ({"allow_plain_http_for_lab": "true"}, True),
+    ({"certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/x"}, True),
+    ({"certificate_arn": "not-an-arn", "allow_plain_http_for_lab": "true"}, False),
+])
+def test_https_is_required_unless_a_lab_says_so(
+        tf_tmp: Path, values: dict[str, str], accepted: bool) -> None:
+    """Issue 21, item 4: a plan without a certificate is refused with a message that says what
+    to do, unless allow_plain_http_for_lab = true is set explicitly."""
+    plan = plan_variables(INFRA, tf_tmp, image_tag="t", **values)
+    assert plan.ok is accepted, plan.output
+    if not values:
+        assert "certificate_arn is required" in plan.output
+        assert "allow_plain_http_for_lab = true" in plan.output
+    assert root().variables["allow_plain_http_for_lab"]["default"] is False
+    assert root().variables["certificate_arn"]["default"] is None
+
+
+def test_the_examples_serve_https() -> None:
+    example = _clean(hcl2.loads((INFRA / "terraform.tfvars.example").read_text()))
+    assert example["certificate_arn"].startswith("arn:aws:acm:")
+    assert "allow_plain_http_for_lab" not in example
+
+
+def test_alb_logs_every_request_and_refuses_deletion() -> None:
+    alb = sub("alb").resource("aws_lb", "this")
+    assert alb["enable_deletion_protection"] == "${var.deletion_protection}"
+    assert alb["drop_invalid_header_fields"] is True
+    (logs,) = alb["access_logs"]
+    assert logs == {"bucket": "${var.access_logs_bucket}", "prefix": "${var.access_logs_prefix}",
+                    "enabled": True}
+    call = module_call("alb")
+    assert call["deletion_protection"] == "${var.deletion_protection}"
+    assert call["access_logs_bucket"] == "${module.alb_logs.bucket}"
+    bucket_call = module_call("alb_logs")
+    assert bucket_call["source"] == "./modules/log_bucket"
+    assert bucket_call["elb_log_prefix"] == call["access_logs_prefix"] == "alb"
+    assert "kms_key_arn" not in bucket_call, "ALB log delivery writes to SSE-S3 buckets only"
+
+
+def test_log_buckets_are_private_versioned_encrypted_tls_only_and_expire() -> None:
+    bucket = sub("log_bucket")
+    assert bucket.resource("aws_s3_bucket", "this")["force_destroy"] is False
+    block = bucket.resource("aws_s3_bucket_public_access_block", "this")
+    for flag in ("block_public_acls", "block_public_policy", "ignore_public_acls",
+                 "restrict_public_buckets"):
+        assert block[flag] is True, flag
+    versioning = bucket.resource("aws_s3_bucket_versioning", "this")
+    assert versioning["versioning_configuration"] == [{"status": "Enabled"}]
+    sse = bucket.resource("aws_s3_bucket_server_side_encryption_configuration", "this")
+    default = sse["rule"][0]["apply_server_side_encryption_by_default"][0]
+    assert default["sse_algorithm"] == '${local.kms ? "aws:kms" : "AES256"}'
+    (rule,) = bucket.resource("aws_s3_bucket_lifecycle_configuration", "this")["rule"]
+    assert rule["expiration"] == [{"days": "${var.expiration_days}"}]
+    assert rule["noncurrent_version_expiration"] == [
+        {"noncurrent_days": "${var.noncurrent_expiration_days}"}]
+    assert rule["abort_incomplete_multipart_upload"] == [{"days_after_initiation": 7}]
+    policy = squash(bucket.resource("aws_s3_bucket_policy", "this")["policy"])
+    assert 'Effect="Deny"' in policy and '"aws:SecureTransport"="false"' in policy
+    assert 'Action="s3:PutObject"' in policy and "Resource=local.elb_objects" in policy
+    assert bucket.resource("aws_s3_bucket_ownership_controls", "this")["rule"] == [
+        {"object_ownership": "BucketOwnerEnforced"}]
+
+
 def test_https_with_a_certificate_and_http_redirects() -> None:
     alb = sub("alb")
     assert squash(alb.locals["https"]) == "${var.certificate_arn!=null}"
@@ -1554,7 +1619,8 @@ def test_secrets_can_be_recovered_and_ecr_keeps_its_images() -> None:
 def test_validations_refuse_settings_that_lose_data(
         tf_tmp: Path, module: str, name: str, value: str) -> None:
     if module == "infra":
-        path, names, required = INFRA, None, {"image_tag": "t"}
+        path, names = INFRA, None
+        required = {"image_tag": "t", "allow_plain_http_for_lab": "true"}
     else:
         path, names, required = INFRA / "modules" / module, {name}, {}
     refused = plan_variables(path, tf_tmp, names, **required, **{name: value})

@@ -29,9 +29,26 @@ variable "security_group_id" {
 }
 
 variable "certificate_arn" {
-  description = "ACM certificate for HTTPS; null serves HTTP only."
+  description = "ACM certificate for HTTPS (HTTP then redirects to it); null serves HTTP only, a lab's choice the root module makes explicit."
   type        = string
   default     = null
+}
+
+variable "deletion_protection" {
+  description = "Refuse to delete the load balancer (terraform destroy included)."
+  type        = bool
+  default     = true
+}
+
+variable "access_logs_bucket" {
+  description = "S3 bucket of the access logs (modules/log_bucket with elb_log_prefix = access_logs_prefix)."
+  type        = string
+}
+
+variable "access_logs_prefix" {
+  description = "Prefix of the access logs in their bucket."
+  type        = string
+  default     = "alb"
 }
 
 variable "ssl_policy" {
