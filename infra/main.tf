@@ -303,6 +303,38 @@ module "alb" {
   deletion_protection = var.deletion_protection
   access_logs_bucket  = module.alb_logs.bucket
   access_logs_prefix  = "alb"
+
+  # POST /orders authenticated at the door, when order_auth says how (before the /orders
+  # route, priority 5 < 20).
+  authentication = var.order_auth == null ? null : {
+    target                 = "orders"
+    path_patterns          = local.services.orders.path_patterns
+    methods                = ["POST"]
+    priority               = 5
+    mode                   = var.order_auth.mode
+    issuer                 = var.order_auth.issuer
+    jwks_endpoint          = var.order_auth.jwks_endpoint
+    required_scope         = var.order_auth.required_scope
+    authorization_endpoint = var.order_auth.authorization_endpoint
+    token_endpoint         = var.order_auth.token_endpoint
+    user_info_endpoint     = var.order_auth.user_info_endpoint
+    client_id              = var.order_auth.client_id
+  }
+  authentication_client_secret = var.order_auth_client_secret
+}
+
+# Abuse limits at the door: rate limits per client and AWS managed rule groups (modules/waf).
+module "waf" {
+  source = "./modules/waf"
+
+  name                    = var.name
+  resource_arn            = module.alb.arn
+  order_rate_limit        = var.waf_order_rate_limit
+  request_rate_limit      = var.waf_request_rate_limit
+  rate_window_seconds     = var.waf_rate_window_seconds
+  rate_limit_exempt_cidrs = var.waf_rate_limit_exempt_cidrs
+  kms_key_arn             = module.kms.key_arn
+  log_retention_days      = var.log_retention_days
 }
 
 module "aurora" {

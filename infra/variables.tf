@@ -120,6 +120,79 @@ variable "access_log_days" {
   }
 }
 
+variable "order_auth" {
+  description = <<-EOT
+    Authentication of POST /orders at the ALB (HTTPS only); null: none (the services' own API
+    keys and quotas still apply). mode "jwt": every order carries a bearer token (RS256 JWT,
+    e.g. an OAuth client-credentials token) that the ALB validates against issuer and
+    jwks_endpoint, and the scope if required_scope is set. mode "oidc": browser sign-in with
+    authorization_endpoint, token_endpoint, user_info_endpoint, client_id and
+    order_auth_client_secret. Requests that fail get 401 from the ALB.
+  EOT
+  type = object({
+    mode                   = string
+    issuer                 = string
+    jwks_endpoint          = optional(string)
+    required_scope         = optional(string)
+    authorization_endpoint = optional(string)
+    token_endpoint         = optional(string)
+    user_info_endpoint     = optional(string)
+    client_id              = optional(string)
+  })
+  default = null
+
+  validation {
+    condition     = var.order_auth == null || try(contains(["jwt", "oidc"], var.order_auth.mode), false)
+    error_message = "order_auth.mode must be \"jwt\" (bearer tokens) or \"oidc\" (browser sign-in)."
+  }
+
+  validation {
+    condition = var.order_auth == null || try(
+      var.order_auth.mode == "jwt" ? var.order_auth.jwks_endpoint != null : alltrue([
+        for v in [var.order_auth.authorization_endpoint, var.order_auth.token_endpoint, var.order_auth.user_info_endpoint, var.order_auth.client_id] : v != null
+    ]), false)
+    error_message = "order_auth: mode jwt needs jwks_endpoint; mode oidc needs authorization_endpoint, token_endpoint, user_info_endpoint and client_id (and order_auth_client_secret)."
+  }
+
+  validation {
+    condition     = var.order_auth == null || var.certificate_arn != null
+    error_message = "order_auth needs certificate_arn: the ALB authenticates on its HTTPS listener only."
+  }
+}
+
+variable "order_auth_client_secret" {
+  description = "OIDC client secret for order_auth mode oidc. The ALB API takes it as a value, so it lands in Terraform's state (keep the state in the encrypted backend)."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+# Abuse limits: the WAF web ACL on the ALB -------------------------------------------------
+
+variable "waf_order_rate_limit" {
+  description = "POST /orders per client address per waf_rate_window_seconds before WAF answers 403."
+  type        = number
+  default     = 100
+}
+
+variable "waf_request_rate_limit" {
+  description = "Requests of any kind per client address per waf_rate_window_seconds."
+  type        = number
+  default     = 2000
+}
+
+variable "waf_rate_window_seconds" {
+  description = "Window of the WAF rate rules: 60, 120, 300 or 600 seconds."
+  type        = number
+  default     = 300
+}
+
+variable "waf_rate_limit_exempt_cidrs" {
+  description = "IPv4 CIDRs the WAF rate rules do not count: the lab's load generator, whose experiments send hundreds of orders a minute from one address. The managed rule groups still apply."
+  type        = list(string)
+  default     = []
+}
+
 variable "domain_name" {
   description = "DNS name pointing at the ALB (you create the record); used in the alb_url output. null: the ALB's own DNS name."
   type        = string

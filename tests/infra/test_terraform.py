@@ -1637,3 +1637,104 @@ def test_state_backend_example_encrypts_and_locks() -> None:
     assert s3["encrypt"] is True and s3["use_lockfile"] is True
     assert s3["kms_key_id"].startswith("arn:aws:kms:")
     assert not (INFRA / "backend.tf").exists(), "an example: each deployment fills in its own"
+
+
+# Abuse limits at the door (issue 21, item 3) -----------------------------------------------
+
+
+def test_waf_limits_order_posts_per_client_and_runs_the_managed_rule_groups() -> None:
+    waf = sub("waf")
+    rates = waf.locals["rate_rules"]
+    orders = rates["order-posts-per-client"]
+    assert orders["limit"] == "${var.order_rate_limit}"
+    assert orders["scope"] == {"AndStatement": {
+        "Statements": "${concat(local.order_posts, local.not_exempt)}"}}
+    post, path = waf.locals["order_posts"]
+    assert post["ByteMatchStatement"]["SearchString"] == "POST"
+    assert post["ByteMatchStatement"]["FieldToMatch"] == {"Method": {}}
+    assert post["ByteMatchStatement"]["PositionalConstraint"] == "EXACTLY"
+    assert path["ByteMatchStatement"]["SearchString"] == "/orders"
+    assert path["ByteMatchStatement"]["FieldToMatch"] == {"UriPath": {}}
+    assert path["ByteMatchStatement"]["PositionalConstraint"] == "STARTS_WITH"
+    assert rates["requests-per-client"]["limit"] == "${var.request_rate_limit}"
+    assert set(waf.locals["managed_rule_groups"]) == {
+        "AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet",
+        "AWSManagedRulesAmazonIpReputationList"}
+    priorities = [r["priority"] for r in rates.values()] + list(
+        waf.locals["managed_rule_groups"].values())
+    assert len(set(priorities)) == len(priorities), "each rule its own priority"
+    rules = squash(waf.locals["rules"])
+    assert 'Action={Block={}}' in rules and 'AggregateKeyType="IP"' in rules
+    assert 'OverrideAction={None={}}' in rules and 'VendorName="AWS"' in rules
+    assert waf.variables["order_rate_limit"]["default"] <= 100
+    assert waf.variables["rate_limit_exempt_cidrs"]["default"] == []
+
+
+def test_waf_protects_the_alb_and_logs_without_tokens() -> None:
+    waf = sub("waf")
+    template = squash(waf.locals["template"]["Resources"])
+    assert 'Type="AWS::WAFv2::WebACL"' in template and 'Scope="REGIONAL"' in template
+    assert "DefaultAction={Allow={}}" in template and "Rules=local.rules" in template
+    assert 'Type="AWS::WAFv2::WebACLAssociation"' in template
+    assert "ResourceArn=var.resource_arn" in template
+    assert 'Type="AWS::WAFv2::LoggingConfiguration"' in template
+    assert "LogDestinationConfigs=[aws_cloudwatch_log_group.this.arn]" in template
+    assert 'RedactedFields=[{SingleHeader={Name="authorization"}}]' in template
+    log_group = waf.resource("aws_cloudwatch_log_group", "this")
+    assert log_group["name"].startswith("aws-waf-logs-"), "WAF logs only to such names"
+    assert log_group["kms_key_id"] == "${var.kms_key_arn}"
+    stack = waf.resource("aws_cloudformation_stack", "this")
+    assert stack["template_body"] == "${jsonencode(local.template)}"
+    call = module_call("waf")
+    assert call["resource_arn"] == "${module.alb.arn}"
+    assert call["rate_limit_exempt_cidrs"] == "${var.waf_rate_limit_exempt_cidrs}"
+    validation = waf.variables["rate_limit_exempt_cidrs"]["validation"][0]["condition"]
+    assert 'startswith(cidr, "0.0.0.0/")' in validation, "no exempting everyone"
+
+
+def test_order_posts_can_be_authenticated_at_the_alb() -> None:
+    alb = sub("alb")
+    rule = alb.resource("aws_lb_listener_rule", "authenticated")
+    assert squash(rule["count"]) == "${var.authentication==null?0:1}"
+    assert rule["listener_arn"] == "${aws_lb_listener.https[0].arn}", "HTTPS only"
+    first, forward = sorted(rule["action"], key=lambda a: a["order"])
+    assert first["order"] == 1 and forward["order"] == 2
+    assert squash(first["type"]) == \
+        '${var.authentication.mode=="jwt"?"jwt-validation":"authenticate-oidc"}'
+    blocks = {next(iter(d)) for d in first["dynamic"]}
+    assert blocks == {"jwt_validation", "authenticate_oidc"}
+    assert forward["type"] == "forward"
+    assert forward["target_group_arn"] == \
+        "${aws_lb_target_group.this[var.authentication.target].arn}"
+    conditions = {next(iter(c)) for c in rule["condition"]}
+    assert conditions == {"path_pattern", "http_request_method"}
+    call = squash(module_call("alb")["authentication"])
+    assert call.startswith("${var.order_auth==null?null:{")
+    assert 'target="orders"' in call and 'methods=["POST"]' in call
+    assert "path_patterns=local.services.orders.path_patterns" in call
+    priority = re.search(r"priority=(\d+)", call)
+    assert priority and int(priority.group(1)) < root().locals["services"]["orders"]["priority"], \
+        "before the /orders route"
+    assert root().variables["order_auth_client_secret"]["sensitive"] is True
+
+
+@pytest.mark.parametrize(("values", "accepted", "message"), [
+    ({"order_auth": '{mode="jwt",issuer="https://i/",jwks_endpoint="https://i/k"}'}, True, ""),
+    ({"order_auth": '{mode="jwt",issuer="https://i/"}'}, False, "needs jwks_endpoint"),
+    ({"order_auth": '{mode="basic",issuer="https://i/"}'}, False, "must be"),
+])
+def test_order_auth_is_validated(tf_tmp: Path, values: dict[str, str], accepted: bool,
+                                 message: str) -> None:
+    cert = "arn:aws:acm:eu-west-1:123456789012:certificate/x"
+    plan = plan_variables(INFRA, tf_tmp, image_tag="t", certificate_arn=cert, **values)
+    assert plan.ok is accepted, plan.output
+    assert message in plan.output
+    lab = plan_variables(INFRA, tf_tmp, image_tag="t", allow_plain_http_for_lab="true",
+                         order_auth='{mode="jwt",issuer="https://i/",jwks_endpoint="https://i/k"}')
+    assert not lab.ok and "order_auth needs certificate_arn" in lab.output
+
+
+def test_the_example_authenticates_orders() -> None:
+    example = _clean(hcl2.loads((INFRA / "terraform.tfvars.example").read_text()))
+    assert example["order_auth"]["mode"] == "jwt"
+    assert example["order_auth"]["jwks_endpoint"].startswith("https://")

@@ -82,6 +82,37 @@ variable "routes" {
   }
 }
 
+variable "authentication" {
+  description = "Authenticate these requests at the load balancer before forwarding them to target (a key of routes): mode jwt (bearer token: issuer, jwks_endpoint, optional required_scope) or oidc (browser sign-in: issuer, authorization_endpoint, token_endpoint, user_info_endpoint, client_id, and authentication_client_secret). null: none. Needs certificate_arn (HTTPS)."
+  type = object({
+    target                 = string
+    path_patterns          = list(string)
+    methods                = list(string)
+    priority               = number
+    mode                   = string
+    issuer                 = string
+    jwks_endpoint          = optional(string)
+    required_scope         = optional(string)
+    authorization_endpoint = optional(string)
+    token_endpoint         = optional(string)
+    user_info_endpoint     = optional(string)
+    client_id              = optional(string)
+  })
+  default = null
+
+  validation {
+    condition     = var.authentication == null || try(contains(["jwt", "oidc"], var.authentication.mode), false)
+    error_message = "authentication.mode must be \"jwt\" or \"oidc\"."
+  }
+}
+
+variable "authentication_client_secret" {
+  description = "OIDC client secret (mode oidc only). The ALB API takes it as a value, so it is in Terraform's state: keep the state encrypted."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
 variable "tags" {
   description = "Tags for every resource."
   type        = map(string)
