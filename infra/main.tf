@@ -263,6 +263,7 @@ module "network" {
   cidr               = var.vpc_cidr
   az_count           = var.az_count
   aws_api_access     = var.aws_api_access
+  ssm_endpoints      = local.task_fault_injection
   kms_key_arn        = module.kms.key_arn
   log_retention_days = var.log_retention_days
   fis_subnet_tags    = { (local.fis_tag_key) = local.fis_tag_values.private_subnets }
@@ -276,6 +277,10 @@ module "security_groups" {
   container_port = local.container_port
   https          = var.certificate_arn != null
   enable_proxy   = var.enable_proxy
+
+  aws_api_access              = var.aws_api_access
+  endpoints_security_group_id = module.network.endpoints_security_group_id
+  gateway_prefix_list_ids     = module.network.gateway_prefix_list_ids
 }
 
 # Every request to the shop, with the client's address: the ALB's access logs (SSE-S3: the

@@ -77,9 +77,9 @@ variable "az_count" {
 }
 
 variable "aws_api_access" {
-  description = "How tasks reach the AWS APIs: \"nat\" (one NAT gateway, about 33 USD a month plus data) or \"endpoints\" (interface endpoints, about 88 USD a month over two AZs, no internet path)."
+  description = "How tasks reach the AWS APIs: \"endpoints\" (the default: interface endpoints, about 100 USD a month over two AZs, no internet path; the tasks may reach the endpoints and the S3 and DynamoDB gateway endpoints only) or \"nat\" (asked for: one NAT gateway, about 33 USD a month plus data, and the tasks may reach any HTTPS host)."
   type        = string
-  default     = "nat"
+  default     = "endpoints"
 
   validation {
     condition     = contains(["nat", "endpoints"], var.aws_api_access)

@@ -337,22 +337,32 @@ class Rule:
     count: str | None
 
 
+def _group(expression: str) -> str:
+    """A group of this module (aws_security_group.<name>.id) or the interface endpoints' one,
+    which the network module makes (var.endpoints_security_group_id)."""
+    if expression == "${var.endpoints_security_group_id}":
+        return "endpoints"
+    found = re.search(r"aws_security_group\.(\w+)\.id", expression)
+    assert found, expression
+    return found.group(1)
+
+
+def _peer(body: dict[str, Any]) -> str:
+    if "referenced_security_group_id" in body:
+        return f"sg:{_group(body['referenced_security_group_id'])}"
+    if "prefix_list_id" in body:
+        return "prefix-list:" + body["prefix_list_id"]
+    return str(body.get("cidr_ipv4") or body.get("cidr_ipv6") or "?")
+
+
 def sg_rules() -> list[Rule]:
     module = sub("security_groups")
     rules = []
     for direction in ("ingress", "egress"):
         for body in module.of_kind(f"aws_vpc_security_group_{direction}_rule").values():
-            group = re.search(r"aws_security_group\.(\w+)\.id", body["security_group_id"])
-            assert group, body
-            if "referenced_security_group_id" in body:
-                peer = re.search(r"aws_security_group\.(\w+)\.id",
-                                 body["referenced_security_group_id"])
-                assert peer, body
-                source = f"sg:{peer.group(1)}"
-            else:
-                source = body.get("cidr_ipv4") or body.get("cidr_ipv6") or "?"
-            rules.append(Rule(direction, group.group(1), source, body.get("from_port"),
-                              body.get("to_port"), body.get("count")))
+            rules.append(Rule(direction, _group(body["security_group_id"]), _peer(body),
+                              body.get("from_port"), body.get("to_port"),
+                              body.get("count") or body.get("for_each")))
     return rules
 
 
@@ -409,9 +419,12 @@ def test_aurora_admits_the_proxy_and_the_tasks_only_without_proxy() -> None:
 
 def test_egress_follows_the_chain() -> None:
     egress = {(r.group, r.source): r for r in sg_rules() if r.direction == "egress"}
+    gateways = "prefix-list:${var.gateway_prefix_list_ids[each.key]}"
     assert set(egress) == {("alb", "sg:tasks"), ("tasks", "sg:proxy"), ("tasks", "sg:database"),
+                           ("tasks", "sg:endpoints"), ("tasks", gateways),
                            ("tasks", "0.0.0.0/0"), ("proxy", "sg:database")}
-    assert egress[("tasks", "0.0.0.0/0")].from_port == 443, "tasks go out for AWS APIs only"
+    for peer in ("sg:endpoints", gateways, "0.0.0.0/0"):
+        assert egress[("tasks", peer)].from_port == egress[("tasks", peer)].to_port == 443
     assert squash(egress[("tasks", "sg:database")].count or "") == "${var.enable_proxy?0:1}"
 
 
@@ -1738,3 +1751,35 @@ def test_the_example_authenticates_orders() -> None:
     example = _clean(hcl2.loads((INFRA / "terraform.tfvars.example").read_text()))
     assert example["order_auth"]["mode"] == "jwt"
     assert example["order_auth"]["jwks_endpoint"].startswith("https://")
+
+
+# Egress through the VPC's endpoints (issue 21, item 6) -------------------------------------
+
+
+def test_tasks_reach_aws_through_endpoints_and_the_internet_only_through_an_asked_for_nat() -> None:
+    assert root().variables["aws_api_access"]["default"] == "endpoints"
+    assert sub("network").variables["aws_api_access"]["default"] == "endpoints"
+    egress = {(r.group, r.source): r for r in sg_rules() if r.direction == "egress"}
+    anywhere = egress[("tasks", "0.0.0.0/0")]
+    assert squash(anywhere.count or "") == "${local.endpoints?0:1}", "NAT only"
+    assert squash(egress[("tasks", "sg:endpoints")].count or "") == "${local.endpoints?1:0}"
+    gateways = [r for (group, peer), r in egress.items() if peer.startswith("prefix-list:")]
+    assert [squash(str(r.count)) for r in gateways] == \
+        ['${local.endpoints?toset(["s3","dynamodb"]):toset([])}']
+    assert sub("security_groups").locals["endpoints"] == \
+        '${var.aws_api_access == "endpoints"}'
+    # The endpoints admit the tasks, and nobody else.
+    assert [r.source for r in ingress("endpoints")] == ["sg:tasks"]
+    assert not sub("network").of_kind("aws_vpc_security_group_ingress_rule")
+    # NAT gateway, its address and route only when asked for.
+    network = sub("network")
+    for kind, name in (("aws_nat_gateway", "this"), ("aws_eip", "nat"),
+                       ("aws_route", "private_nat")):
+        assert network.resource(kind, name)["count"] == "${local.use_nat ? 1 : 0}", name
+    endpoints = squash(network.locals["interface_endpoints"])
+    for service in ("ecr.api", "ecr.dkr", "logs", "secretsmanager", "sqs", "kms", "sts"):
+        assert f'"{service}"' in endpoints, service
+    assert 'var.ssm_endpoints?["ssm","ssmmessages","ec2messages"]:[]' in endpoints
+    assert module_call("network")["ssm_endpoints"] == "${local.task_fault_injection}"
+    gateway = network.resource("aws_vpc_endpoint", "gateway")
+    assert gateway["for_each"] == '${toset(["s3", "dynamodb"])}'
