@@ -87,8 +87,19 @@ locals {
   fis_group_tag_value = "${var.name}-database-clients"
   brownout_services   = toset(keys(local.routes))
 
-  # The brownout's sidecar needs the internet (its tools, SSM registration): NAT only.
-  task_fault_injection = var.enable_task_fault_injection && var.aws_api_access == "nat"
+  # A chaos deployment: the tasks behind the ALB carry the FIS sidecar (brownout, aws-slow).
+  # Off by default: the sidecar shares the task's process namespace and credentials.
+  task_fault_injection = var.enable_task_fault_injection
+  # Its image: the deployment's own build of infra/fis-sidecar (tools built in, pinned by
+  # the deployment's tag), unless a mirror is named.
+  fis_sidecar_image = var.ssm_agent_image != null ? var.ssm_agent_image : "${lookup(module.ecr.repository_urls, "fis-sidecar", "no-sidecar-repository")}:${var.image_tag}"
+  # Every image the deployment builds, and from where (the sidecar only in a chaos deployment).
+  images = merge(
+    { for name, s in local.services : name => { dockerfile = s.dockerfile, context = "." } },
+    local.task_fault_injection && var.ssm_agent_image == null ? {
+      fis-sidecar = { dockerfile = "infra/fis-sidecar/Dockerfile", context = "infra/fis-sidecar" }
+    } : {},
+  )
 
   # Database endpoints: the proxy's, or the cluster's in the fragile deployment.
   database_endpoints = {
@@ -391,7 +402,7 @@ module "ecr" {
   source = "./modules/ecr"
 
   name         = var.name
-  repositories = keys(local.services)
+  repositories = keys(local.images)
   kms_key_arn  = module.kms.key_arn
 }
 
@@ -436,9 +447,9 @@ module "service" {
   log_retention_days = var.log_retention_days
   # The brownout's opt-in (the catalog and orders tasks): see modules/ecs_service.
   fault_injection = local.task_fault_injection && contains(local.brownout_services, each.key) ? {
-    managed_instance_role_name = module.fis.managed_instance_role.name
-    managed_instance_role_arn  = module.fis.managed_instance_role.arn
-    ssm_agent_image            = var.ssm_agent_image
+    image                           = local.fis_sidecar_image
+    activation_parameter_prefix     = module.fis.sidecar.activation_parameter_prefix
+    activation_parameter_arn_prefix = module.fis.sidecar.activation_parameter_arn_prefix
   } : null
 
   tags = merge(
@@ -506,6 +517,7 @@ module "fis" {
   instance_arns             = module.aurora.instance_arns
   master_secret_arn         = module.aurora.master_user_secret_arn
   task_fault_injection      = local.task_fault_injection
+  sidecar_services          = tolist(local.brownout_services)
   brownout_sources          = [local.database_endpoint.writer, local.database_endpoint.reader]
   brownout_delay_ms         = var.brownout_delay_ms
   brownout_seconds          = var.brownout_seconds

@@ -126,11 +126,12 @@ output "database_role_secret_arns" {
 }
 
 output "ecr_repositories" {
-  description = "Per service: the ECR repository to push to and the Dockerfile to build (context: the repository root)."
+  description = "Per image: the ECR repository to push to, the Dockerfile to build and its build context (the repository root for the services, infra/fis-sidecar for the chaos deployment's sidecar)."
   value = {
-    for name, s in local.services : name => {
+    for name, image in local.images : name => {
       url        = try(module.ecr.repository_urls[name], null)
-      dockerfile = s.dockerfile
+      dockerfile = image.dockerfile
+      context    = image.context
     }
   }
 }

@@ -404,15 +404,25 @@ variable "db_outage_seconds" {
 }
 
 variable "enable_task_fault_injection" {
-  description = "Opt the catalog and orders tasks in to FIS's aws:ecs:task actions (the brownout): enableFaultInjection, pidMode task and an SSM agent sidecar. Takes effect only with aws_api_access = \"nat\": the sidecar installs its tools and registers with SSM over the internet."
+  description = "A chaos deployment: opt the catalog and orders tasks in to FIS's aws:ecs:task actions (the brownout and aws-slow experiments): enableFaultInjection, pidMode task, the SSM agent sidecar (infra/fis-sidecar, read-only root filesystem) and its activation broker. Off by default: the sidecar shares the task's process namespace and credentials, and SSM can run commands in it. Never in a deployment that takes real orders."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "ssm_agent_image" {
-  description = "Image of the FIS sidecar (the SSM agent). Pin a version, or mirror it into ECR, for a longer-lived deployment."
+  description = "Image of the FIS sidecar; null (the default): the deployment's own build of infra/fis-sidecar, pushed to the fis-sidecar repository with image_tag. A mirror must be pinned by tag or digest, never latest."
   type        = string
-  default     = "public.ecr.aws/amazon-ssm-agent/amazon-ssm-agent:latest"
+  default     = null
+
+  validation {
+    condition     = var.ssm_agent_image == null || can(regex("(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$", var.ssm_agent_image))
+    error_message = "ssm_agent_image must name a tag or a digest (repository:tag or repository@sha256:...)."
+  }
+
+  validation {
+    condition     = var.ssm_agent_image == null || !can(regex(":latest$", var.ssm_agent_image))
+    error_message = "ssm_agent_image must not be :latest: a sidecar that can run commands in the task is pinned."
+  }
 }
 
 variable "brownout_delay_ms" {

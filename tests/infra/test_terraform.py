@@ -710,7 +710,9 @@ def test_worker_and_web_ports_match_the_services() -> None:
 
 def test_images_map_to_the_services_dockerfiles() -> None:
     services = root().locals["services"]
-    assert module_call("ecr")["repositories"] == "${keys(local.services)}"
+    assert module_call("ecr")["repositories"] == "${keys(local.images)}"
+    images = squash(root().locals["images"])
+    assert "{forname,sinlocal.services:name=>{dockerfile=s.dockerfile,context=\".\"}}" in images
     assert "module.ecr.repository_urls[each.key]" in module_call("service")["image"]
     missing = [s["dockerfile"] for s in services.values()
                if not (ROOT / s["dockerfile"]).is_file()]
@@ -1349,24 +1351,142 @@ def test_brownout_tasks_opt_in_to_fault_injection() -> None:
     assert definition["pid_mode"] == '${var.fault_injection == null ? null : "task"}'
     assert definition["network_mode"] == "awsvpc"
     assert "local.fault_injection_sidecars" in definition["container_definitions"]
-    sidecar = str(ecs.locals["fault_injection_sidecars"])
-    assert "MANAGED_INSTANCE_ROLE_NAME" in sidecar and "essential = false" in sidecar
-    script = (INFRA / "modules/ecs_service/fis-ssm-agent.sh").read_text()
-    assert "ECS_TASK_ARN" in script and "amazon-ssm-agent -register" in script
-    assert "delete-activation" in script and "deregister-managed-instance" in script
-    # The sidecar registers the task and may pass the managed-instance role to SSM only.
-    policy = squash(ecs.resource("aws_iam_role_policy", "task_fault_injection")["policy"])
-    assert policy_actions(policy) == {"ssm:CreateActivation", "ssm:AddTagsToResource",
-                                      "iam:PassRole"}
-    assert "Resource=[var.fault_injection.managed_instance_role_arn]" in policy
-    assert '"iam:PassedToService"="ssm.amazonaws.com"' in policy
-    role = squash(sub("fis").resource("aws_iam_role_policy", "managed_instance")["policy"])
-    assert policy_actions(role) == {"ssm:DeleteActivation", "ssm:DeregisterManagedInstance"}
-    # Only catalog and orders opt in, and only where the sidecar can reach the internet.
+    sidecar = squash(ecs.locals["fault_injection_sidecars"])
+    assert "ACTIVATION_PARAMETER_PREFIX" in sidecar and "essential=false" in sidecar
+    # Only catalog and orders opt in, and only in a chaos deployment.
     call = squash(module_call("service")["fault_injection"])
     assert call.startswith("${local.task_fault_injection&&contains(local.brownout_services,")
-    assert root().locals["task_fault_injection"] == \
-        '${var.enable_task_fault_injection && var.aws_api_access == "nat"}'
+    assert root().locals["task_fault_injection"] == "${var.enable_task_fault_injection}"
+
+
+# The FIS sidecar: only in a chaos deployment, pinned, read-only, no activations from the app's
+# role (issue 21, item 2) ------------------------------------------------------------------
+
+
+def test_the_sidecar_is_off_by_default() -> None:
+    assert root().variables["enable_task_fault_injection"]["default"] is False
+    assert sub("fis").variables["task_fault_injection"]["default"] is False
+    assert sub("ecs_service").variables["fault_injection"]["default"] is None
+    assert module_call("fis")["task_fault_injection"] == "${local.task_fault_injection}"
+    # Its image's repository, its templates, its broker and its endpoints exist only then.
+    assert "local.task_fault_injection&&var.ssm_agent_image==null?{" in \
+        squash(root().locals["images"])
+    for name in ("brownout", "aws_slow"):
+        assert templates()[name]["count"] == "${var.task_fault_injection ? 1 : 0}", name
+    fis = sub("fis")
+    for kind, name in (("aws_ssm_document", "sidecar_activation"),
+                       ("aws_iam_role", "sidecar_broker"), ("aws_iam_role", "sidecar_events"),
+                       ("aws_iam_role", "managed_instance")):
+        assert fis.resource(kind, name)["count"] == "${var.task_fault_injection ? 1 : 0}", name
+    assert squash(fis.locals["sidecar_events"]) == \
+        '${var.task_fault_injection?{register="RUNNING",deregister="STOPPED"}:{}}'
+
+
+def test_the_sidecar_image_is_pinned_and_has_its_tools_built_in() -> None:
+    assert root().variables["ssm_agent_image"]["default"] is None
+    assert squash(root().locals["fis_sidecar_image"]).endswith(':${var.image_tag}"}'), \
+        "the deployment's own build, by its immutable tag"
+    dockerfile = (INFRA / "fis-sidecar/Dockerfile").read_text()
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", dockerfile, re.M)
+    assert base and re.search(r":\d{4}\.\d+\.\d{8}\.\d+$", base.group(1)), "an exact tag"
+    assert ":latest" not in dockerfile
+    assert "dnf install" in dockerfile, "at build time"
+    assert "amazon-ssm-agent jq bind-utils lsof at procps-ng awscli-2" in dockerfile
+    entrypoint = (INFRA / "fis-sidecar/entrypoint.sh").read_text()
+    assert not re.search(r"\b(dnf|yum)\b", entrypoint), "nothing installed at start"
+    assert "create-activation" not in entrypoint and "get-parameter" in entrypoint
+    assert "amazon-ssm-agent -register" in entrypoint
+    images = squash(root().locals["images"])
+    assert 'dockerfile="infra/fis-sidecar/Dockerfile",context="infra/fis-sidecar"' in images
+    # FIS installs nothing either: the documents' dependencies are in the image.
+    for name in ("brownout", "aws_slow"):
+        _, parameters, _ = template_action(name)
+        assert parameters["installDependencies"] == "false", name
+
+
+@pytest.mark.parametrize(("image", "accepted"), [
+    ("public.ecr.aws/amazon-ssm-agent/amazon-ssm-agent:latest", False),
+    ("public.ecr.aws/amazon-ssm-agent/amazon-ssm-agent", False),
+    ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/ssm:3.3.1", True),
+    ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/ssm@sha256:" + "a" * 64, True),
+])
+def test_a_mirrored_sidecar_image_must_be_pinned(tf_tmp: Path, image: str, accepted: bool) -> None:
+    plan = plan_variables(INFRA, tf_tmp, image_tag="t", allow_plain_http_for_lab="true",
+                          ssm_agent_image=image)
+    assert plan.ok is accepted, plan.output
+
+
+def test_the_app_task_role_cannot_create_activations_or_pass_roles() -> None:
+    ecs = sub("ecs_service")
+    policies = str(ecs.of_kind("aws_iam_role_policy"))
+    assert "ssm:CreateActivation" not in policies and "iam:PassRole" not in policies
+    read, decrypt = statements(ecs.resource("aws_iam_role_policy", "task_fault_injection")
+                               ["policy"])
+    assert policy_actions(read) == {"ssm:GetParameter"}
+    assert "Resource=[\"${var.fault_injection.activation_parameter_arn_prefix}/*\"]" in read
+    assert policy_actions(decrypt) == {"kms:Decrypt"}
+    assert '"kms:ViaService"="ssm.' in decrypt
+    # The broker does it: created and deleted by an SSM Automation EventBridge starts from the
+    # tasks' state changes, with a role only it has.
+    fis = sub("fis")
+    broker = squash(fis.resource("aws_iam_role_policy", "sidecar_broker")["policy"])
+    assert "ssm:CreateActivation" in broker
+    assert "Resource=[aws_iam_role.managed_instance[0].arn]" in broker
+    assert '"iam:PassedToService"="ssm.amazonaws.com"' in broker
+    assert '"ssm:resourceTag/ECS_TASK_ARN"=local.shop_task_arns' in broker
+    trust = squash(fis.resource("aws_iam_role", "sidecar_broker")["assume_role_policy"])
+    assert 'Service="ssm.amazonaws.com"' in trust
+    rule = fis.resource("aws_cloudwatch_event_rule", "sidecar")
+    pattern = squash(rule["event_pattern"])
+    assert 'source=["aws.ecs"]' in pattern and '"detail-type"=["ECSTaskStateChange"]' in pattern
+    assert "clusterArn=[var.ecs_cluster_arn]" in pattern and "lastStatus=[each.value]" in pattern
+    target = fis.resource("aws_cloudwatch_event_target", "sidecar")
+    assert "automation-definition/${aws_ssm_document.sidecar_activation[0].name}" in \
+        target["arn"]
+    template = squash(target["input_transformer"][0]["input_template"])
+    assert '"TASK_ARN","<taskArn>"' in template, "the event's task, not a fixed one"
+    document = yaml.safe_load((INFRA / "modules/fis/sidecar-activation.yaml").read_text())
+    script = document["mainSteps"][0]["inputs"]["Script"]
+    assert "RegistrationLimit=1" in script and 'Type="SecureString"' in script
+    assert "delete_activation" in script and "deregister_managed_instance" in script
+    assert document["parameters"]["Action"]["allowedValues"] == ["register", "deregister"]
+    # The agent's own role: SSM's managed policy, and no clean-up rights of its own.
+    assert not any(kind == "aws_iam_role_policy" and name == "managed_instance"
+                   for kind, name in fis.resources)
+
+
+def test_the_sidecar_root_filesystem_is_read_only() -> None:
+    ecs = sub("ecs_service")
+    sidecar = squash(ecs.locals["fault_injection_sidecars"])
+    assert "readonlyRootFilesystem=true" in sidecar
+    assert "mountPoints=[forvolume,pathinlocal.sidecar_volumes:" in sidecar
+    assert set(ecs.locals["sidecar_volumes"].values()) == {
+        "/var/lib/amazon/ssm", "/var/log/amazon/ssm", "/var/spool/at", "/run", "/tmp"}
+    (volumes,) = ecs.resource("aws_ecs_task_definition", "this")["dynamic"]
+    assert volumes["volume"]["for_each"] == \
+        "${var.fault_injection == null ? {} : local.sidecar_volumes}"
+    assert not any("CKV_AWS_336" in c for c in ecs.comments), "no skip: every container is"
+
+
+def test_fis_sends_commands_to_the_shops_tasks_only_and_writes_only_its_log_policy() -> None:
+    policy = sub("fis").resource("aws_iam_role_policy", "fis")["policy"]
+    found = {sid.group(1): st for st in statements(policy)
+             if (sid := re.search(r'Sid="(\w+)"', st))}
+    documents, instances = found["SendFisDocuments"], found["ToTheShopsTasksOnly"]
+    assert policy_actions(documents) == policy_actions(instances) == {"ssm:SendCommand"}
+    assert "document/AWSFIS-Run-*" in documents and "managed-instance" not in documents
+    assert '"ssm:resourceTag/ECS_TASK_ARN"=local.shop_task_arns' in instances
+    assert sub("fis").locals["shop_task_arns"].endswith(":task/${var.ecs_cluster_name}/*")
+    put = found["PolicyOfTheExperimentLogGroupOnly"]
+    assert policy_actions(put) == {"logs:PutResourcePolicy"}
+    assert 'Resource=[aws_cloudwatch_log_group.this.arn,"${aws_cloudwatch_log_group.this.arn}:*"]' \
+        in put
+    for statement in found.values():
+        if 'Resource=["*"]' in statement:
+            assert "ssm:SendCommand" not in statement and "logs:PutResourcePolicy" not in statement
+    delivery = sub("fis").resource("aws_cloudwatch_log_resource_policy", "fis")
+    assert "delivery.logs.amazonaws.com" in delivery["policy_document"]
+    assert "aws_cloudwatch_log_group.this.arn" in delivery["policy_document"]
 
 
 def rotation_document() -> dict[str, Any]:

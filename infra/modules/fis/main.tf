@@ -14,6 +14,15 @@ locals {
   # aws-slow delays what the orders tasks send to DynamoDB (FIS's keyword for the region's
   # endpoint) and to SQS (its regional endpoint's name, resolved when the action starts).
   aws_slow_sources = ["DYNAMODB", "sqs.${local.region}.${data.aws_partition.current.dns_suffix}"]
+
+  # The shop's tasks (FIS may send commands to, and the broker deregister, their managed
+  # instances only: the activations tag each one with its task's ARN).
+  shop_task_arns = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:task/${var.ecs_cluster_name}/*"
+  # Where the broker leaves each task's activation for its sidecar.
+  sidecar_parameter_prefix     = "/${var.name}/fis-sidecar"
+  sidecar_parameter_arn_prefix = "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.sidecar_parameter_prefix}"
+  # The broker's two jobs, by the task's lastStatus that starts them.
+  sidecar_events = var.task_fault_injection ? { register = "RUNNING", deregister = "STOPPED" } : {}
 }
 
 resource "aws_cloudwatch_log_group" "this" {
@@ -22,6 +31,29 @@ resource "aws_cloudwatch_log_group" "this" {
   kms_key_id        = var.kms_key_arn
 
   tags = var.tags
+}
+
+# FIS delivers the experiments' logs through CloudWatch Logs' log delivery, which needs a
+# resource policy letting delivery.logs.amazonaws.com write to the log group. Made here, for
+# this log group and account only, so that the FIS role needs no account-wide
+# logs:PutResourcePolicy.
+resource "aws_cloudwatch_log_resource_policy" "fis" {
+  policy_name = "${var.name}-fis-log-delivery"
+
+  policy_document = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Sid       = "FisLogDelivery"
+      Effect    = "Allow"
+      Principal = { Service = "delivery.logs.amazonaws.com" }
+      Action    = ["logs:CreateLogStream", "logs:PutLogEvents"]
+      Resource  = ["${aws_cloudwatch_log_group.this.arn}:*"]
+      Condition = {
+        StringEquals = { "aws:SourceAccount" = local.account_id }
+        ArnLike      = { "aws:SourceArn" = "arn:${local.partition}:logs:${local.region}:${local.account_id}:*" }
+      }
+    }]
+  })
 }
 
 # The outage runbook (see db-outage.yaml): remove the proxy's target, hold, restore.
@@ -120,8 +152,11 @@ resource "aws_iam_role_policy" "rotation" {
   })
 }
 
-# Role of the tasks registered as SSM managed instances by the FIS sidecar (brownout): what
-# the SSM agent needs, and removing its own registration when the task stops.
+# The FIS sidecar of a chaos deployment (task_fault_injection): the role its agent runs as,
+# and the activation broker that registers each task, so that the app's task role never may
+# create activations or pass a role (infra/fis-sidecar, sidecar-activation.yaml).
+
+# The registered tasks' agent: what the SSM agent needs, nothing else (the broker cleans up).
 resource "aws_iam_role" "managed_instance" {
   count = var.task_fault_injection ? 1 : 0
 
@@ -147,31 +182,173 @@ resource "aws_iam_role_policy_attachment" "managed_instance" {
   policy_arn = "arn:${local.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"
 }
 
-resource "aws_iam_role_policy" "managed_instance" {
-  #checkov:skip=CKV_AWS_290:ssm:DeleteActivation has no resource-level permissions; the instance itself is scoped to this account's managed instances
-  #checkov:skip=CKV_AWS_355:same: "*" only for ssm:DeleteActivation
+resource "aws_ssm_document" "sidecar_activation" {
   count = var.task_fault_injection ? 1 : 0
 
-  name = "remove-own-registration"
-  role = aws_iam_role.managed_instance[0].id
+  name            = "${var.name}-fis-sidecar-activation"
+  document_type   = "Automation"
+  document_format = "YAML"
+  content         = file("${path.module}/sidecar-activation.yaml")
+
+  tags = var.tags
+}
+
+# The broker's role: activations (no resource-level permissions), the managed-instance role
+# to pass to SSM, this prefix's parameters, the shop's key through SSM, and deregistering the
+# shop's own tasks' managed instances.
+resource "aws_iam_role" "sidecar_broker" {
+  count = var.task_fault_injection ? 1 : 0
+
+  name = "${var.name}-fis-sidecar-broker"
+
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "ssm.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+      Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
+    }]
+  })
+
+  tags = var.tags
+}
+
+resource "aws_iam_role_policy" "sidecar_broker" {
+  #checkov:skip=CKV_AWS_290:ssm:CreateActivation, AddTagsToResource (of the activation being created), DescribeActivations, DeleteActivation and DescribeInstanceInformation have no resource-level permissions; the role is the broker's alone, assumed by SSM Automation of this account
+  #checkov:skip=CKV_AWS_355:same: "*" only for those activation calls
+  count = var.task_fault_injection ? 1 : 0
+
+  name = "broker-the-sidecar-activations"
+  role = aws_iam_role.sidecar_broker[0].id
 
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
       {
-        Sid      = "DeleteTheActivation"
+        Sid      = "ActivationsForTheTasks"
         Effect   = "Allow"
-        Action   = ["ssm:DeleteActivation"]
+        Action   = ["ssm:CreateActivation", "ssm:AddTagsToResource", "ssm:DescribeActivations", "ssm:DeleteActivation", "ssm:DescribeInstanceInformation"]
         Resource = ["*"]
       },
       {
-        Sid      = "DeregisterTheTask"
+        Sid       = "HandSsmTheManagedInstanceRole"
+        Effect    = "Allow"
+        Action    = ["iam:PassRole"]
+        Resource  = [aws_iam_role.managed_instance[0].arn]
+        Condition = { StringEquals = { "iam:PassedToService" = "ssm.amazonaws.com" } }
+      },
+      {
+        Sid      = "LeaveTheActivationForTheSidecar"
         Effect   = "Allow"
-        Action   = ["ssm:DeregisterManagedInstance"]
-        Resource = ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:managed-instance/*"]
+        Action   = ["ssm:PutParameter", "ssm:DeleteParameter"]
+        Resource = ["${local.sidecar_parameter_arn_prefix}/*"]
+      },
+      {
+        Sid       = "EncryptItThroughSsm"
+        Effect    = "Allow"
+        Action    = ["kms:Encrypt", "kms:GenerateDataKey"]
+        Resource  = [var.kms_key_arn]
+        Condition = { StringEquals = { "kms:ViaService" = "ssm.${local.region}.amazonaws.com" } }
+      },
+      {
+        Sid       = "DeregisterTheShopsStoppedTasks"
+        Effect    = "Allow"
+        Action    = ["ssm:DeregisterManagedInstance"]
+        Resource  = ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:managed-instance/*"]
+        Condition = { StringLike = { "ssm:resourceTag/ECS_TASK_ARN" = local.shop_task_arns } }
       },
     ]
   })
+}
+
+# EventBridge starts the broker from the opted-in services' task state changes.
+resource "aws_iam_role" "sidecar_events" {
+  count = var.task_fault_injection ? 1 : 0
+
+  name = "${var.name}-fis-sidecar-events"
+
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "events.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+      Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
+    }]
+  })
+
+  tags = var.tags
+}
+
+resource "aws_iam_role_policy" "sidecar_events" {
+  count = var.task_fault_injection ? 1 : 0
+
+  name = "start-the-broker"
+  role = aws_iam_role.sidecar_events[0].id
+
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "StartTheBroker"
+        Effect   = "Allow"
+        Action   = ["ssm:StartAutomationExecution"]
+        Resource = ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:automation-definition/${aws_ssm_document.sidecar_activation[0].name}:*"]
+      },
+      {
+        Sid       = "HandItItsRole"
+        Effect    = "Allow"
+        Action    = ["iam:PassRole"]
+        Resource  = [aws_iam_role.sidecar_broker[0].arn]
+        Condition = { StringEquals = { "iam:PassedToService" = "ssm.amazonaws.com" } }
+      },
+    ]
+  })
+}
+
+resource "aws_cloudwatch_event_rule" "sidecar" {
+  for_each = local.sidecar_events
+
+  name        = "${var.name}-fis-sidecar-${each.key}"
+  description = "Chaos Shop: ${each.key} the FIS sidecar of a task that is ${lower(each.value)}"
+
+  event_pattern = jsonencode({
+    source        = ["aws.ecs"]
+    "detail-type" = ["ECS Task State Change"]
+    detail = {
+      clusterArn = [var.ecs_cluster_arn]
+      group      = [for service in var.sidecar_services : "service:${service}"]
+      lastStatus = [each.value]
+    }
+  })
+
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "sidecar" {
+  for_each = local.sidecar_events
+
+  rule     = aws_cloudwatch_event_rule.sidecar[each.key].name
+  arn      = "arn:${local.partition}:ssm:${local.region}:${local.account_id}:automation-definition/${aws_ssm_document.sidecar_activation[0].name}"
+  role_arn = aws_iam_role.sidecar_events[0].arn
+
+  input_transformer {
+    input_paths = {
+      taskArn = "$.detail.taskArn"
+      zone    = "$.detail.availabilityZone"
+    }
+    # Placeholders written after jsonencode, which would escape their angle brackets.
+    input_template = replace(replace(jsonencode({
+      AutomationAssumeRole    = [aws_iam_role.sidecar_broker[0].arn]
+      Action                  = [each.key]
+      TaskArn                 = ["TASK_ARN"]
+      AvailabilityZone        = ["ZONE"]
+      ManagedInstanceRoleName = [aws_iam_role.managed_instance[0].name]
+      ParameterPrefix         = [local.sidecar_parameter_prefix]
+      KmsKeyId                = [var.kms_key_arn]
+    }), "TASK_ARN", "<taskArn>"), "ZONE", "<zone>")
+  }
 }
 
 # Role of FIS: the kinds of fault of this shop, on this shop's resources.
@@ -252,15 +429,20 @@ resource "aws_iam_role_policy" "fis" {
         Action   = ["rds:RebootDBInstance", "rds:DescribeDBInstances"]
         Resource = var.instance_arns
       },
-      # Brownout: FIS sends its latency document (AWSFIS-Run-*) to the tasks' SSM sidecars.
+      # Brownout, aws-slow: FIS sends its latency document (AWSFIS-Run-*) to the tasks' SSM
+      # sidecars, and only to managed instances the broker tagged with a task of this cluster.
       {
-        Sid    = "DelayTheTasksNetwork"
-        Effect = "Allow"
-        Action = ["ssm:SendCommand"]
-        Resource = [
-          "arn:${local.partition}:ssm:${local.region}::document/AWSFIS-Run-*",
-          "arn:${local.partition}:ssm:${local.region}:${local.account_id}:managed-instance/*",
-        ]
+        Sid      = "SendFisDocuments"
+        Effect   = "Allow"
+        Action   = ["ssm:SendCommand"]
+        Resource = ["arn:${local.partition}:ssm:${local.region}::document/AWSFIS-Run-*"]
+      },
+      {
+        Sid       = "ToTheShopsTasksOnly"
+        Effect    = "Allow"
+        Action    = ["ssm:SendCommand"]
+        Resource  = ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:managed-instance/*"]
+        Condition = { StringLike = { "ssm:resourceTag/ECS_TASK_ARN" = local.shop_task_arns } }
       },
       {
         Sid      = "FollowAndCancelTheCommands"
@@ -320,15 +502,18 @@ resource "aws_iam_role_policy" "fis" {
         Resource = ["arn:${local.partition}:ec2:${local.region}:aws:prefix-list/*"]
       },
       {
-        Sid    = "WriteExperimentLogs"
-        Effect = "Allow"
-        Action = [
-          "logs:CreateLogDelivery",
-          "logs:PutResourcePolicy",
-          "logs:DescribeResourcePolicies",
-          "logs:DescribeLogGroups",
-        ]
+        Sid      = "DeliverExperimentLogs"
+        Effect   = "Allow"
+        Action   = ["logs:CreateLogDelivery", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups"]
         Resource = ["*"]
+      },
+      {
+        # The delivery's resource policy exists already (aws_cloudwatch_log_resource_policy
+        # below): a put, if FIS makes one, may touch the experiments' log group only.
+        Sid      = "PolicyOfTheExperimentLogGroupOnly"
+        Effect   = "Allow"
+        Action   = ["logs:PutResourcePolicy"]
+        Resource = [aws_cloudwatch_log_group.this.arn, "${aws_cloudwatch_log_group.this.arn}:*"]
       },
     ]
   })
@@ -527,6 +712,12 @@ resource "aws_fis_experiment_template" "brownout" {
     parameter {
       key   = "useEcsFaultInjectionEndpoints"
       value = "true"
+    }
+
+    # The sidecar image has the tools built in (infra/fis-sidecar): nothing to install.
+    parameter {
+      key   = "installDependencies"
+      value = "false"
     }
 
     target {
@@ -957,6 +1148,12 @@ resource "aws_fis_experiment_template" "aws_slow" {
     parameter {
       key   = "useEcsFaultInjectionEndpoints"
       value = "true"
+    }
+
+    # The sidecar image has the tools built in (infra/fis-sidecar): nothing to install.
+    parameter {
+      key   = "installDependencies"
+      value = "false"
     }
 
     target {

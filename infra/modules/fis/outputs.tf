@@ -48,9 +48,13 @@ output "aws_slow_template_id" {
   value       = try(aws_fis_experiment_template.aws_slow[0].id, null)
 }
 
-output "managed_instance_role" {
-  description = "Role the FIS sidecar registers tasks under as SSM managed instances (null: no task fault injection)."
-  value       = try({ name = aws_iam_role.managed_instance[0].name, arn = aws_iam_role.managed_instance[0].arn }, null)
+output "sidecar" {
+  description = "What the FIS sidecar needs: where the broker leaves its task's activation (name prefix and ARN prefix of the parameters) and the role its agent runs as (null: no task fault injection)."
+  value = try({
+    activation_parameter_prefix     = local.sidecar_parameter_prefix
+    activation_parameter_arn_prefix = local.sidecar_parameter_arn_prefix
+    managed_instance_role_name      = aws_iam_role.managed_instance[0].name
+  }, null)
 }
 
 output "credential_rotation_document_name" {

@@ -94,9 +94,15 @@ variable "master_secret_arn" {
 }
 
 variable "task_fault_injection" {
-  description = "Whether the catalog and orders tasks are opted in to FIS's aws:ecs:task actions: the brownout template and the sidecar's managed-instance role exist only then."
+  description = "A chaos deployment: the catalog and orders tasks are opted in to FIS's aws:ecs:task actions. The brownout and aws-slow templates, the sidecar's managed-instance role and its activation broker exist only then."
   type        = bool
   default     = false
+}
+
+variable "sidecar_services" {
+  description = "ECS services whose tasks carry the FIS sidecar (the broker registers their tasks)."
+  type        = list(string)
+  default     = []
 }
 
 variable "brownout_sources" {
