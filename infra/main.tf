@@ -493,6 +493,16 @@ module "observability" {
   alarm_actions             = var.alarm_actions
 }
 
+# The FIS experiment reports (one per experiment, with the dashboard's graphs), encrypted with
+# the shop's key.
+module "fis_reports" {
+  source = "./modules/log_bucket"
+
+  name            = "${var.name}-fis-reports"
+  kms_key_arn     = module.kms.key_arn
+  expiration_days = var.log_retention_days
+}
+
 module "fis" {
   source = "./modules/fis"
 
@@ -526,4 +536,10 @@ module "fis" {
   aws_slow_seconds          = var.aws_slow_seconds
   kms_key_arn               = module.kms.key_arn
   log_retention_days        = var.log_retention_days
+
+  # One report per experiment, with the dashboard's graphs around it.
+  report = {
+    bucket        = module.fis_reports.bucket
+    dashboard_arn = module.observability.dashboard_arn
+  }
 }

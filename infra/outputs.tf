@@ -20,14 +20,14 @@ output "region" {
   value       = var.region
 }
 
-output "fis_failover_template_id" {
-  description = "FIS experiment template: Aurora writer failover."
-  value       = try(module.fis.failover_template_id, null)
+output "fis_template_ids" {
+  description = "FIS experiment template per fault of the lab as deployed (failover, db-outage, credential-rotation, aws-outage, reader-loss, fleet-crash; worker-crash with enable_degradation; brownout and aws-slow in a chaos deployment) and stop-task-<service>."
+  value       = try(module.fis.template_ids, {})
 }
 
-output "fis_db_outage_template_id" {
-  description = "FIS experiment template: RDS Proxy without its target for db_outage_seconds."
-  value       = try(module.fis.db_outage_template_id, null)
+output "fis_report_bucket" {
+  description = "S3 bucket of the FIS experiment reports (fis-reports/<template>/...)."
+  value       = try(module.fis_reports.bucket, null)
 }
 
 output "fis_db_outage_seconds" {
@@ -35,54 +35,14 @@ output "fis_db_outage_seconds" {
   value       = var.db_outage_seconds
 }
 
-output "fis_brownout_template_id" {
-  description = "FIS experiment template: the database's answers to the catalog and orders tasks delayed (null: the tasks are not opted in; needs aws_api_access = nat)."
-  value       = try(module.fis.brownout_template_id, null)
-}
-
 output "fis_brownout_seconds" {
   description = "How long the brownout template delays the database's answers."
   value       = var.brownout_seconds
 }
 
-output "fis_credential_rotation_template_id" {
-  description = "FIS experiment template: the Aurora master secret rotated now (SSM Automation)."
-  value       = try(module.fis.credential_rotation_template_id, null)
-}
-
-output "fis_aws_outage_template_id" {
-  description = "FIS experiment template: DynamoDB cut from the private subnets while RDS Proxy has no target."
-  value       = try(module.fis.aws_outage_template_id, null)
-}
-
-output "fis_worker_crash_template_id" {
-  description = "FIS experiment template: every order-worker task stopped (null with enable_degradation = false)."
-  value       = try(module.fis.worker_crash_template_id, null)
-}
-
-output "fis_reader_loss_template_id" {
-  description = "FIS experiment template: the Aurora reader instance rebooted."
-  value       = try(module.fis.reader_loss_template_id, null)
-}
-
-output "fis_fleet_crash_template_id" {
-  description = "FIS experiment template: every orders task stopped fleet_crash_after_seconds into a database outage of db_outage_seconds."
-  value       = try(module.fis.fleet_crash_template_id, null)
-}
-
-output "fis_aws_slow_template_id" {
-  description = "FIS experiment template: the orders tasks' DynamoDB and SQS traffic delayed (null: the tasks are not opted in, enable_task_fault_injection = false)."
-  value       = try(module.fis.aws_slow_template_id, null)
-}
-
 output "fis_aws_slow_seconds" {
   description = "How long the aws-slow template delays the orders tasks' AWS traffic."
   value       = var.aws_slow_seconds
-}
-
-output "fis_stop_task_template_ids" {
-  description = "FIS experiment template per service: stop one task."
-  value       = try(module.fis.stop_task_template_ids, {})
 }
 
 output "order_queue_url" {

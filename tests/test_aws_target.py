@@ -20,8 +20,9 @@ from chaos_lab.processes import LabError
 from chaos_lab.targets.aws import (
     DEPLOYMENT_FAULTS,
     FAULTS,
+    FIS_FAULTS,
     REQUIRED_OUTPUTS,
-    TEMPLATE_OUTPUTS,
+    TEMPLATES_OUTPUT,
     AwsTarget,
     Deployment,
     load_outputs,
@@ -94,22 +95,24 @@ def outputs(moto_url: str) -> dict[str, Any]:
         "region": REGION,
         "enable_proxy": True,
         "enable_degradation": True,
-        "fis_failover_template_id": create_template(moto_url, "aws:rds:failover-db-cluster"),
-        "fis_db_outage_template_id": create_template(moto_url,
-                                                     "aws:ssm:start-automation-execution"),
+        # One map, as infra/modules/fis makes it: the lab's fault names, and the stop-task
+        # templates no experiment of the lab starts.
+        "fis_template_ids": {
+            name: create_template(moto_url, action) for name, action in {
+                "failover": "aws:rds:failover-db-cluster",
+                "db-outage": "aws:ssm:start-automation-execution",
+                "brownout": "aws:ecs:task-network-latency",
+                "credential-rotation": "aws:ssm:start-automation-execution",
+                "aws-outage": "aws:network:disrupt-connectivity",
+                "worker-crash": "aws:ecs:stop-task",
+                "reader-loss": "aws:rds:reboot-db-instances",
+                "aws-slow": "aws:ecs:task-network-latency",
+                "fleet-crash": "aws:ssm:start-automation-execution",
+                "stop-task-orders": "aws:ecs:stop-task",
+            }.items()},
         "fis_db_outage_seconds": 180,
-        "fis_brownout_template_id": create_template(moto_url, "aws:ecs:task-network-latency"),
         "fis_brownout_seconds": 120,
-        "fis_credential_rotation_template_id": create_template(
-            moto_url, "aws:ssm:start-automation-execution"),
-        "fis_aws_outage_template_id": create_template(moto_url,
-                                                      "aws:network:disrupt-connectivity"),
-        "fis_worker_crash_template_id": create_template(moto_url, "aws:ecs:stop-task"),
-        "fis_reader_loss_template_id": create_template(moto_url, "aws:rds:reboot-db-instances"),
-        "fis_aws_slow_template_id": create_template(moto_url, "aws:ecs:task-network-latency"),
         "fis_aws_slow_seconds": 90,
-        "fis_fleet_crash_template_id": create_template(moto_url,
-                                                       "aws:ssm:start-automation-execution"),
         "ecs_cluster_name": cluster,
         "ecs_service_names": {"catalog": f"{prefix}-catalog", "orders": service},
         "order_queue_url": queue,
@@ -159,18 +162,20 @@ def force_state(experiment_id: str, status: str) -> None:
 def test_from_outputs_reads_terraform_output_json(outputs: dict[str, Any]) -> None:
     deployment = Deployment.from_outputs(outputs)
     assert deployment.alb_url == "http://chaos-shop-123.elb.example"
-    assert deployment.templates["failover"] == outputs["fis_failover_template_id"]["value"]
-    assert deployment.templates["db-outage"] == outputs["fis_db_outage_template_id"]["value"]
+    templates = outputs[TEMPLATES_OUTPUT]["value"]
+    assert deployment.templates["failover"] == templates["failover"]
+    assert deployment.templates["db-outage"] == templates["db-outage"]
+    assert "stop-task-orders" not in deployment.templates, "not a fault of the lab"
     assert deployment.enable_proxy is True and deployment.outage_seconds == 180
 
 
 def test_missing_outputs_are_named(outputs: dict[str, Any]) -> None:
-    del outputs["fis_db_outage_template_id"]
+    del outputs[TEMPLATES_OUTPUT]
     outputs["order_dlq_url"] = {"value": None}
     with pytest.raises(LabError) as error:
         AwsTarget.from_outputs(outputs)
     message = str(error.value)
-    assert "fis_db_outage_template_id" in message and "order_dlq_url" in message
+    assert TEMPLATES_OUTPUT in message and "order_dlq_url" in message
     assert "terraform -chdir=infra apply" in message
     with pytest.raises(LabError, match="alb_url"):
         AwsTarget.from_outputs({})
@@ -281,12 +286,12 @@ async def test_failover_experiment_runs_to_completion(
     await aws.inject("failover", 0, said)
     (outcome,) = aws.outcomes
     assert outcome.status == "running", "inject returns once the fault is on"
-    assert outcome.template_id == outputs["fis_failover_template_id"]["value"]
+    assert outcome.template_id == outputs[TEMPLATES_OUTPUT]["value"]["failover"]
     await aws.restore("failover", said)
     assert outcome.status == "completed"
     assert f"FIS experiment {outcome.experiment_id} (failover) completed" in said.text()
     experiment = client("fis", moto_url).get_experiment(id=outcome.experiment_id)["experiment"]
-    assert experiment["experimentTemplateId"] == outputs["fis_failover_template_id"]["value"]
+    assert experiment["experimentTemplateId"] == outputs[TEMPLATES_OUTPUT]["value"]["failover"]
     await aws.restore("failover", said)  # idempotent: nothing left to wait for
 
 
@@ -303,7 +308,7 @@ async def test_each_new_fault_starts_its_template(
     said = Said()
     await aws.inject(fault, 0, said)
     (outcome,) = aws.outcomes
-    template = outputs[TEMPLATE_OUTPUTS[Fault(fault)]]["value"]
+    template = outputs[TEMPLATES_OUTPUT]["value"][fault]
     assert outcome.template_id == template and outcome.status == "running"
     experiment = client("fis", moto_url).get_experiment(id=outcome.experiment_id)["experiment"]
     assert experiment["experimentTemplateId"] == template
@@ -316,7 +321,7 @@ async def test_each_new_fault_starts_its_template(
 def test_every_fault_has_a_template_output_or_a_deployment(outputs: dict[str, Any]) -> None:
     deployment = Deployment.from_outputs(outputs)
     assert set(FAULTS) == set(Fault), "every fault has an AWS twin"
-    assert set(deployment.templates) == set(TEMPLATE_OUTPUTS) == set(Fault) - {"rolling-deploy"}
+    assert set(deployment.templates) == set(FIS_FAULTS) == set(Fault) - {"rolling-deploy"}
     assert set(DEPLOYMENT_FAULTS) == {Fault.ROLLING_DEPLOY}
     assert deployment.brownout_seconds == 120 and deployment.aws_slow_seconds == 90
     assert deployment.service("rolling-deploy") == (
@@ -328,21 +333,22 @@ def test_every_fault_has_a_template_output_or_a_deployment(outputs: dict[str, An
                                             ("worker-crash", "enable_degradation=true")])
 async def test_a_template_the_deployment_lacks_says_why(
         outputs: dict[str, Any], moto_url: str, fault: str, why: str) -> None:
-    name = TEMPLATE_OUTPUTS[Fault(fault)]
-    outputs[name]["value"] = None  # e.g. aws_api_access=endpoints; enable_degradation=false
+    # e.g. enable_task_fault_injection=false; enable_degradation=false
+    del outputs[TEMPLATES_OUTPUT]["value"][fault]
     aws = target(outputs, moto_url)
     with pytest.raises(LabError) as error:
         await aws.inject(fault, 0, Said())
-    assert f"no {fault} template" in str(error.value) and name in str(error.value)
+    assert f"no {fault} template" in str(error.value)
+    assert f"{TEMPLATES_OUTPUT} has no '{fault}'" in str(error.value)
     assert why in str(error.value)
     assert not aws.outcomes, "nothing was started"
     await aws.inject("failover", 0, Said())  # the others still run
     await aws.restore("failover", Said())
 
 
-def test_an_older_deployment_still_runs_its_two_faults(outputs: dict[str, Any]) -> None:
+def test_a_deployment_with_fewer_templates_still_runs_its_faults(outputs: dict[str, Any]) -> None:
     for fault in NEW_FAULTS:
-        del outputs[TEMPLATE_OUTPUTS[Fault(fault)]]
+        del outputs[TEMPLATES_OUTPUT]["value"][fault]
     for name in ("fis_brownout_seconds", "fis_aws_slow_seconds", "ecs_service_names"):
         del outputs[name]
     deployment = Deployment.from_outputs(outputs)
@@ -379,7 +385,7 @@ async def test_outage_hold_is_the_templates(outputs: dict[str, Any], moto_url: s
 
 
 async def test_experiment_that_fails_to_start(outputs: dict[str, Any], moto_url: str) -> None:
-    outputs["fis_failover_template_id"]["value"] = "EXTdoesnotexist"
+    outputs[TEMPLATES_OUTPUT]["value"]["failover"] = "EXTdoesnotexist"
     aws = target(outputs, moto_url)
     with pytest.raises(LabError) as error:
         await aws.inject("failover", 0, Said())

@@ -11,6 +11,7 @@ They need neither AWS nor PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -751,7 +752,9 @@ MASTER_SECRET = "${module.aurora.master_user_secret_arn}"
 def statements(policy: str) -> list[str]:
     """The statements of a jsonencode'd policy, squashed, one string each."""
     body = squash(policy)
-    start = body.index("Statement=[") + len("Statement=[")
+    opening = re.search(r"Statement=(?:concat\()?\[", body)
+    assert opening, body
+    start = opening.end()
     found, depth, begin = [], 0, 0
     for i, char in enumerate(body[start:], start):
         if char == "{":
@@ -1175,25 +1178,150 @@ def test_proxy_endpoints_and_target() -> None:
 # FIS --------------------------------------------------------------------------------------
 
 
+TEMPLATE_GROUPS = {"templates_always": None, "templates_worker": "local.has_worker",
+                   "templates_chaos": "var.task_fault_injection"}
+
+
+def _local(value: Any) -> Any:
+    """A value written as one of the fis module's locals (the db-outage runbook's action)."""
+    if isinstance(value, str) and re.fullmatch(r"\$\{local\.\w+\}", value):
+        return sub("fis").locals[value[len("${local."):-1]]
+    return value
+
+
+def _parameters(value: Any) -> dict[str, str]:
+    """An action's parameters; merge(local.task_latency, {...}) filled in."""
+    if isinstance(value, dict):
+        return value
+    inner = re.fullmatch(r"\$\{merge\(local\.task_latency, \{(.*)\}\)\}", value, re.S)
+    assert inner, value
+    found = dict(sub("fis").locals["task_latency"])
+    for key, quoted, call in re.findall(
+            r'(\w+) = (?:"((?:[^"\\]|\\.)*)"|(\w+\((?:[^()]|\([^()]*\))*\)))', inner.group(1)):
+        found[key] = "${" + call + "}" if call else quoted
+    return found
+
+
 def templates() -> dict[str, dict[str, Any]]:
-    return sub("fis").of_kind("aws_fis_experiment_template")
+    """Every FIS template as declared in the module's map: name -> description, stop_on_dlq,
+    targets (name -> resource type, selection, tag) and actions (name -> action id, targets,
+    parameters, start_after), locals filled in. The stop-task-<service> ones are a for
+    expression over the services (test_stop_task_template_for_each_service)."""
+    found: dict[str, dict[str, Any]] = {}
+    for group in TEMPLATE_GROUPS:
+        for name, template in sub("fis").locals[group].items():
+            actions = {}
+            for action_name, action in template["actions"].items():
+                action = dict(_local(action))
+                action["parameters"] = _parameters(action["parameters"])
+                actions[action_name] = action
+            found[name] = {**template, "actions": actions}
+    return found
+
+
+def template_action(name: str) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+    """A single-action template's action, its parameters and its target."""
+    template = templates()[name]
+    (action,) = template["actions"].values()
+    ((target_name, target),) = template["targets"].items()
+    assert list(action["targets"].values()) == [target_name], name
+    return action, action["parameters"], target
+
+
+def tag_of(target: dict[str, Any]) -> dict[str, str]:
+    return {"key": target.get("tag_key", "${var.fis_target_tag_key}"), "value": target["tag"]}
 
 
 def test_one_template_per_failure_mode() -> None:
-    assert set(templates()) == {"failover", "db_outage", "stop_task", "brownout",
-                                "credential_rotation", "aws_outage", "worker_crash",
-                                "reader_loss", "fleet_crash", "aws_slow"}
+    assert set(templates()) == {"failover", "db-outage", "credential-rotation", "aws-outage",
+                                "reader-loss", "fleet-crash", "worker-crash", "brownout",
+                                "aws-slow"}
+    assert squash(sub("fis").locals["templates"]) == (
+        "${merge(local.templates_always,local.templates_stop_task,"
+        "{forname,templateinlocal.templates_worker:name=>templateiflocal.has_worker},"
+        "{forname,templateinlocal.templates_chaos:name=>templateifvar.task_fault_injection})}")
+
+
+def test_the_templates_are_one_resource_of_dynamic_blocks() -> None:
+    """Issue 20: one map of templates, one resource; the stop condition, options, logs and
+    report written once."""
+    fis = sub("fis")
+    assert list(fis.of_kind("aws_fis_experiment_template")) == ["this"]
+    resource = fis.resource("aws_fis_experiment_template", "this")
+    assert resource["for_each"] == "${local.templates}"
+    assert resource["description"] == "${var.name}: ${each.value.description}"
+    dynamic = {next(iter(d)): next(iter(d.values())) for d in resource["dynamic"]}
+    assert set(dynamic) == {"action", "target", "stop_condition",
+                            "experiment_report_configuration"}
+    assert dynamic["action"]["for_each"] == "${each.value.actions}"
+    action = dynamic["action"]["content"][0]
+    assert action["action_id"] == "${action.value.action_id}"
+    inner = {next(iter(d)): next(iter(d.values())) for d in action["dynamic"]}
+    assert inner["parameter"]["for_each"] == "${action.value.parameters}"
+    assert inner["target"]["for_each"] == "${action.value.targets}"
+    assert dynamic["target"]["for_each"] == "${each.value.targets}"
+    tag = dynamic["target"]["content"][0]["resource_tag"][0]
+    assert tag == {"key": "${try(target.value.tag_key, var.fis_target_tag_key)}",
+                   "value": "${target.value.tag}"}
+    assert squash(dynamic["stop_condition"]["for_each"]) == \
+        "${each.value.stop_on_dlq?[var.stop_alarm_arn,var.dlq_alarm_arn]:[var.stop_alarm_arn]}"
+    assert resource["experiment_options"] == [{"account_targeting": "single-account",
+                                               "empty_target_resolution_mode": "fail"}]
+    logging = resource["log_configuration"][0]
+    assert logging["cloudwatch_logs_configuration"][0]["log_group_arn"] == \
+        "${aws_cloudwatch_log_group.this.arn}:*"
+    assert squash(resource["tags"]) == '${merge(var.tags,{Name="${var.name}-${each.key}"})}'
+    assert "moved" not in fis.text, "the moved blocks are in moved.tf.json"
+
+
+def test_the_old_addresses_move_to_the_map() -> None:
+    moved = json.loads((INFRA / "modules/fis/moved.tf.json").read_text())["moved"]
+    pairs = {m["from"]: m["to"] for m in moved}
+    old = {"failover": "failover", "db_outage": "db-outage", "brownout[0]": "brownout",
+           "credential_rotation": "credential-rotation", "aws_outage": "aws-outage",
+           "worker_crash[0]": "worker-crash", "reader_loss": "reader-loss",
+           "fleet_crash": "fleet-crash", "aws_slow[0]": "aws-slow",
+           **{f'stop_task["{s}"]': f"stop-task-{s}" for s in ("catalog", "orders",
+                                                               "order-worker")}}
+    assert pairs == {f"aws_fis_experiment_template.{address}":
+                     f'aws_fis_experiment_template.this["{key}"]' for address, key in old.items()}
+    assert set(old.values()) - {k for k in old.values() if k.startswith("stop-task-")} == \
+        set(templates())
+
+
+def test_every_template_reports_with_the_dashboard() -> None:
+    resource = sub("fis").resource("aws_fis_experiment_template", "this")
+    (report,) = [d["experiment_report_configuration"] for d in resource["dynamic"]
+                 if "experiment_report_configuration" in d]
+    assert report["for_each"] == "${var.report == null ? [] : [var.report]}"
+    (content,) = report["content"]
+    assert content["pre_experiment_duration"] == \
+        "PT${experiment_report_configuration.value.minutes_before}M"
+    dashboard = content["data_sources"][0]["cloudwatch_dashboard"][0]
+    assert dashboard["dashboard_arn"] == "${experiment_report_configuration.value.dashboard_arn}"
+    s3 = content["outputs"][0]["s3_configuration"][0]
+    assert s3["bucket_name"] == "${experiment_report_configuration.value.bucket}"
+    assert s3["prefix"] == "${local.report_prefix}/${each.key}"
+    call = module_call("fis")["report"]
+    assert call == {"bucket": "${module.fis_reports.bucket}",
+                    "dashboard_arn": "${module.observability.dashboard_arn}"}
+    assert module_call("fis_reports")["kms_key_arn"] == "${module.kms.key_arn}"
+    # The FIS role may read that dashboard and write that prefix, only with a report.
+    policy = squash(sub("fis").resource("aws_iam_role_policy", "fis")["policy"])
+    assert "slice(local.report_statements,0,var.report==null?0:length(local.report_statements))" \
+        in policy
+    reports = squash(str(sub("fis").locals["report_statements"]))
+    assert "cloudwatch:GetDashboard" in reports and "s3:PutObject" in reports
+    assert "${local.report_prefix}/*" in reports
 
 
 def test_failover_template_targets_the_cluster_by_its_tag() -> None:
-    template = templates()["failover"]
-    (action,) = template["action"]
+    action, _, target = template_action("failover")
     assert action["action_id"] == "aws:rds:failover-db-cluster"
-    (target,) = template["target"]
-    assert action["target"] == [{"key": "Clusters", "value": target["name"]}]
+    assert action["targets"] == {"Clusters": "aurora-cluster"}
     assert target["resource_type"] == "aws:rds:cluster"
-    assert target["resource_tag"] == [{"key": "${var.fis_target_tag_key}",
-                                       "value": "${var.fis_target_tag_values.aurora}"}]
+    assert tag_of(target) == {"key": "${var.fis_target_tag_key}",
+                              "value": "${var.fis_target_tag_values.aurora}"}
     # ... and the cluster carries exactly that tag.
     cluster = sub("aurora").resource("aws_rds_cluster", "this")
     assert "var.fis_target_tags" in cluster["tags"]
@@ -1205,13 +1333,11 @@ def test_failover_template_targets_the_cluster_by_its_tag() -> None:
 
 
 def test_stop_task_template_for_each_service() -> None:
-    template = templates()["stop_task"]
-    assert template["for_each"] == "${toset(var.services)}"
-    (action,) = template["action"]
-    assert action["action_id"] == "aws:ecs:stop-task"
-    (target,) = template["target"]
-    assert target["resource_type"] == "aws:ecs:task"
-    assert target["resource_tag"][0]["value"] == "${var.fis_target_tag_values[each.key]}"
+    stop_task = squash(sub("fis").locals["templates_stop_task"])
+    assert stop_task.startswith('${{forserviceinvar.services:"stop-task-${service}"=>{')
+    assert 'action_id="aws:ecs:stop-task"' in stop_task
+    assert 'resource_type="aws:ecs:task",selection_mode=var.stop_task_selection,' \
+           "tag=var.fis_target_tag_values[service]" in stop_task
     assert set(root().locals["services"]) <= {"catalog", "orders", "order-worker"}
     assert "for name in keys(local.services)" in root().locals["fis_tag_values"]
 
@@ -1226,10 +1352,10 @@ def outage_document() -> dict[str, Any]:
 
 
 def test_outage_template_runs_the_ssm_runbook() -> None:
-    template = templates()["db_outage"]
-    (action,) = template["action"]
+    template = templates()["db-outage"]
+    (action,) = template["actions"].values()
     assert action["action_id"] == "aws:ssm:start-automation-execution"
-    parameters = {p["key"]: p["value"] for p in action["parameter"]}
+    parameters = action["parameters"]
     assert parameters["documentArn"] == "${aws_ssm_document.db_outage.arn}"
     assert parameters["maxDuration"].startswith("PT")
     passed = set(re.findall(r"(\w+)\s*=", parameters["documentParameters"]))
@@ -1260,15 +1386,10 @@ def test_outage_runbook_removes_holds_and_always_restores() -> None:
 
 def test_every_template_stops_on_the_5xx_alarm_and_logs() -> None:
     # Those that can lose orders also stop when orders reach the dead-letter queue.
-    with_dlq = {"aws_outage", "worker_crash", "fleet_crash", "aws_slow"}
+    with_dlq = {"aws-outage", "worker-crash", "fleet-crash", "aws-slow"}
     for name, template in templates().items():
-        alarms = ["${var.stop_alarm_arn}", *(["${var.dlq_alarm_arn}"] * (name in with_dlq))]
-        assert template["stop_condition"] == [{"source": "aws:cloudwatch:alarm", "value": a}
-                                              for a in alarms], name
-        logging = template["log_configuration"][0]
-        assert "aws_cloudwatch_log_group.this.arn" in \
-            logging["cloudwatch_logs_configuration"][0]["log_group_arn"], name
-        assert template["experiment_options"][0]["empty_target_resolution_mode"] == "fail"
+        assert template["stop_on_dlq"] is (name in with_dlq), name
+    assert "stop_on_dlq = false" in sub("fis").locals["templates_stop_task"]
     assert module_call("fis")["stop_alarm_arn"] == "${module.observability.alb_5xx_alarm_arn}"
     assert module_call("fis")["dlq_alarm_arn"] == "${module.observability.dlq_alarm_arn}"
     alarm = sub("observability").resource("aws_cloudwatch_metric_alarm", "alb_5xx_rate")
@@ -1311,22 +1432,13 @@ def test_fis_role_is_limited_to_its_actions() -> None:
     assert 'document/AWSFIS-Run-*' in policy, "SendCommand of FIS's documents only"
 
 
-def template_action(name: str) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
-    """A single-action template's action, its parameters and its target."""
-    template = templates()[name]
-    (action,) = template["action"]
-    (target,) = template["target"]
-    assert action["target"][0]["value"] == target["name"], name
-    return action, {p["key"]: p["value"] for p in action.get("parameter", [])}, target
-
-
 def test_brownout_delays_only_the_database_answers_of_catalog_and_orders() -> None:
     action, parameters, target = template_action("brownout")
     assert action["action_id"] == "aws:ecs:task-network-latency"
-    assert action["target"][0]["key"] == "Tasks"
+    assert list(action["targets"]) == ["Tasks"]
     assert target["resource_type"] == "aws:ecs:task" and target["selection_mode"] == "ALL"
-    assert target["resource_tag"] == [{"key": "${var.fis_group_tag_key}",
-                                       "value": "${var.fis_group_tag_value}"}]
+    assert tag_of(target) == {"key": "${var.fis_group_tag_key}",
+                              "value": "${var.fis_group_tag_value}"}
     assert parameters["delayMilliseconds"] == "${tostring(var.brownout_delay_ms)}"
     assert parameters["duration"] == "PT${var.brownout_seconds}S"
     assert parameters["useEcsFaultInjectionEndpoints"] == "true"
@@ -1334,7 +1446,7 @@ def test_brownout_delays_only_the_database_answers_of_catalog_and_orders() -> No
     assert parameters["sources"] == '${join(",", var.brownout_sources)}'
     assert module_call("fis")["brownout_sources"] == \
         ["${local.database_endpoint.writer}", "${local.database_endpoint.reader}"]
-    assert templates()["brownout"]["count"] == "${var.task_fault_injection ? 1 : 0}"
+    assert "brownout" in sub("fis").locals["templates_chaos"]
     # The group tag is on the services behind the ALB, catalog and orders, and no other.
     assert root().locals["brownout_services"] == "${toset(keys(local.routes))}"
     assert "if length(s.path_patterns) > 0" in root().locals["routes"]
@@ -1371,8 +1483,9 @@ def test_the_sidecar_is_off_by_default() -> None:
     # Its image's repository, its templates, its broker and its endpoints exist only then.
     assert "local.task_fault_injection&&var.ssm_agent_image==null?{" in \
         squash(root().locals["images"])
-    for name in ("brownout", "aws_slow"):
-        assert templates()[name]["count"] == "${var.task_fault_injection ? 1 : 0}", name
+    assert set(sub("fis").locals["templates_chaos"]) == {"brownout", "aws-slow"}
+    assert "{forname,templateinlocal.templates_chaos:name=>templateifvar.task_fault_injection}" \
+        in squash(sub("fis").locals["templates"])
     fis = sub("fis")
     for kind, name in (("aws_ssm_document", "sidecar_activation"),
                        ("aws_iam_role", "sidecar_broker"), ("aws_iam_role", "sidecar_events"),
@@ -1399,7 +1512,7 @@ def test_the_sidecar_image_is_pinned_and_has_its_tools_built_in() -> None:
     images = squash(root().locals["images"])
     assert 'dockerfile="infra/fis-sidecar/Dockerfile",context="infra/fis-sidecar"' in images
     # FIS installs nothing either: the documents' dependencies are in the image.
-    for name in ("brownout", "aws_slow"):
+    for name in ("brownout", "aws-slow"):
         _, parameters, _ = template_action(name)
         assert parameters["installDependencies"] == "false", name
 
@@ -1499,8 +1612,8 @@ def rotation_document() -> dict[str, Any]:
 
 
 def test_credential_rotation_rotates_the_master_secret_through_ssm() -> None:
-    (action,) = templates()["credential_rotation"]["action"]
-    parameters = {p["key"]: p["value"] for p in action["parameter"]}
+    (action,) = templates()["credential-rotation"]["actions"].values()
+    parameters = action["parameters"]
     assert action["action_id"] == "aws:ssm:start-automation-execution"
     assert parameters["documentArn"] == "${aws_ssm_document.credential_rotation.arn}"
     passed = set(re.findall(r"(\w+)\s*=", parameters["documentParameters"]))
@@ -1517,25 +1630,21 @@ def test_credential_rotation_rotates_the_master_secret_through_ssm() -> None:
 
 
 def test_aws_outage_cuts_dynamodb_while_the_database_is_out() -> None:
-    template = templates()["aws_outage"]
-    actions = {a["action_id"]: a for a in template["action"]}
+    template = templates()["aws-outage"]
+    actions = {a["action_id"]: a for a in template["actions"].values()}
     assert set(actions) == {"aws:ssm:start-automation-execution",
                             "aws:network:disrupt-connectivity"}
-    assert not any(a.get("start_after") for a in actions.values()), "in parallel"
-    def parameters_of(action: dict[str, Any]) -> dict[str, str]:
-        return {p["key"]: p["value"] for p in action["parameter"]}
-
-    outage = parameters_of(actions["aws:ssm:start-automation-execution"])
-    db_outage = parameters_of(templates()["db_outage"]["action"][0])
-    assert outage == db_outage, "the db-outage runbook, as the db-outage template runs it"
+    assert not any(a["start_after"] for a in actions.values()), "in parallel"
+    assert template["actions"]["remove-proxy-target"] == \
+        templates()["db-outage"]["actions"]["remove-proxy-target"], \
+        "the db-outage runbook, as the db-outage template runs it"
     cut = actions["aws:network:disrupt-connectivity"]
-    parameters = {p["key"]: p["value"] for p in cut["parameter"]}
-    assert parameters == {"scope": "dynamodb", "duration": "PT${var.db_outage_seconds}S"}
-    (target,) = template["target"]
-    assert cut["target"] == [{"key": "Subnets", "value": target["name"]}]
+    assert cut["parameters"] == {"scope": "dynamodb", "duration": "PT${var.db_outage_seconds}S"}
+    ((name, target),) = template["targets"].items()
+    assert cut["targets"] == {"Subnets": name}
     assert target["resource_type"] == "aws:ec2:subnet"
-    assert target["resource_tag"] == [{"key": "${var.fis_target_tag_key}",
-                                       "value": "${var.fis_target_tag_values.private_subnets}"}]
+    assert tag_of(target) == {"key": "${var.fis_target_tag_key}",
+                              "value": "${var.fis_target_tag_values.private_subnets}"}
     # The private subnets carry that tag, and DynamoDB is reached through its gateway
     # endpoint there: the path the scope cuts is the path the tasks use.
     subnets = sub("network").resource("aws_subnet", "private")
@@ -1549,23 +1658,24 @@ def test_aws_outage_cuts_dynamodb_while_the_database_is_out() -> None:
 
 
 def test_worker_crash_stops_every_worker_task() -> None:
-    action, _, target = template_action("worker_crash")
+    action, _, target = template_action("worker-crash")
     assert action["action_id"] == "aws:ecs:stop-task"
     assert target["resource_type"] == "aws:ecs:task" and target["selection_mode"] == "ALL"
-    assert target["resource_tag"] == [{"key": "${var.fis_target_tag_key}",
-                                       "value": '${var.fis_target_tag_values["order-worker"]}'}]
-    assert templates()["worker_crash"]["count"] == "${local.has_worker ? 1 : 0}"
+    assert tag_of(target) == {"key": "${var.fis_target_tag_key}",
+                              "value": '${var.fis_target_tag_values["order-worker"]}'}
+    assert list(sub("fis").locals["templates_worker"]) == ["worker-crash"], \
+        "filtered by local.has_worker"
     assert sub("fis").locals["has_worker"] == '${contains(var.services, "order-worker")}'
 
 
 def test_reader_loss_reboots_the_tagged_reader() -> None:
-    action, parameters, target = template_action("reader_loss")
+    action, parameters, target = template_action("reader-loss")
     assert action["action_id"] == "aws:rds:reboot-db-instances"
-    assert action["target"][0]["key"] == "DBInstances"
+    assert list(action["targets"]) == ["DBInstances"]
     assert parameters == {"forceFailover": "false"}
     assert target["resource_type"] == "aws:rds:db"
-    assert target["resource_tag"] == [{"key": "${var.fis_target_tag_key}",
-                                       "value": "${var.fis_target_tag_values.aurora_reader}"}]
+    assert tag_of(target) == {"key": "${var.fis_target_tag_key}",
+                              "value": "${var.fis_target_tag_values.aurora_reader}"}
     reader = sub("aurora").resource("aws_rds_cluster_instance", "reader")
     writer = sub("aurora").resource("aws_rds_cluster_instance", "writer")
     assert "var.fis_reader_tags" in reader["tags"] and "fis_reader_tags" not in writer["tags"]
@@ -1575,22 +1685,19 @@ def test_reader_loss_reboots_the_tagged_reader() -> None:
 
 def test_every_fault_has_its_template_output() -> None:
     from chaos_lab.model import Fault
-    from chaos_lab.targets.aws import DEPLOYMENT_FAULTS, TEMPLATE_OUTPUTS
+    from chaos_lab.targets.aws import DEPLOYMENT_FAULTS, FIS_FAULTS, TEMPLATES_OUTPUT
 
-    assert set(TEMPLATE_OUTPUTS) | set(DEPLOYMENT_FAULTS) == set(Fault), \
-        "every fault has an AWS twin"
+    assert set(FIS_FAULTS) | set(DEPLOYMENT_FAULTS) == set(Fault), "every fault has an AWS twin"
+    assert set(FIS_FAULTS) == set(templates()), "each FIS fault's template, by the fault's name"
     # rolling-deploy is ECS's, not FIS's: the driver needs the cluster and the service names.
     for name in ("ecs_cluster_name", "ecs_service_names"):
         assert name in root().outputs
     assert squash(root().outputs["ecs_service_names"]["value"]) == \
         "${{forname,serviceinmodule.service:name=>service.service_name}}"
     assert set(DEPLOYMENT_FAULTS.values()) <= set(root().locals["services"])
-    fis_outputs = sub("fis").outputs
-    for fault, name in TEMPLATE_OUTPUTS.items():
-        assert name in root().outputs, fault
-        module_output = name.removeprefix("fis_")
-        assert module_output in fis_outputs, fault
-        assert f"module.fis.{module_output}" in root().outputs[name]["value"], fault
+    assert root().outputs[TEMPLATES_OUTPUT]["value"] == "${try(module.fis.template_ids, {})}"
+    assert squash(sub("fis").outputs["template_ids"]["value"]) == \
+        "${{forname,templateinaws_fis_experiment_template.this:name=>template.id}}"
 
 
 def test_dashboard_shows_what_the_experiments_watch() -> None:
@@ -1611,7 +1718,7 @@ def test_outputs_give_the_driver_what_it_needs() -> None:
     assert root().outputs["enable_proxy"]["value"] == "${var.enable_proxy}"
     assert root().outputs["enable_degradation"]["value"] == "${var.enable_degradation}"
     for name in ("proxy_endpoint", "proxy_reader_endpoint", "cluster_writer_endpoint",
-                 "fis_stop_task_template_ids", "ecr_repositories"):
+                 "fis_template_ids", "fis_report_bucket", "ecr_repositories"):
         assert name in root().outputs
     for name, output in root().outputs.items():
         assert not output.get("sensitive"), f"{name}: outputs hold no secrets"
@@ -1660,35 +1767,32 @@ def test_orders_run_as_a_fleet_by_default() -> None:
 
 
 def test_fleet_crash_stops_every_orders_task_inside_a_database_outage() -> None:
-    template = templates()["fleet_crash"]
-    actions = {a["name"]: a for a in template["action"]}
-    runbook = actions["remove-proxy-target"]
-    assert runbook["action_id"] == "aws:ssm:start-automation-execution"
-    parameters = {p["key"]: p["value"] for p in runbook["parameter"]}
-    db_outage = {p["key"]: p["value"] for p in templates()["db_outage"]["action"][0]["parameter"]}
-    assert parameters == db_outage, "the db-outage runbook, as the db-outage template runs it"
+    template = templates()["fleet-crash"]
+    actions = template["actions"]
+    assert actions["remove-proxy-target"] == \
+        templates()["db-outage"]["actions"]["remove-proxy-target"], \
+        "the db-outage runbook, as the db-outage template runs it"
     wait = actions["outage-under-way"]
     assert wait["action_id"] == "aws:fis:wait"
-    assert wait["parameter"] == [{"key": "duration",
-                                  "value": "PT${var.fleet_crash_after_seconds}S"}]
+    assert wait["parameters"] == {"duration": "PT${var.fleet_crash_after_seconds}S"}
     stop = actions["stop-orders-tasks"]
     assert stop["action_id"] == "aws:ecs:stop-task"
     assert stop["start_after"] == ["outage-under-way"], "inside the outage, not before it"
-    (target,) = template["target"]
-    assert stop["target"] == [{"key": "Tasks", "value": target["name"]}]
+    ((name, target),) = template["targets"].items()
+    assert stop["targets"] == {"Tasks": name}
     assert target["resource_type"] == "aws:ecs:task" and target["selection_mode"] == "ALL"
-    assert target["resource_tag"] == [{"key": "${var.fis_target_tag_key}",
-                                       "value": '${var.fis_target_tag_values["orders"]}'}]
+    assert tag_of(target) == {"key": "${var.fis_target_tag_key}",
+                              "value": '${var.fis_target_tag_values["orders"]}'}
     condition = sub("fis").variables["fleet_crash_after_seconds"]["validation"][0]["condition"]
     assert "var.fleet_crash_after_seconds < var.db_outage_seconds" in condition
 
 
 def test_aws_slow_delays_only_the_orders_tasks_dynamodb_and_sqs_traffic() -> None:
-    action, parameters, target = template_action("aws_slow")
+    action, parameters, target = template_action("aws-slow")
     assert action["action_id"] == "aws:ecs:task-network-latency"
     assert target["resource_type"] == "aws:ecs:task" and target["selection_mode"] == "ALL"
-    assert target["resource_tag"] == [{"key": "${var.fis_target_tag_key}",
-                                       "value": '${var.fis_target_tag_values["orders"]}'}]
+    assert tag_of(target) == {"key": "${var.fis_target_tag_key}",
+                              "value": '${var.fis_target_tag_values["orders"]}'}
     assert parameters["delayMilliseconds"] == "${tostring(var.aws_slow_delay_ms)}"
     assert parameters["duration"] == "PT${var.aws_slow_seconds}S"
     assert parameters["useEcsFaultInjectionEndpoints"] == "true"
@@ -1696,7 +1800,7 @@ def test_aws_slow_delays_only_the_orders_tasks_dynamodb_and_sqs_traffic() -> Non
     assert sub("fis").locals["aws_slow_sources"] == [
         "DYNAMODB", "sqs.${local.region}.${data.aws_partition.current.dns_suffix}"]
     # Only where the tasks carry the sidecar (a chaos deployment).
-    assert templates()["aws_slow"]["count"] == "${var.task_fault_injection ? 1 : 0}"
+    assert "aws-slow" in sub("fis").locals["templates_chaos"]
     assert root().locals["fis_tag_values"].count("for name in keys(local.services)") == 1
 
 

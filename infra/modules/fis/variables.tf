@@ -197,8 +197,24 @@ variable "stop_task_selection" {
   }
 }
 
+variable "report" {
+  description = "Experiment reports: the bucket they go to (encrypted with kms_key_arn), the dashboard whose graphs they show, and how many minutes before and after the experiment; null: no reports."
+  type = object({
+    bucket         = string
+    dashboard_arn  = string
+    minutes_before = optional(number, 5)
+    minutes_after  = optional(number, 10)
+  })
+  default = null
+
+  validation {
+    condition     = var.report == null || try(var.report.minutes_before >= 1 && var.report.minutes_before <= 30 && var.report.minutes_after >= 1 && var.report.minutes_after <= 30, false)
+    error_message = "report.minutes_before and report.minutes_after must be 1 to 30."
+  }
+}
+
 variable "kms_key_arn" {
-  description = "KMS key of the experiment log group."
+  description = "KMS key of the experiment log group, the sidecar's activation parameters and the experiment reports."
   type        = string
 }
 

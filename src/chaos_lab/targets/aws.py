@@ -45,29 +45,26 @@ REQUIRED_OUTPUTS = (
     "region",
     "enable_proxy",
     "enable_degradation",
-    "fis_failover_template_id",
-    "fis_db_outage_template_id",
+    "fis_template_ids",
     "fis_db_outage_seconds",
     "order_queue_url",
     "order_dlq_url",
 )
-# AWS's fault registry, part 1: the FIS experiment template (a Terraform output) of each fault
-# FIS can inject (infra/modules/fis; docs/aws.md says what each one does and cannot do).
-TEMPLATE_OUTPUTS = {Fault.FAILOVER: "fis_failover_template_id",
-                    Fault.DB_OUTAGE: "fis_db_outage_template_id",
-                    Fault.BROWNOUT: "fis_brownout_template_id",
-                    Fault.CREDENTIAL_ROTATION: "fis_credential_rotation_template_id",
-                    Fault.AWS_OUTAGE: "fis_aws_outage_template_id",
-                    Fault.WORKER_CRASH: "fis_worker_crash_template_id",
-                    Fault.READER_LOSS: "fis_reader_loss_template_id",
-                    Fault.AWS_SLOW: "fis_aws_slow_template_id",
-                    Fault.FLEET_CRASH: "fis_fleet_crash_template_id"}
+# The output that maps each FIS experiment template of the deployment by name: the lab's fault
+# names (and stop-task-<service>, which no experiment of the lab starts).
+TEMPLATES_OUTPUT = "fis_template_ids"
+# AWS's fault registry, part 1: the faults FIS injects, each from the experiment template of
+# its own name (infra/modules/fis; docs/aws.md says what each one does and cannot do).
+FIS_FAULTS = frozenset({Fault.FAILOVER, Fault.DB_OUTAGE, Fault.BROWNOUT,
+                        Fault.CREDENTIAL_ROTATION, Fault.AWS_OUTAGE, Fault.WORKER_CRASH,
+                        Fault.READER_LOSS, Fault.AWS_SLOW, Fault.FLEET_CRASH})
 # Part 2: faults FIS has no action for, done with ECS itself: the service (a key of the
 # ecs_service_names output) whose every task a forced new deployment replaces.
 DEPLOYMENT_FAULTS = {Fault.ROLLING_DEPLOY: "orders"}
 # Every fault this target implements, and how.
 FAULTS: dict[Fault, str] = {
-    **{fault: f"FIS template ({output})" for fault, output in TEMPLATE_OUTPUTS.items()},
+    **{fault: f"FIS template {TEMPLATES_OUTPUT}[{fault.value!r}]"
+       for fault in sorted(FIS_FAULTS, key=list(Fault).index)},
     **{fault: f"ECS forced deployment of {service}"
        for fault, service in DEPLOYMENT_FAULTS.items()},
 }
@@ -154,6 +151,9 @@ class Deployment:
             raise LabError("output fis_db_outage_seconds must be a number") from exc
         brownout, aws_slow = (_seconds(values, name) for name in ("fis_brownout_seconds",
                                                                    "fis_aws_slow_seconds"))
+        templates = values[TEMPLATES_OUTPUT]
+        if not isinstance(templates, dict):
+            raise LabError(f"output {TEMPLATES_OUTPUT} must be a map, not {templates!r}")
         services = values.get("ecs_service_names") or {}
         if not isinstance(services, dict):
             raise LabError(f"output ecs_service_names must be a map, not {services!r}")
@@ -163,8 +163,8 @@ class Deployment:
             region=str(values["region"]),
             enable_proxy=values["enable_proxy"],
             enable_degradation=values["enable_degradation"],
-            templates={fault: str(values[name]) for fault, name in TEMPLATE_OUTPUTS.items()
-                       if values.get(name) is not None},
+            templates={Fault(name): str(template) for name, template in templates.items()
+                       if name in FIS_FAULTS and template is not None},
             outage_seconds=outage_seconds,
             queue_url=str(values["order_queue_url"]),
             dlq_url=str(values["order_dlq_url"]),
@@ -195,7 +195,7 @@ class Deployment:
             why = OPTIONAL_TEMPLATES.get(known, "is infra/ deployed with this version of the "
                                                 "code? (terraform -chdir=infra apply)")
             raise LabError(f"this deployment has no {known} template: terraform output "
-                           f"{TEMPLATE_OUTPUTS[known]} is null; {why}")
+                           f"{TEMPLATES_OUTPUT} has no {known.value!r}; {why}")
         return template
 
 
