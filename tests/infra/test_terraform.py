@@ -1413,8 +1413,9 @@ def test_fis_role_is_limited_to_its_actions() -> None:
         "logs:DescribeLogGroups",
         # reader-loss
         "rds:RebootDBInstance", "rds:DescribeDBInstances",
-        # brownout: the latency document sent to the tasks' SSM sidecars
+        # brownout, aws-slow: the latency document sent to the tasks' SSM sidecars
         "ssm:SendCommand", "ssm:ListCommands", "ssm:CancelCommand",
+        "ecs:DescribeContainerInstances", "ec2:DescribeInstances",
         # aws-outage: the network ACL FIS swaps in and out
         "ec2:CreateNetworkAcl", "ec2:CreateNetworkAclEntry", "ec2:DeleteNetworkAcl",
         "ec2:CreateTags", "ec2:ReplaceNetworkAclAssociation", "ec2:DescribeNetworkAcls",

@@ -392,6 +392,13 @@ resource "aws_iam_role_policy" "fis" {
         Resource = ["arn:${local.partition}:ecs:${local.region}:${local.account_id}:task/${var.ecs_cluster_name}/*"]
       },
       {
+        # aws:ecs:task-network-latency (brownout, aws-slow) looks up where the tasks run.
+        Sid      = "SeeTheShopsContainerInstances"
+        Effect   = "Allow"
+        Action   = ["ecs:DescribeContainerInstances"]
+        Resource = ["arn:${local.partition}:ecs:${local.region}:${local.account_id}:container-instance/${var.ecs_cluster_name}/*"]
+      },
+      {
         Sid       = "ListTheShopsTasks"
         Effect    = "Allow"
         Action    = ["ecs:ListTasks"]
@@ -494,7 +501,7 @@ resource "aws_iam_role_policy" "fis" {
       {
         Sid      = "ReadTheNetwork"
         Effect   = "Allow"
-        Action   = ["ec2:DescribeNetworkAcls", "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeManagedPrefixLists"]
+        Action   = ["ec2:DescribeNetworkAcls", "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeManagedPrefixLists", "ec2:DescribeInstances"]
         Resource = ["*"]
       },
       {
