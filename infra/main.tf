@@ -20,8 +20,8 @@ locals {
 
   # Every image, where it is built from, and how the load balancer reaches it. The worker has
   # no route: it serves its /health on 8081 to the container's own probe only. Each connects
-  # as its own database role (migration 0004's grants); the orders task alone runs the
-  # migrations, as the owner, in an init container before the service starts.
+  # as its own database role (migration 0004's grants). No service migrates: the migrations
+  # are a one-shot task of their own (module.migrate), run on deploy.
   services = {
     catalog = {
       dockerfile        = "services/catalog/Dockerfile"
@@ -30,7 +30,8 @@ locals {
       port              = local.container_port
       needs_degradation = false
       database_role     = "shop_catalog" # reads products
-      runs_migrations   = false
+      min_tasks         = var.service_min_count
+      max_tasks         = var.service_max_count
     }
     orders = {
       dockerfile        = "services/orders/Dockerfile"
@@ -39,7 +40,10 @@ locals {
       port              = local.container_port
       needs_degradation = false
       database_role     = "shop_orders" # orders, and products' stock
-      runs_migrations   = true
+      # A fleet: any orders task may finish an order another one accepted (the one-owner
+      # design), and fleet-crash / rolling-deploy need more than one task to mean anything.
+      min_tasks = var.orders_min_count
+      max_tasks = max(var.orders_min_count, var.service_max_count)
     }
     order-worker = {
       dockerfile        = "services/order-worker/Dockerfile"
@@ -48,7 +52,8 @@ locals {
       port              = 8081 # SHOP_WORKER_HEALTH_PORT's default
       needs_degradation = true
       database_role     = "shop_orders" # the same order transaction as the orders service
-      runs_migrations   = false
+      min_tasks         = var.worker_min_count
+      max_tasks         = var.worker_max_count
     }
   }
 
@@ -82,8 +87,19 @@ locals {
   fis_group_tag_value = "${var.name}-database-clients"
   brownout_services   = toset(keys(local.routes))
 
-  # The brownout's sidecar needs the internet (its tools, SSM registration): NAT only.
-  task_fault_injection = var.enable_task_fault_injection && var.aws_api_access == "nat"
+  # A chaos deployment: the tasks behind the ALB carry the FIS sidecar (brownout, aws-slow).
+  # Off by default: the sidecar shares the task's process namespace and credentials.
+  task_fault_injection = var.enable_task_fault_injection
+  # Its image: the deployment's own build of infra/fis-sidecar (tools built in, pinned by
+  # the deployment's tag), unless a mirror is named.
+  fis_sidecar_image = var.ssm_agent_image != null ? var.ssm_agent_image : "${lookup(module.ecr.repository_urls, "fis-sidecar", "no-sidecar-repository")}:${var.image_tag}"
+  # Every image the deployment builds, and from where (the sidecar only in a chaos deployment).
+  images = merge(
+    { for name, s in local.services : name => { dockerfile = s.dockerfile, context = "." } },
+    local.task_fault_injection && var.ssm_agent_image == null ? {
+      fis-sidecar = { dockerfile = "infra/fis-sidecar/Dockerfile", context = "infra/fis-sidecar" }
+    } : {},
+  )
 
   # Database endpoints: the proxy's, or the cluster's in the fragile deployment.
   database_endpoints = {
@@ -99,7 +115,7 @@ locals {
   database_ca_bundle = "/etc/ssl/certs/rds-global-bundle.pem"
   database_tls       = "sslmode=verify-full&sslrootcert=${local.database_ca_bundle}"
 
-  # Database URLs per login: the owner (the migrate step, writer only) and each app role. The
+  # Database URLs per login: the owner (the migrate task, writer only) and each app role. The
   # password never: the processes read it from Secrets Manager themselves.
   database_urls = merge(
     {
@@ -117,7 +133,7 @@ locals {
 
   # What each service connects as: its role's URLs and its role's secret (the ARN, not the
   # value: the processes read the JSON's "password" at start and again after an authentication
-  # failure). The schema is the migrate step's: the services wait for it (SHOP_MIGRATE=false).
+  # failure). The schema is the migrate task's: the services wait for it (SHOP_MIGRATE=false).
   database_environment = {
     for name, s in local.services : name => merge(local.database_urls[s.database_role], {
       SHOP_DATABASE_SECRET_ARN = module.aurora.app_role_secret_arns[s.database_role]
@@ -125,9 +141,14 @@ locals {
     })
   }
 
-  # The migrate step (`python -m shop.migrate`, the orders task's init container): the owner,
+  # The migrate task (`python -m shop.migrate`, the orders image, module.migrate): the owner,
   # with the master secret RDS manages and rotates, applies the migrations, then sets each app
-  # role's password to its secret's (SHOP_ROLE_SECRETS: role -> secret ARN).
+  # role's password to its secret's (SHOP_ROLE_SECRETS: role -> secret ARN). Its task role is
+  # the only one that may read the master secret.
+  migrate = {
+    image   = "orders"
+    command = ["python", "-m", "shop.migrate", "--timeout", "600"]
+  }
   migrate_environment = merge(local.database_urls.owner, {
     SHOP_DATABASE_SECRET_ARN = module.aurora.master_user_secret_arn
     SHOP_ROLE_SECRETS        = jsonencode(module.aurora.app_role_secret_arns)
@@ -195,9 +216,12 @@ locals {
           Resource = [module.messaging.queue_arn]
         },
         {
-          Sid      = "OrderStatus"
+          # An order accepted while the database is out is written here first (its store of
+          # record) and read back by its id. TransactWriteItems is authorised per item action
+          # (PutItem, ConditionCheckItem). Never deleted by the service: the worker decides.
+          Sid      = "RecordOrders"
           Effect   = "Allow"
-          Action   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:DescribeTable"]
+          Action   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable"]
           Resource = [module.messaging.order_status_table_arn]
         },
         local.kms_via_data_services,
@@ -214,12 +238,20 @@ locals {
           Resource = [module.messaging.queue_arn, module.messaging.dlq_arn]
         },
         {
-          Sid    = "OrderStatus"
+          Sid    = "DecideOrders"
           Effect = "Allow"
-          # BatchWriteItem: a batch's decisions in one call. SQS authorizes its batch calls
-          # (DeleteMessageBatch, ChangeMessageVisibilityBatch) by the single actions above.
-          Action   = ["dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable"]
+          # BatchGetItem / BatchWriteItem: a batch's orders and decisions in one call each. SQS
+          # authorizes its batch calls (DeleteMessageBatch, ChangeMessageVisibilityBatch) by
+          # the single actions above.
+          Action   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable"]
           Resource = [module.messaging.order_status_table_arn]
+        },
+        {
+          # The orders still to decide, shard by shard: the sparse index, not a table scan.
+          Sid      = "FindUndecidedOrders"
+          Effect   = "Allow"
+          Action   = ["dynamodb:Query"]
+          Resource = [module.messaging.order_status_undecided_index_arn]
         },
         local.kms_via_data_services,
       ]
@@ -242,6 +274,7 @@ module "network" {
   cidr               = var.vpc_cidr
   az_count           = var.az_count
   aws_api_access     = var.aws_api_access
+  ssm_endpoints      = local.task_fault_injection
   kms_key_arn        = module.kms.key_arn
   log_retention_days = var.log_retention_days
   fis_subnet_tags    = { (local.fis_tag_key) = local.fis_tag_values.private_subnets }
@@ -255,6 +288,20 @@ module "security_groups" {
   container_port = local.container_port
   https          = var.certificate_arn != null
   enable_proxy   = var.enable_proxy
+
+  aws_api_access              = var.aws_api_access
+  endpoints_security_group_id = module.network.endpoints_security_group_id
+  gateway_prefix_list_ids     = module.network.gateway_prefix_list_ids
+}
+
+# Every request to the shop, with the client's address: the ALB's access logs (SSE-S3: the
+# only encryption ALB log delivery accepts).
+module "alb_logs" {
+  source = "./modules/log_bucket"
+
+  name            = "${var.name}-alb-logs"
+  elb_log_prefix  = "alb"
+  expiration_days = var.access_log_days
 }
 
 module "alb" {
@@ -268,6 +315,42 @@ module "alb" {
   container_port    = local.container_port
   health_check_path = "/health"
   routes            = local.routes
+
+  deletion_protection = var.deletion_protection
+  access_logs_bucket  = module.alb_logs.bucket
+  access_logs_prefix  = "alb"
+
+  # POST /orders authenticated at the door, when order_auth says how (before the /orders
+  # route, priority 5 < 20).
+  authentication = var.order_auth == null ? null : {
+    target                 = "orders"
+    path_patterns          = local.services.orders.path_patterns
+    methods                = ["POST"]
+    priority               = 5
+    mode                   = var.order_auth.mode
+    issuer                 = var.order_auth.issuer
+    jwks_endpoint          = var.order_auth.jwks_endpoint
+    required_scope         = var.order_auth.required_scope
+    authorization_endpoint = var.order_auth.authorization_endpoint
+    token_endpoint         = var.order_auth.token_endpoint
+    user_info_endpoint     = var.order_auth.user_info_endpoint
+    client_id              = var.order_auth.client_id
+  }
+  authentication_client_secret = var.order_auth_client_secret
+}
+
+# Abuse limits at the door: rate limits per client and AWS managed rule groups (modules/waf).
+module "waf" {
+  source = "./modules/waf"
+
+  name                    = var.name
+  resource_arn            = module.alb.arn
+  order_rate_limit        = var.waf_order_rate_limit
+  request_rate_limit      = var.waf_request_rate_limit
+  rate_window_seconds     = var.waf_rate_window_seconds
+  rate_limit_exempt_cidrs = var.waf_rate_limit_exempt_cidrs
+  kms_key_arn             = module.kms.key_arn
+  log_retention_days      = var.log_retention_days
 }
 
 module "aurora" {
@@ -285,6 +368,11 @@ module "aurora" {
   kms_key_arn       = module.kms.key_arn
   fis_target_tags   = { (local.fis_tag_key) = local.fis_tag_values.aurora }
   fis_reader_tags   = { (local.fis_tag_key) = local.fis_tag_values.aurora_reader }
+
+  backup_retention_days       = var.backup_retention_days
+  deletion_protection         = var.deletion_protection
+  skip_final_snapshot         = false
+  secret_recovery_window_days = var.secret_recovery_window_days
 }
 
 module "rds_proxy" {
@@ -307,13 +395,14 @@ module "messaging" {
   kms_key_arn                = module.kms.key_arn
   visibility_timeout_seconds = var.queue_visibility_timeout_seconds
   max_receive_count          = var.max_receive_count
+  deletion_protection        = var.deletion_protection
 }
 
 module "ecr" {
   source = "./modules/ecr"
 
   name         = var.name
-  repositories = keys(local.services)
+  repositories = keys(local.images)
   kms_key_arn  = module.kms.key_arn
 }
 
@@ -340,22 +429,16 @@ module "service" {
   container_port    = each.value.port
   health_check_port = each.value.port
   environment       = merge(local.database_environment[each.key], local.common_environment, var.enable_degradation ? local.degradation_environment[each.key] : {})
-  init_container = each.value.runs_migrations ? {
-    name        = "migrate"
-    command     = ["python", "-m", "shop.migrate", "--timeout", "600"]
-    environment = local.migrate_environment
-  } : null
-  # Each task reads its role's secret; the migrating task also the master's and every role's
-  # (a task role is the whole task's: the orders app container could read them too).
-  task_secret_arns   = each.value.runs_migrations ? local.migrate_secret_arns : [module.aurora.app_role_secret_arns[each.value.database_role]]
+  # Each task reads its own role's secret, and no other.
+  task_secret_arns   = [module.aurora.app_role_secret_arns[each.value.database_role]]
   kms_key_arn        = module.kms.key_arn
   task_policy_json   = var.enable_degradation ? local.task_policies[each.key] : null
   subnet_ids         = module.network.private_subnet_ids
   security_group_ids = [module.security_groups.tasks_security_group_id]
   target_group_arn   = lookup(module.alb.target_group_arns, each.key, null)
-  desired_count      = each.value.needs_degradation ? var.worker_min_count : var.service_min_count
-  min_capacity       = each.value.needs_degradation ? var.worker_min_count : var.service_min_count
-  max_capacity       = each.value.needs_degradation ? var.worker_max_count : var.service_max_count
+  desired_count      = each.value.min_tasks
+  min_capacity       = each.value.min_tasks
+  max_capacity       = each.value.max_tasks
   cpu_target_percent = var.cpu_target_percent
   queue_scaling = each.value.needs_degradation ? {
     queue_name       = module.messaging.queue_name
@@ -364,15 +447,35 @@ module "service" {
   log_retention_days = var.log_retention_days
   # The brownout's opt-in (the catalog and orders tasks): see modules/ecs_service.
   fault_injection = local.task_fault_injection && contains(local.brownout_services, each.key) ? {
-    managed_instance_role_name = module.fis.managed_instance_role.name
-    managed_instance_role_arn  = module.fis.managed_instance_role.arn
-    ssm_agent_image            = var.ssm_agent_image
+    image                           = local.fis_sidecar_image
+    activation_parameter_prefix     = module.fis.sidecar.activation_parameter_prefix
+    activation_parameter_arn_prefix = module.fis.sidecar.activation_parameter_arn_prefix
   } : null
 
   tags = merge(
     { Service = each.key, (local.fis_tag_key) = local.fis_tag_values[each.key] },
     contains(local.brownout_services, each.key) ? { (local.fis_group_tag_key) = local.fis_group_tag_value } : {},
   )
+}
+
+# The migrations: a one-shot task, run on deploy (docs/aws.md: `aws ecs run-task` with the
+# migrate_run_task output). Its role alone may read the master secret (the schema owner's) and
+# the app roles' secrets, whose passwords it sets; no service's role can.
+module "migrate" {
+  source = "./modules/ecs_task"
+
+  name               = "migrate"
+  cluster_name       = aws_ecs_cluster.this.name
+  image              = "${module.ecr.repository_urls[local.migrate.image]}:${var.image_tag}"
+  command            = local.migrate.command
+  environment        = local.migrate_environment
+  task_secret_arns   = local.migrate_secret_arns
+  cpu                = var.task_cpu
+  memory             = var.task_memory
+  cpu_architecture   = var.cpu_architecture
+  kms_key_arn        = module.kms.key_arn
+  log_retention_days = var.log_retention_days
+  tags               = { Service = "migrate" }
 }
 
 module "observability" {
@@ -390,33 +493,53 @@ module "observability" {
   alarm_actions             = var.alarm_actions
 }
 
+# The FIS experiment reports (one per experiment, with the dashboard's graphs), encrypted with
+# the shop's key.
+module "fis_reports" {
+  source = "./modules/log_bucket"
+
+  name            = "${var.name}-fis-reports"
+  kms_key_arn     = module.kms.key_arn
+  expiration_days = var.log_retention_days
+}
+
 module "fis" {
   source = "./modules/fis"
 
-  name                    = var.name
-  cluster_arn             = module.aurora.cluster_arn
-  cluster_identifier      = module.aurora.cluster_identifier
-  proxy_name              = module.rds_proxy.name
-  proxy_arn               = module.rds_proxy.arn
-  proxy_target_group_name = module.rds_proxy.target_group_name
-  proxy_target_group_arn  = module.rds_proxy.target_group_arn
-  ecs_cluster_name        = aws_ecs_cluster.this.name
-  ecs_cluster_arn         = aws_ecs_cluster.this.arn
-  services                = keys(local.deployed_services)
-  fis_target_tag_key      = local.fis_tag_key
-  fis_target_tag_values   = local.fis_tag_values
-  fis_group_tag_key       = local.fis_group_tag_key
-  fis_group_tag_value     = local.fis_group_tag_value
-  stop_alarm_arn          = module.observability.alb_5xx_alarm_arn
-  dlq_alarm_arn           = module.observability.dlq_alarm_arn
-  db_outage_seconds       = var.db_outage_seconds
-  vpc_id                  = module.network.vpc_id
-  instance_arns           = module.aurora.instance_arns
-  master_secret_arn       = module.aurora.master_user_secret_arn
-  task_fault_injection    = local.task_fault_injection
-  brownout_sources        = [local.database_endpoint.writer, local.database_endpoint.reader]
-  brownout_delay_ms       = var.brownout_delay_ms
-  brownout_seconds        = var.brownout_seconds
-  kms_key_arn             = module.kms.key_arn
-  log_retention_days      = var.log_retention_days
+  name                      = var.name
+  cluster_arn               = module.aurora.cluster_arn
+  cluster_identifier        = module.aurora.cluster_identifier
+  proxy_name                = module.rds_proxy.name
+  proxy_arn                 = module.rds_proxy.arn
+  proxy_target_group_name   = module.rds_proxy.target_group_name
+  proxy_target_group_arn    = module.rds_proxy.target_group_arn
+  ecs_cluster_name          = aws_ecs_cluster.this.name
+  ecs_cluster_arn           = aws_ecs_cluster.this.arn
+  services                  = keys(local.deployed_services)
+  fis_target_tag_key        = local.fis_tag_key
+  fis_target_tag_values     = local.fis_tag_values
+  fis_group_tag_key         = local.fis_group_tag_key
+  fis_group_tag_value       = local.fis_group_tag_value
+  stop_alarm_arn            = module.observability.alb_5xx_alarm_arn
+  dlq_alarm_arn             = module.observability.dlq_alarm_arn
+  db_outage_seconds         = var.db_outage_seconds
+  vpc_id                    = module.network.vpc_id
+  instance_arns             = module.aurora.instance_arns
+  master_secret_arn         = module.aurora.master_user_secret_arn
+  task_fault_injection      = local.task_fault_injection
+  sidecar_services          = tolist(local.brownout_services)
+  brownout_sources          = [local.database_endpoint.writer, local.database_endpoint.reader]
+  brownout_delay_ms         = var.brownout_delay_ms
+  brownout_seconds          = var.brownout_seconds
+  fleet_crash_after_seconds = var.fleet_crash_after_seconds
+  aws_slow_delay_ms         = var.aws_slow_delay_ms
+  aws_slow_seconds          = var.aws_slow_seconds
+  kms_key_arn               = module.kms.key_arn
+  log_retention_days        = var.log_retention_days
+
+  # One report per experiment, with the dashboard's graphs around it.
+  report = {
+    bucket        = module.fis_reports.bucket
+    dashboard_arn = module.observability.dashboard_arn
+  }
 }

@@ -20,14 +20,14 @@ output "region" {
   value       = var.region
 }
 
-output "fis_failover_template_id" {
-  description = "FIS experiment template: Aurora writer failover."
-  value       = try(module.fis.failover_template_id, null)
+output "fis_template_ids" {
+  description = "FIS experiment template per fault of the lab as deployed (failover, db-outage, credential-rotation, aws-outage, reader-loss, fleet-crash; worker-crash with enable_degradation; brownout and aws-slow in a chaos deployment) and stop-task-<service>."
+  value       = try(module.fis.template_ids, {})
 }
 
-output "fis_db_outage_template_id" {
-  description = "FIS experiment template: RDS Proxy without its target for db_outage_seconds."
-  value       = try(module.fis.db_outage_template_id, null)
+output "fis_report_bucket" {
+  description = "S3 bucket of the FIS experiment reports (fis-reports/<template>/...)."
+  value       = try(module.fis_reports.bucket, null)
 }
 
 output "fis_db_outage_seconds" {
@@ -35,39 +35,14 @@ output "fis_db_outage_seconds" {
   value       = var.db_outage_seconds
 }
 
-output "fis_brownout_template_id" {
-  description = "FIS experiment template: the database's answers to the catalog and orders tasks delayed (null: the tasks are not opted in; needs aws_api_access = nat)."
-  value       = try(module.fis.brownout_template_id, null)
-}
-
 output "fis_brownout_seconds" {
   description = "How long the brownout template delays the database's answers."
   value       = var.brownout_seconds
 }
 
-output "fis_credential_rotation_template_id" {
-  description = "FIS experiment template: the Aurora master secret rotated now (SSM Automation)."
-  value       = try(module.fis.credential_rotation_template_id, null)
-}
-
-output "fis_aws_outage_template_id" {
-  description = "FIS experiment template: DynamoDB cut from the private subnets while RDS Proxy has no target."
-  value       = try(module.fis.aws_outage_template_id, null)
-}
-
-output "fis_worker_crash_template_id" {
-  description = "FIS experiment template: every order-worker task stopped (null with enable_degradation = false)."
-  value       = try(module.fis.worker_crash_template_id, null)
-}
-
-output "fis_reader_loss_template_id" {
-  description = "FIS experiment template: the Aurora reader instance rebooted."
-  value       = try(module.fis.reader_loss_template_id, null)
-}
-
-output "fis_stop_task_template_ids" {
-  description = "FIS experiment template per service: stop one task."
-  value       = try(module.fis.stop_task_template_ids, {})
+output "fis_aws_slow_seconds" {
+  description = "How long the aws-slow template delays the orders tasks' AWS traffic."
+  value       = var.aws_slow_seconds
 }
 
 output "order_queue_url" {
@@ -101,7 +76,7 @@ output "proxy_reader_endpoint" {
 }
 
 output "database_secret_arn" {
-  description = "Secrets Manager secret with the master user (the schema's owner) and its password, rotated by RDS (the ARN, not the password)."
+  description = "Secrets Manager secret with the master user (the schema's owner) and its password, rotated by RDS (the ARN, not the password); only the migrate task's role may read it."
   value       = try(module.aurora.master_user_secret_arn, null)
 }
 
@@ -111,11 +86,12 @@ output "database_role_secret_arns" {
 }
 
 output "ecr_repositories" {
-  description = "Per service: the ECR repository to push to and the Dockerfile to build (context: the repository root)."
+  description = "Per image: the ECR repository to push to, the Dockerfile to build and its build context (the repository root for the services, infra/fis-sidecar for the chaos deployment's sidecar)."
   value = {
-    for name, s in local.services : name => {
+    for name, image in local.images : name => {
       url        = try(module.ecr.repository_urls[name], null)
-      dockerfile = s.dockerfile
+      dockerfile = image.dockerfile
+      context    = image.context
     }
   }
 }
@@ -123,6 +99,22 @@ output "ecr_repositories" {
 output "ecs_cluster_name" {
   description = "Name of the ECS cluster."
   value       = try(aws_ecs_cluster.this.name, null)
+}
+
+output "migrate_run_task" {
+  description = "What `aws ecs run-task` needs to run the migrations (the one-shot migrate task) on deploy: cluster, task definition, subnets and security group (docs/aws.md, Deploy)."
+  value = {
+    cluster         = try(aws_ecs_cluster.this.name, null)
+    task_definition = try(module.migrate.task_definition_arn, null)
+    subnets         = try(module.network.private_subnet_ids, [])
+    security_groups = try([module.security_groups.tasks_security_group_id], [])
+    log_group       = try(module.migrate.log_group_name, null)
+  }
+}
+
+output "ecs_service_names" {
+  description = "Per deployed service: its ECS service name (rolling-deploy forces a new deployment of orders)."
+  value       = { for name, service in module.service : name => service.service_name }
 }
 
 output "dashboard_name" {

@@ -77,9 +77,9 @@ variable "az_count" {
 }
 
 variable "aws_api_access" {
-  description = "How tasks reach the AWS APIs: \"nat\" (one NAT gateway, about 33 USD a month plus data) or \"endpoints\" (interface endpoints, about 88 USD a month over two AZs, no internet path)."
+  description = "How tasks reach the AWS APIs: \"endpoints\" (the default: interface endpoints, about 100 USD a month over two AZs, no internet path; the tasks may reach the endpoints and the S3 and DynamoDB gateway endpoints only) or \"nat\" (asked for: one NAT gateway, about 33 USD a month plus data, and the tasks may reach any HTTPS host)."
   type        = string
-  default     = "nat"
+  default     = "endpoints"
 
   validation {
     condition     = contains(["nat", "endpoints"], var.aws_api_access)
@@ -88,14 +88,109 @@ variable "aws_api_access" {
 }
 
 variable "certificate_arn" {
-  description = "ACM certificate for the ALB. Set: HTTPS on 443 and HTTP redirected to it. null: plain HTTP on 80."
+  description = "ACM certificate for the ALB: HTTPS on 443, HTTP redirected to it. Required, unless allow_plain_http_for_lab = true (plain HTTP on 80, for a throwaway lab only)."
   type        = string
   default     = null
 
   validation {
     condition     = var.certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:", var.certificate_arn))
-    error_message = "certificate_arn must be an ACM certificate ARN (or null)."
+    error_message = "certificate_arn must be an ACM certificate ARN."
   }
+
+  validation {
+    condition     = var.certificate_arn != null || var.allow_plain_http_for_lab
+    error_message = "certificate_arn is required: the shop takes orders, so it is served over HTTPS. Set certificate_arn to an ACM certificate of this region, or, for a throwaway lab without one, set allow_plain_http_for_lab = true explicitly."
+  }
+}
+
+variable "allow_plain_http_for_lab" {
+  description = "true: serve plain HTTP on port 80 when there is no certificate_arn. A lab's explicit choice (traffic, order bodies and any token travel in clear); never for a deployment that takes real orders."
+  type        = bool
+  default     = false
+}
+
+variable "access_log_days" {
+  description = "Days the ALB access logs are kept in their bucket."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = var.access_log_days >= 1
+    error_message = "access_log_days must be at least 1."
+  }
+}
+
+variable "order_auth" {
+  description = <<-EOT
+    Authentication of POST /orders at the ALB (HTTPS only); null: none (the services' own API
+    keys and quotas still apply). mode "jwt": every order carries a bearer token (RS256 JWT,
+    e.g. an OAuth client-credentials token) that the ALB validates against issuer and
+    jwks_endpoint, and the scope if required_scope is set. mode "oidc": browser sign-in with
+    authorization_endpoint, token_endpoint, user_info_endpoint, client_id and
+    order_auth_client_secret. Requests that fail get 401 from the ALB.
+  EOT
+  type = object({
+    mode                   = string
+    issuer                 = string
+    jwks_endpoint          = optional(string)
+    required_scope         = optional(string)
+    authorization_endpoint = optional(string)
+    token_endpoint         = optional(string)
+    user_info_endpoint     = optional(string)
+    client_id              = optional(string)
+  })
+  default = null
+
+  validation {
+    condition     = var.order_auth == null || try(contains(["jwt", "oidc"], var.order_auth.mode), false)
+    error_message = "order_auth.mode must be \"jwt\" (bearer tokens) or \"oidc\" (browser sign-in)."
+  }
+
+  validation {
+    condition = var.order_auth == null || try(
+      var.order_auth.mode == "jwt" ? var.order_auth.jwks_endpoint != null : alltrue([
+        for v in [var.order_auth.authorization_endpoint, var.order_auth.token_endpoint, var.order_auth.user_info_endpoint, var.order_auth.client_id] : v != null
+    ]), false)
+    error_message = "order_auth: mode jwt needs jwks_endpoint; mode oidc needs authorization_endpoint, token_endpoint, user_info_endpoint and client_id (and order_auth_client_secret)."
+  }
+
+  validation {
+    condition     = var.order_auth == null || var.certificate_arn != null
+    error_message = "order_auth needs certificate_arn: the ALB authenticates on its HTTPS listener only."
+  }
+}
+
+variable "order_auth_client_secret" {
+  description = "OIDC client secret for order_auth mode oidc. The ALB API takes it as a value, so it lands in Terraform's state (keep the state in the encrypted backend)."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+# Abuse limits: the WAF web ACL on the ALB -------------------------------------------------
+
+variable "waf_order_rate_limit" {
+  description = "POST /orders per client address per waf_rate_window_seconds before WAF answers 403."
+  type        = number
+  default     = 100
+}
+
+variable "waf_request_rate_limit" {
+  description = "Requests of any kind per client address per waf_rate_window_seconds."
+  type        = number
+  default     = 2000
+}
+
+variable "waf_rate_window_seconds" {
+  description = "Window of the WAF rate rules: 60, 120, 300 or 600 seconds."
+  type        = number
+  default     = 300
+}
+
+variable "waf_rate_limit_exempt_cidrs" {
+  description = "IPv4 CIDRs the WAF rate rules do not count: the lab's load generator, whose experiments send hundreds of orders a minute from one address. The managed rule groups still apply."
+  type        = list(string)
+  default     = []
 }
 
 variable "domain_name" {
@@ -125,13 +220,24 @@ variable "cpu_architecture" {
 }
 
 variable "service_min_count" {
-  description = "Tasks per web service (catalog, orders) at least: two, so one stopped task is no outage."
+  description = "catalog tasks at least: two, so one stopped task is no outage (orders: orders_min_count)."
   type        = number
   default     = 2
 
   validation {
     condition     = var.service_min_count >= 1
     error_message = "service_min_count must be at least 1."
+  }
+}
+
+variable "orders_min_count" {
+  description = "orders tasks at least: a fleet of two or more (any orders task may finish an order another one accepted; fleet-crash and rolling-deploy act on the fleet)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.orders_min_count >= 1
+    error_message = "orders_min_count must be at least 1 (2 or more for a fleet)."
   }
 }
 
@@ -189,6 +295,36 @@ variable "log_retention_days" {
   validation {
     condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
     error_message = "log_retention_days must be a retention CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, ... 365, ...)."
+  }
+}
+
+# Keeping data -----------------------------------------------------------------------------
+
+variable "deletion_protection" {
+  description = "Refuse to delete the Aurora cluster, the load balancer and the two DynamoDB tables, terraform destroy included. To tear a deployment down: set false, apply, then destroy."
+  type        = bool
+  default     = true
+}
+
+variable "backup_retention_days" {
+  description = "Days of Aurora automated backups (point-in-time restore within them), 7 to 35."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.backup_retention_days >= 7 && var.backup_retention_days <= 35
+    error_message = "backup_retention_days must be 7 to 35."
+  }
+}
+
+variable "secret_recovery_window_days" {
+  description = "Days a deleted app-role secret can still be restored, 7 to 30."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30
+    error_message = "secret_recovery_window_days must be 7 to 30 (Secrets Manager's 0, deletion at once, is refused)."
   }
 }
 
@@ -268,15 +404,25 @@ variable "db_outage_seconds" {
 }
 
 variable "enable_task_fault_injection" {
-  description = "Opt the catalog and orders tasks in to FIS's aws:ecs:task actions (the brownout): enableFaultInjection, pidMode task and an SSM agent sidecar. Takes effect only with aws_api_access = \"nat\": the sidecar installs its tools and registers with SSM over the internet."
+  description = "A chaos deployment: opt the catalog and orders tasks in to FIS's aws:ecs:task actions (the brownout and aws-slow experiments): enableFaultInjection, pidMode task, the SSM agent sidecar (infra/fis-sidecar, read-only root filesystem) and its activation broker. Off by default: the sidecar shares the task's process namespace and credentials, and SSM can run commands in it. Never in a deployment that takes real orders."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "ssm_agent_image" {
-  description = "Image of the FIS sidecar (the SSM agent). Pin a version, or mirror it into ECR, for a longer-lived deployment."
+  description = "Image of the FIS sidecar; null (the default): the deployment's own build of infra/fis-sidecar, pushed to the fis-sidecar repository with image_tag. A mirror must be pinned by tag or digest, never latest."
   type        = string
-  default     = "public.ecr.aws/amazon-ssm-agent/amazon-ssm-agent:latest"
+  default     = null
+
+  validation {
+    condition     = var.ssm_agent_image == null || can(regex("(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$", var.ssm_agent_image))
+    error_message = "ssm_agent_image must name a tag or a digest (repository:tag or repository@sha256:...)."
+  }
+
+  validation {
+    condition     = var.ssm_agent_image == null || !can(regex(":latest$", var.ssm_agent_image))
+    error_message = "ssm_agent_image must not be :latest: a sidecar that can run commands in the task is pinned."
+  }
 }
 
 variable "brownout_delay_ms" {
@@ -287,6 +433,29 @@ variable "brownout_delay_ms" {
 
 variable "brownout_seconds" {
   description = "How long the brownout experiment lasts."
+  type        = number
+  default     = 120
+}
+
+variable "fleet_crash_after_seconds" {
+  description = "How far into its database outage (db_outage_seconds) the fleet-crash experiment stops every orders task."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.fleet_crash_after_seconds >= 1 && var.fleet_crash_after_seconds < var.db_outage_seconds
+    error_message = "fleet_crash_after_seconds must be at least 1 and shorter than db_outage_seconds."
+  }
+}
+
+variable "aws_slow_delay_ms" {
+  description = "How late the orders tasks' DynamoDB and SQS traffic is during the aws-slow experiment, milliseconds."
+  type        = number
+  default     = 1000
+}
+
+variable "aws_slow_seconds" {
+  description = "How long the aws-slow experiment lasts."
   type        = number
   default     = 120
 }

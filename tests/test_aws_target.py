@@ -1,6 +1,7 @@
 """The AWS experiment driver against moto's server over HTTP: FIS experiments that complete,
-fail to start, fail, are stopped by their stop condition or overrun their deadline; SQS queue
-depths; the switches that only Terraform can change; the outputs it reads."""
+fail to start, fail, are stopped by their stop condition or overrun their deadline; the
+rolling deployment ECS does instead of FIS; SQS queue depths; the switches that only Terraform
+can change; the outputs it reads."""
 
 from __future__ import annotations
 
@@ -17,8 +18,11 @@ import pytest
 from chaos_lab.model import Fault, Switches
 from chaos_lab.processes import LabError
 from chaos_lab.targets.aws import (
+    DEPLOYMENT_FAULTS,
+    FAULTS,
+    FIS_FAULTS,
     REQUIRED_OUTPUTS,
-    TEMPLATE_OUTPUTS,
+    TEMPLATES_OUTPUT,
     AwsTarget,
     Deployment,
     load_outputs,
@@ -56,11 +60,34 @@ def create_template(moto_url: str, action_id: str) -> str:
     return template_id
 
 
+def create_service(moto_url: str, prefix: str) -> tuple[str, str]:
+    """An ECS cluster with an orders service of no task (moto's deployment is then COMPLETED
+    at once, as a rollout that has replaced every task)."""
+    ecs = client("ecs", moto_url)
+    cluster = ecs.create_cluster(clusterName=f"{prefix}-cluster")["cluster"]["clusterName"]
+    family = ecs.register_task_definition(family=f"{prefix}-orders", containerDefinitions=[
+        {"name": "orders", "image": "orders:t", "memory": 512}])["taskDefinition"]["family"]
+    service = ecs.create_service(cluster=cluster, serviceName=f"{prefix}-orders",
+                                 taskDefinition=family, desiredCount=0)["service"]["serviceName"]
+    return cluster, service
+
+
+def set_rollout(cluster: str, service: str, state: str) -> None:
+    """What ECS would do on its own (a rollout in progress, failed): set it in moto's backend,
+    which runs in this process (ThreadedMotoServer)."""
+    from moto.ecs.models import ecs_backends
+
+    deployment = ecs_backends[ACCOUNT][REGION].services[f"{cluster}:{service}"].deployments[0]
+    deployment["rolloutState"] = state
+    deployment["rolloutStateReason"] = f"ECS deployment {deployment['id']} {state.lower()}."
+
+
 @pytest.fixture
 def outputs(moto_url: str) -> dict[str, Any]:
     """What `terraform output -json` gives for a resilient deployment, on moto."""
     sqs = client("sqs", moto_url)
     prefix = f"t{uuid.uuid4().hex[:8]}"
+    cluster, service = create_service(moto_url, prefix)
     dlq = sqs.create_queue(QueueName=f"{prefix}-orders-dlq")["QueueUrl"]
     queue = sqs.create_queue(QueueName=f"{prefix}-orders")["QueueUrl"]
     values: dict[str, Any] = {
@@ -68,18 +95,26 @@ def outputs(moto_url: str) -> dict[str, Any]:
         "region": REGION,
         "enable_proxy": True,
         "enable_degradation": True,
-        "fis_failover_template_id": create_template(moto_url, "aws:rds:failover-db-cluster"),
-        "fis_db_outage_template_id": create_template(moto_url,
-                                                     "aws:ssm:start-automation-execution"),
+        # One map, as infra/modules/fis makes it: the lab's fault names, and the stop-task
+        # templates no experiment of the lab starts.
+        "fis_template_ids": {
+            name: create_template(moto_url, action) for name, action in {
+                "failover": "aws:rds:failover-db-cluster",
+                "db-outage": "aws:ssm:start-automation-execution",
+                "brownout": "aws:ecs:task-network-latency",
+                "credential-rotation": "aws:ssm:start-automation-execution",
+                "aws-outage": "aws:network:disrupt-connectivity",
+                "worker-crash": "aws:ecs:stop-task",
+                "reader-loss": "aws:rds:reboot-db-instances",
+                "aws-slow": "aws:ecs:task-network-latency",
+                "fleet-crash": "aws:ssm:start-automation-execution",
+                "stop-task-orders": "aws:ecs:stop-task",
+            }.items()},
         "fis_db_outage_seconds": 180,
-        "fis_brownout_template_id": create_template(moto_url, "aws:ecs:task-network-latency"),
         "fis_brownout_seconds": 120,
-        "fis_credential_rotation_template_id": create_template(
-            moto_url, "aws:ssm:start-automation-execution"),
-        "fis_aws_outage_template_id": create_template(moto_url,
-                                                      "aws:network:disrupt-connectivity"),
-        "fis_worker_crash_template_id": create_template(moto_url, "aws:ecs:stop-task"),
-        "fis_reader_loss_template_id": create_template(moto_url, "aws:rds:reboot-db-instances"),
+        "fis_aws_slow_seconds": 90,
+        "ecs_cluster_name": cluster,
+        "ecs_service_names": {"catalog": f"{prefix}-catalog", "orders": service},
         "order_queue_url": queue,
         "order_dlq_url": dlq,
     }
@@ -127,18 +162,20 @@ def force_state(experiment_id: str, status: str) -> None:
 def test_from_outputs_reads_terraform_output_json(outputs: dict[str, Any]) -> None:
     deployment = Deployment.from_outputs(outputs)
     assert deployment.alb_url == "http://chaos-shop-123.elb.example"
-    assert deployment.templates["failover"] == outputs["fis_failover_template_id"]["value"]
-    assert deployment.templates["db-outage"] == outputs["fis_db_outage_template_id"]["value"]
+    templates = outputs[TEMPLATES_OUTPUT]["value"]
+    assert deployment.templates["failover"] == templates["failover"]
+    assert deployment.templates["db-outage"] == templates["db-outage"]
+    assert "stop-task-orders" not in deployment.templates, "not a fault of the lab"
     assert deployment.enable_proxy is True and deployment.outage_seconds == 180
 
 
 def test_missing_outputs_are_named(outputs: dict[str, Any]) -> None:
-    del outputs["fis_db_outage_template_id"]
+    del outputs[TEMPLATES_OUTPUT]
     outputs["order_dlq_url"] = {"value": None}
     with pytest.raises(LabError) as error:
         AwsTarget.from_outputs(outputs)
     message = str(error.value)
-    assert "fis_db_outage_template_id" in message and "order_dlq_url" in message
+    assert TEMPLATES_OUTPUT in message and "order_dlq_url" in message
     assert "terraform -chdir=infra apply" in message
     with pytest.raises(LabError, match="alb_url"):
         AwsTarget.from_outputs({})
@@ -249,16 +286,17 @@ async def test_failover_experiment_runs_to_completion(
     await aws.inject("failover", 0, said)
     (outcome,) = aws.outcomes
     assert outcome.status == "running", "inject returns once the fault is on"
-    assert outcome.template_id == outputs["fis_failover_template_id"]["value"]
+    assert outcome.template_id == outputs[TEMPLATES_OUTPUT]["value"]["failover"]
     await aws.restore("failover", said)
     assert outcome.status == "completed"
     assert f"FIS experiment {outcome.experiment_id} (failover) completed" in said.text()
     experiment = client("fis", moto_url).get_experiment(id=outcome.experiment_id)["experiment"]
-    assert experiment["experimentTemplateId"] == outputs["fis_failover_template_id"]["value"]
+    assert experiment["experimentTemplateId"] == outputs[TEMPLATES_OUTPUT]["value"]["failover"]
     await aws.restore("failover", said)  # idempotent: nothing left to wait for
 
 
-NEW_FAULTS = ["brownout", "credential-rotation", "aws-outage", "worker-crash", "reader-loss"]
+NEW_FAULTS = ["brownout", "credential-rotation", "aws-outage", "worker-crash", "reader-loss",
+              "aws-slow", "fleet-crash"]
 
 
 @pytest.mark.parametrize("fault", NEW_FAULTS)
@@ -270,7 +308,7 @@ async def test_each_new_fault_starts_its_template(
     said = Said()
     await aws.inject(fault, 0, said)
     (outcome,) = aws.outcomes
-    template = outputs[TEMPLATE_OUTPUTS[Fault(fault)]]["value"]
+    template = outputs[TEMPLATES_OUTPUT]["value"][fault]
     assert outcome.template_id == template and outcome.status == "running"
     experiment = client("fis", moto_url).get_experiment(id=outcome.experiment_id)["experiment"]
     assert experiment["experimentTemplateId"] == template
@@ -280,36 +318,45 @@ async def test_each_new_fault_starts_its_template(
     assert f"FIS experiment {outcome.experiment_id} ({fault}) completed" in said.text()
 
 
-def test_every_fault_has_a_template_output(outputs: dict[str, Any]) -> None:
+def test_every_fault_has_a_template_output_or_a_deployment(outputs: dict[str, Any]) -> None:
     deployment = Deployment.from_outputs(outputs)
-    assert set(deployment.templates) == set(Fault)
-    assert deployment.brownout_seconds == 120
+    assert set(FAULTS) == set(Fault), "every fault has an AWS twin"
+    assert set(deployment.templates) == set(FIS_FAULTS) == set(Fault) - {"rolling-deploy"}
+    assert set(DEPLOYMENT_FAULTS) == {Fault.ROLLING_DEPLOY}
+    assert deployment.brownout_seconds == 120 and deployment.aws_slow_seconds == 90
+    assert deployment.service("rolling-deploy") == (
+        outputs["ecs_cluster_name"]["value"], outputs["ecs_service_names"]["value"]["orders"])
 
 
-@pytest.mark.parametrize(("fault", "why"), [("brownout", "aws_api_access=nat"),
+@pytest.mark.parametrize(("fault", "why"), [("brownout", "enable_task_fault_injection=true"),
+                                            ("aws-slow", "enable_task_fault_injection=true"),
                                             ("worker-crash", "enable_degradation=true")])
 async def test_a_template_the_deployment_lacks_says_why(
         outputs: dict[str, Any], moto_url: str, fault: str, why: str) -> None:
-    name = TEMPLATE_OUTPUTS[Fault(fault)]
-    outputs[name]["value"] = None  # e.g. aws_api_access=endpoints; enable_degradation=false
+    # e.g. enable_task_fault_injection=false; enable_degradation=false
+    del outputs[TEMPLATES_OUTPUT]["value"][fault]
     aws = target(outputs, moto_url)
     with pytest.raises(LabError) as error:
         await aws.inject(fault, 0, Said())
-    assert f"no {fault} template" in str(error.value) and name in str(error.value)
+    assert f"no {fault} template" in str(error.value)
+    assert f"{TEMPLATES_OUTPUT} has no '{fault}'" in str(error.value)
     assert why in str(error.value)
     assert not aws.outcomes, "nothing was started"
     await aws.inject("failover", 0, Said())  # the others still run
     await aws.restore("failover", Said())
 
 
-def test_an_older_deployment_still_runs_its_two_faults(outputs: dict[str, Any]) -> None:
+def test_a_deployment_with_fewer_templates_still_runs_its_faults(outputs: dict[str, Any]) -> None:
     for fault in NEW_FAULTS:
-        del outputs[TEMPLATE_OUTPUTS[Fault(fault)]]
-    del outputs["fis_brownout_seconds"]
+        del outputs[TEMPLATES_OUTPUT]["value"][fault]
+    for name in ("fis_brownout_seconds", "fis_aws_slow_seconds", "ecs_service_names"):
+        del outputs[name]
     deployment = Deployment.from_outputs(outputs)
     assert set(deployment.templates) == {Fault.FAILOVER, Fault.DB_OUTAGE}
     with pytest.raises(LabError, match="is infra/ deployed with this version"):
         deployment.template("reader-loss")
+    with pytest.raises(LabError, match="ecs_service_names"):
+        deployment.service("rolling-deploy")
 
 
 async def test_brownout_and_aws_outage_holds_are_the_templates(
@@ -318,10 +365,14 @@ async def test_brownout_and_aws_outage_holds_are_the_templates(
     said = Said()
     await aws.inject("brownout", 30, said)
     await aws.inject("aws-outage", 30, said)
+    await aws.inject("aws-slow", 30, said)
+    await aws.inject("fleet-crash", 30, said)
     assert "holds the brownout 120s (Terraform variable brownout_seconds)" in said.text()
     assert "holds the aws-outage 180s (Terraform variable db_outage_seconds)" in said.text()
-    await aws.restore("brownout", said)
-    await aws.restore("aws-outage", said)
+    assert "holds the aws-slow 90s (Terraform variable aws_slow_seconds)" in said.text()
+    assert "holds the fleet-crash 180s (Terraform variable db_outage_seconds)" in said.text()
+    for fault in ("brownout", "aws-outage", "aws-slow", "fleet-crash"):
+        await aws.restore(fault, said)
 
 
 async def test_outage_hold_is_the_templates(outputs: dict[str, Any], moto_url: str) -> None:
@@ -334,7 +385,7 @@ async def test_outage_hold_is_the_templates(outputs: dict[str, Any], moto_url: s
 
 
 async def test_experiment_that_fails_to_start(outputs: dict[str, Any], moto_url: str) -> None:
-    outputs["fis_failover_template_id"]["value"] = "EXTdoesnotexist"
+    outputs[TEMPLATES_OUTPUT]["value"]["failover"] = "EXTdoesnotexist"
     aws = target(outputs, moto_url)
     with pytest.raises(LabError) as error:
         await aws.inject("failover", 0, Said())
@@ -415,3 +466,67 @@ async def test_one_experiment_per_fault_at_a_time(
 
 def test_outputs_fixture_matches_terraform_json_shape(outputs: dict[str, Any]) -> None:
     assert json.loads(json.dumps(outputs))["alb_url"]["value"].startswith("http")
+
+
+# rolling-deploy: ECS, not FIS ------------------------------------------------------------
+
+
+def ecs_deployments(moto_url: str, outputs: dict[str, Any]) -> list[dict[str, Any]]:
+    described = client("ecs", moto_url).describe_services(
+        cluster=outputs["ecs_cluster_name"]["value"],
+        services=[outputs["ecs_service_names"]["value"]["orders"]])
+    deployments: list[dict[str, Any]] = described["services"][0]["deployments"]
+    return deployments
+
+
+async def test_rolling_deploy_forces_a_new_deployment_of_orders(
+        outputs: dict[str, Any], moto_url: str) -> None:
+    """`chaos-shop experiment run rolling-deploy --target aws`: no FIS template, `ecs
+    update-service --force-new-deployment` of the orders service; the restore waits for the
+    rollout."""
+    (before,) = ecs_deployments(moto_url, outputs)
+    experiments = len(client("fis", moto_url).list_experiments()["experiments"])
+    aws = target(outputs, moto_url)
+    said = Said()
+    await aws.inject("rolling-deploy", 0, said)
+    (outcome,) = aws.outcomes
+    (after,) = ecs_deployments(moto_url, outputs)
+    assert after["id"] != before["id"] and outcome.experiment_id == after["id"]
+    assert outcome.template_id.endswith("/" + outputs["ecs_service_names"]["value"]["orders"])
+    assert "forced: every task replaced" in said.text()
+    with pytest.raises(LabError, match="still running"):
+        await aws.inject("rolling-deploy", 0, said)
+    await aws.restore("rolling-deploy", said)
+    assert outcome.status == "completed"
+    assert f"ECS deployment {outcome.experiment_id} of " in said.text()
+    await aws.restore("rolling-deploy", said)  # idempotent
+    assert len(client("fis", moto_url).list_experiments()["experiments"]) == experiments, \
+        "no FIS experiment"
+
+
+async def test_rolling_deploy_waits_for_the_rollout_and_reports_a_failed_one(
+        outputs: dict[str, Any], moto_url: str) -> None:
+    cluster = outputs["ecs_cluster_name"]["value"]
+    service = outputs["ecs_service_names"]["value"]["orders"]
+    aws = target(outputs, moto_url)
+    set_rollout(cluster, service, "IN_PROGRESS")
+    await aws.inject("rolling-deploy", 0, Said())
+    assert aws.outcomes[0].status == "running"
+    set_rollout(cluster, service, "FAILED")
+    with pytest.raises(LabError, match=r"failed: ECS deployment .* failed.*circuit breaker"):
+        await aws.restore("rolling-deploy", Said())
+    set_rollout(cluster, service, "IN_PROGRESS")
+    slow = target(outputs, moto_url, experiment_timeout=0)
+    await slow.inject("rolling-deploy", 0, Said())
+    with pytest.raises(LabError, match=r"did not complete within 0s.*cannot be stopped"):
+        await slow.restore("rolling-deploy", Said())
+    await slow.restore("rolling-deploy", Said())  # reported once, then nothing left
+
+
+async def test_rolling_deploy_without_the_service_outputs_says_why(
+        outputs: dict[str, Any], moto_url: str) -> None:
+    del outputs["ecs_service_names"]
+    aws = target(outputs, moto_url)
+    with pytest.raises(LabError, match="ecs_service_names"):
+        await aws.inject("rolling-deploy", 0, Said())
+    assert not aws.outcomes

@@ -11,8 +11,12 @@ They need neither AWS nor PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -127,6 +131,62 @@ def module_call(name: str) -> dict[str, Any]:
     return root().modules[name]
 
 
+@dataclass(frozen=True)
+class Plan:
+    ok: bool
+    output: str
+
+
+def variable_blocks(text: str, names: set[str]) -> str:
+    """The `variable "<name>" { ... }` blocks of these names, as written."""
+    found = []
+    for match in re.finditer(r'^variable "([\w-]+)" \{', text, re.M):
+        if match.group(1) not in names:
+            continue
+        depth, end = 0, match.end() - 1
+        for end in range(match.end() - 1, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            if depth == 0:
+                break
+        found.append(text[match.start():end + 1])
+    assert len(found) == len(names), f"not all of {names} found"
+    return "\n\n".join(found) + "\n"
+
+
+@cache
+def _variables_only(path: Path, names: frozenset[str] | None, tmp: Path) -> Path:
+    """A copy of the module's variables (all of them, or these) alone: a configuration with no
+    resource needs no provider, so the real terraform evaluates its validations offline."""
+    work = tmp / f"{path.name}-{abs(hash(names))}"
+    work.mkdir(parents=True, exist_ok=True)
+    text = (path / "variables.tf").read_text()
+    (work / "variables.tf").write_text(text if names is None else variable_blocks(text, names))
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+    subprocess.run(["terraform", "init", "-backend=false", "-input=false", "-no-color"],
+                   cwd=work, env=env, capture_output=True, text=True, timeout=120, check=True)
+    return work
+
+
+def plan_variables(path: Path, tmp: Path, names: set[str] | None = None,
+                   **values: str) -> Plan:
+    """`terraform plan` of the module's variables (all, or these) with these -var values: do
+    they pass the variables' validation blocks, and what does terraform say?"""
+    if shutil.which("terraform") is None:
+        pytest.skip("terraform is not installed")
+    work = _variables_only(path, None if names is None else frozenset(names), tmp)
+    args = [arg for name, value in values.items() for arg in ("-var", f"{name}={value}")]
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+    done = subprocess.run(["terraform", "plan", "-input=false", "-no-color", "-lock=false",
+                           *args], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=120)
+    return Plan(done.returncode == 0, re.sub(r"\s+", " ", done.stdout + done.stderr))
+
+
+@pytest.fixture(scope="module")
+def tf_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tf-variables")
+
+
 # Every module is complete and documented --------------------------------------------------
 
 
@@ -176,13 +236,16 @@ def test_every_checkov_skip_gives_a_reason() -> None:
 
 
 @pytest.mark.parametrize("path", ALL_MODULE_DIRS, ids=lambda p: p.name)
-def test_terraform_1_6_and_aws_provider_6(path: Path) -> None:
-    """>= 1.6: a count on a value unknown until apply (a jsonencode of module outputs compared
-    with null) fails the plan of 1.5. Provider 6: data.aws_region's `region` attribute."""
+def test_terraform_1_9_and_aws_provider_6_37(path: Path) -> None:
+    """>= 1.9: validations that compare two variables (fleet_crash_after_seconds against
+    db_outage_seconds). Provider 6.37 to 7: data.aws_region's `region` attribute, and a working
+    global_secondary_index.key_schema (the undecided index; hash_key/range_key there are
+    deprecated); below 7, a major version is a reviewed upgrade."""
     (block,) = _clean(hcl2.loads((path / "versions.tf").read_text()))["terraform"]
-    assert block["required_version"] == ">= 1.6", path.name
+    assert block["required_version"] == ">= 1.9", path.name
     (providers,) = block["required_providers"]
-    assert providers["aws"] == {"source": "hashicorp/aws", "version": ">= 6.0"}, path.name
+    assert providers["aws"] == {"source": "hashicorp/aws", "version": ">= 6.37, < 7.0"}, \
+        path.name
 
 
 @pytest.mark.parametrize("path", ALL_MODULE_DIRS, ids=lambda p: p.name)
@@ -275,22 +338,32 @@ class Rule:
     count: str | None
 
 
+def _group(expression: str) -> str:
+    """A group of this module (aws_security_group.<name>.id) or the interface endpoints' one,
+    which the network module makes (var.endpoints_security_group_id)."""
+    if expression == "${var.endpoints_security_group_id}":
+        return "endpoints"
+    found = re.search(r"aws_security_group\.(\w+)\.id", expression)
+    assert found, expression
+    return found.group(1)
+
+
+def _peer(body: dict[str, Any]) -> str:
+    if "referenced_security_group_id" in body:
+        return f"sg:{_group(body['referenced_security_group_id'])}"
+    if "prefix_list_id" in body:
+        return "prefix-list:" + body["prefix_list_id"]
+    return str(body.get("cidr_ipv4") or body.get("cidr_ipv6") or "?")
+
+
 def sg_rules() -> list[Rule]:
     module = sub("security_groups")
     rules = []
     for direction in ("ingress", "egress"):
         for body in module.of_kind(f"aws_vpc_security_group_{direction}_rule").values():
-            group = re.search(r"aws_security_group\.(\w+)\.id", body["security_group_id"])
-            assert group, body
-            if "referenced_security_group_id" in body:
-                peer = re.search(r"aws_security_group\.(\w+)\.id",
-                                 body["referenced_security_group_id"])
-                assert peer, body
-                source = f"sg:{peer.group(1)}"
-            else:
-                source = body.get("cidr_ipv4") or body.get("cidr_ipv6") or "?"
-            rules.append(Rule(direction, group.group(1), source, body.get("from_port"),
-                              body.get("to_port"), body.get("count")))
+            rules.append(Rule(direction, _group(body["security_group_id"]), _peer(body),
+                              body.get("from_port"), body.get("to_port"),
+                              body.get("count") or body.get("for_each")))
     return rules
 
 
@@ -347,9 +420,12 @@ def test_aurora_admits_the_proxy_and_the_tasks_only_without_proxy() -> None:
 
 def test_egress_follows_the_chain() -> None:
     egress = {(r.group, r.source): r for r in sg_rules() if r.direction == "egress"}
+    gateways = "prefix-list:${var.gateway_prefix_list_ids[each.key]}"
     assert set(egress) == {("alb", "sg:tasks"), ("tasks", "sg:proxy"), ("tasks", "sg:database"),
+                           ("tasks", "sg:endpoints"), ("tasks", gateways),
                            ("tasks", "0.0.0.0/0"), ("proxy", "sg:database")}
-    assert egress[("tasks", "0.0.0.0/0")].from_port == 443, "tasks go out for AWS APIs only"
+    for peer in ("sg:endpoints", gateways, "0.0.0.0/0"):
+        assert egress[("tasks", peer)].from_port == egress[("tasks", peer)].to_port == 443
     assert squash(egress[("tasks", "sg:database")].count or "") == "${var.enable_proxy?0:1}"
 
 
@@ -401,6 +477,71 @@ def test_target_groups_probe_the_cheap_health_route_on_8000() -> None:
     assert group["port"] == "${var.container_port}" and group["target_type"] == "ip"
     assert module_call("alb")["health_check_path"] == "/health"
     assert root().locals["container_port"] == 8000
+
+
+@pytest.mark.parametrize(("values", "accepted"), [
+    ({}, False),  # the default: no certificate, no explicit lab
+    ({"allow_plain_http_for_lab": "true"}, True),
+    ({"certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/x"}, True),
+    ({"certificate_arn": "not-an-arn", "allow_plain_http_for_lab": "true"}, False),
+])
+def test_https_is_required_unless_a_lab_says_so(
+        tf_tmp: Path, values: dict[str, str], accepted: bool) -> None:
+    """Issue 21, item 4: a plan without a certificate is refused with a message that says what
+    to do, unless allow_plain_http_for_lab = true is set explicitly."""
+    plan = plan_variables(INFRA, tf_tmp, image_tag="t", **values)
+    assert plan.ok is accepted, plan.output
+    if not values:
+        assert "certificate_arn is required" in plan.output
+        assert "allow_plain_http_for_lab = true" in plan.output
+    assert root().variables["allow_plain_http_for_lab"]["default"] is False
+    assert root().variables["certificate_arn"]["default"] is None
+
+
+def test_the_examples_serve_https() -> None:
+    example = _clean(hcl2.loads((INFRA / "terraform.tfvars.example").read_text()))
+    assert example["certificate_arn"].startswith("arn:aws:acm:")
+    assert "allow_plain_http_for_lab" not in example
+
+
+def test_alb_logs_every_request_and_refuses_deletion() -> None:
+    alb = sub("alb").resource("aws_lb", "this")
+    assert alb["enable_deletion_protection"] == "${var.deletion_protection}"
+    assert alb["drop_invalid_header_fields"] is True
+    (logs,) = alb["access_logs"]
+    assert logs == {"bucket": "${var.access_logs_bucket}", "prefix": "${var.access_logs_prefix}",
+                    "enabled": True}
+    call = module_call("alb")
+    assert call["deletion_protection"] == "${var.deletion_protection}"
+    assert call["access_logs_bucket"] == "${module.alb_logs.bucket}"
+    bucket_call = module_call("alb_logs")
+    assert bucket_call["source"] == "./modules/log_bucket"
+    assert bucket_call["elb_log_prefix"] == call["access_logs_prefix"] == "alb"
+    assert "kms_key_arn" not in bucket_call, "ALB log delivery writes to SSE-S3 buckets only"
+
+
+def test_log_buckets_are_private_versioned_encrypted_tls_only_and_expire() -> None:
+    bucket = sub("log_bucket")
+    assert bucket.resource("aws_s3_bucket", "this")["force_destroy"] is False
+    block = bucket.resource("aws_s3_bucket_public_access_block", "this")
+    for flag in ("block_public_acls", "block_public_policy", "ignore_public_acls",
+                 "restrict_public_buckets"):
+        assert block[flag] is True, flag
+    versioning = bucket.resource("aws_s3_bucket_versioning", "this")
+    assert versioning["versioning_configuration"] == [{"status": "Enabled"}]
+    sse = bucket.resource("aws_s3_bucket_server_side_encryption_configuration", "this")
+    default = sse["rule"][0]["apply_server_side_encryption_by_default"][0]
+    assert default["sse_algorithm"] == '${local.kms ? "aws:kms" : "AES256"}'
+    (rule,) = bucket.resource("aws_s3_bucket_lifecycle_configuration", "this")["rule"]
+    assert rule["expiration"] == [{"days": "${var.expiration_days}"}]
+    assert rule["noncurrent_version_expiration"] == [
+        {"noncurrent_days": "${var.noncurrent_expiration_days}"}]
+    assert rule["abort_incomplete_multipart_upload"] == [{"days_after_initiation": 7}]
+    policy = squash(bucket.resource("aws_s3_bucket_policy", "this")["policy"])
+    assert 'Effect="Deny"' in policy and '"aws:SecureTransport"="false"' in policy
+    assert 'Action="s3:PutObject"' in policy and "Resource=local.elb_objects" in policy
+    assert bucket.resource("aws_s3_bucket_ownership_controls", "this")["rule"] == [
+        {"object_ownership": "BucketOwnerEnforced"}]
 
 
 def test_https_with_a_certificate_and_http_redirects() -> None:
@@ -570,7 +711,9 @@ def test_worker_and_web_ports_match_the_services() -> None:
 
 def test_images_map_to_the_services_dockerfiles() -> None:
     services = root().locals["services"]
-    assert module_call("ecr")["repositories"] == "${keys(local.services)}"
+    assert module_call("ecr")["repositories"] == "${keys(local.images)}"
+    images = squash(root().locals["images"])
+    assert "{forname,sinlocal.services:name=>{dockerfile=s.dockerfile,context=\".\"}}" in images
     assert "module.ecr.repository_urls[each.key]" in module_call("service")["image"]
     missing = [s["dockerfile"] for s in services.values()
                if not (ROOT / s["dockerfile"]).is_file()]
@@ -609,7 +752,9 @@ MASTER_SECRET = "${module.aurora.master_user_secret_arn}"
 def statements(policy: str) -> list[str]:
     """The statements of a jsonencode'd policy, squashed, one string each."""
     body = squash(policy)
-    start = body.index("Statement=[") + len("Statement=[")
+    opening = re.search(r"Statement=(?:concat\()?\[", body)
+    assert opening, body
+    start = opening.end()
     found, depth, begin = [], 0, 0
     for i, char in enumerate(body[start:], start):
         if char == "{":
@@ -687,62 +832,88 @@ def test_no_service_but_the_migrate_step_has_the_master_secret() -> None:
         "${try(aws_rds_cluster.this.master_user_secret[0].secret_arn, null)}"
 
 
-def test_only_the_orders_task_runs_the_migrate_step_before_its_service() -> None:
-    services = root().locals["services"]
-    assert [n for n, s in services.items() if s["runs_migrations"]] == ["orders"]
-    init = squash(module_call("service")["init_container"])
-    assert init == ('${each.value.runs_migrations?{name="migrate",command=["python","-m",'
-                    '"shop.migrate","--timeout","600"],environment=local.migrate_environment}'
-                    ':null}'), init
+def test_the_migrations_are_a_one_shot_task_of_their_own() -> None:
+    """Issue 21, item 1: not an init container of the internet-facing orders task (a task
+    role is the whole task's), but a task definition with no service, run on deploy."""
+    call = module_call("migrate")
+    assert call["source"] == "./modules/ecs_task"
+    assert call["image"] == "${module.ecr.repository_urls[local.migrate.image]}:${var.image_tag}"
+    assert root().locals["migrate"] == {
+        "image": "orders", "command": ["python", "-m", "shop.migrate", "--timeout", "600"]}
+    assert call["command"] == "${local.migrate.command}"
+    assert call["environment"] == "${local.migrate_environment}"
+    assert call["task_secret_arns"] == "${local.migrate_secret_arns}"
+    task = sub("ecs_task")
+    assert not task.of_kind("aws_ecs_service"), "one-shot: no service keeps it running"
+    definition = squash(task.resource("aws_ecs_task_definition", "this")["container_definitions"])
+    for expected in ("essential=true", "readonlyRootFilesystem=true", "command=var.command",
+                     "environment=local.environment"):
+        assert expected in definition, expected
+    assert "secrets" not in definition, "the command reads its secrets itself"
+    # No service runs migrations any more, in any container.
     service = sub("ecs_service")
-    assert service.variables["init_container"]["default"] is None
-    containers = squash(service.locals["init_containers"])
-    assert containers.startswith("${[forinitinvar.init_container[*]:{")
-    for expected in ("name=init.name", "image=var.image", "essential=false",
-                     "readonlyRootFilesystem=true", "command=init.command",
-                     "environment=[forkinsort(keys(init.environment)):",
-                     "awslogs-group=aws_cloudwatch_log_group.this.name"):
-        assert expected in containers, expected
-    assert "secrets" not in containers, "the init container reads its secrets itself"
-    depends = squash(service.locals["depends_on"])
-    assert ('dependsOn=[forinitinvar.init_container[*]:{containerName=init.name,'
-            'condition="SUCCESS"}]') in depends
-    definition = squash(service.resource("aws_ecs_task_definition", "this")
-                        ["container_definitions"])
-    assert definition.startswith(
-        "${jsonencode(concat(local.init_containers,local.fault_injection_sidecars,"
-        "[merge({name=var.name")
-    assert definition.endswith("},local.command,local.depends_on)]))}")
-    assert "essential=true" in definition
+    assert "init_container" not in service.variables
+    assert "dependsOn" not in service.text
+    assert "runs_migrations" not in str(root().locals["services"])
+    assert "migrate" not in str(module_call("service"))
+    # ... and the deploy can start it: the outputs name everything run-task needs.
+    run_task = root().outputs["migrate_run_task"]["value"]
+    for key in ("cluster", "task_definition", "subnets", "security_groups"):
+        assert key in run_task
+    assert "module.migrate.task_definition_arn" in run_task["task_definition"]
+    assert "module.security_groups.tasks_security_group_id" in str(run_task["security_groups"])
 
 
 def test_each_task_role_reads_exactly_its_secrets() -> None:
-    call = squash(module_call("service")["task_secret_arns"])
-    assert call == ("${each.value.runs_migrations?local.migrate_secret_arns:"
-                    f"[{ROLE_SECRET}[each.value.database_role]]}}"), call
+    """The orders role reads shop_orders' secret only, the catalog role shop_catalog's; the
+    master secret (the schema owner's) is the migrate task's alone."""
+    assert module_call("service")["task_secret_arns"] == \
+        [f"${{{ROLE_SECRET}[each.value.database_role]}}"]
+    assert {name: s["database_role"] for name, s in root().locals["services"].items()} == ROLES
+    assert MASTER_SECRET[2:-1] not in str(module_call("service")), \
+        "no service's task role can read the master secret"
     assert squash(root().locals["migrate_secret_arns"]) == (
         f"${{concat([{MASTER_SECRET[2:-1]}],[forroleinsort(tolist(local.database_roles)):"
         f"{ROLE_SECRET}[role]])}}")
-    service = sub("ecs_service")
-    policy = service.resource("aws_iam_role_policy", "task_secrets")
-    assert policy["role"] == "${aws_iam_role.task.id}", "the task role, not the execution role"
-    assert squash(policy["count"]) == "${length(var.task_secret_arns)>0?1:0}"
-    read, decrypt = statements(policy["policy"])
-    assert 'Action=["secretsmanager:GetSecretValue"]' in read
-    assert "Resource=var.task_secret_arns" in read
-    assert 'Action=["kms:Decrypt"]' in decrypt and "Resource=[var.kms_key_arn]" in decrypt
-    assert '"kms:ViaService"="secretsmanager.${data.aws_region.current.region}.amazonaws.com"' \
-        in decrypt
+    readers = {name for name, body in root().modules.items()
+               if "local.migrate_secret_arns" in str(body)}
+    assert readers == {"migrate"}
+    for module in ("ecs_service", "ecs_task"):
+        service = sub(module)
+        policy = service.resource("aws_iam_role_policy", "task_secrets")
+        assert policy["role"] == "${aws_iam_role.task.id}", "the task role, not the execution role"
+        assert squash(policy["count"]) == "${length(var.task_secret_arns)>0?1:0}"
+        read, decrypt = statements(policy["policy"])
+        assert 'Action=["secretsmanager:GetSecretValue"]' in read
+        assert "Resource=var.task_secret_arns" in read
+        assert 'Action=["kms:Decrypt"]' in decrypt and "Resource=[var.kms_key_arn]" in decrypt
+        assert ('"kms:ViaService"="secretsmanager.${data.aws_region.current.region}'
+                '.amazonaws.com"') in decrypt
     # ... and that key is the one every database secret is encrypted with.
     cluster = sub("aurora").resource("aws_rds_cluster", "this")
     assert cluster["master_user_secret_kms_key_id"] == "${var.kms_key_arn}"
     assert sub("aurora").resource("aws_secretsmanager_secret", "app_role")["kms_key_id"] == \
         "${var.kms_key_arn}"
     assert module_call("aurora")["kms_key_arn"] == module_call("service")["kms_key_arn"] == \
-        "${module.kms.key_arn}"
+        module_call("migrate")["kms_key_arn"] == "${module.kms.key_arn}"
     # No other policy of the tasks reaches Secrets Manager.
     for text in root().locals["task_policies"].values():
         assert "secretsmanager" not in text
+
+
+def test_orders_role_cannot_read_the_master_secret() -> None:
+    """Rendered for each service: the secrets its task role may read, as Terraform computes
+    them from the services map, the roles and the task_secret_arns expression."""
+    secrets = {"master": "MASTER", "shop_orders": "ORDERS", "shop_catalog": "CATALOG"}
+    (expression,) = module_call("service")["task_secret_arns"]
+    match = re.fullmatch(r"\$\{module\.aurora\.app_role_secret_arns\["
+                         r"each\.value\.database_role\]\}", expression)
+    assert match, expression
+    readable = {name: {secrets[s["database_role"]]}
+                for name, s in root().locals["services"].items()}
+    assert readable == {"catalog": {"CATALOG"}, "orders": {"ORDERS"},
+                        "order-worker": {"ORDERS"}}
+    assert all("MASTER" not in found for found in readable.values())
 
 
 def test_one_secret_per_app_role_generated_once_by_the_aws_provider() -> None:
@@ -809,6 +980,7 @@ def test_each_task_role_reaches_only_its_own_resources() -> None:
     for action in ("ReceiveMessage", "DeleteMessage", "ChangeMessageVisibility"):
         assert f'"sqs:{action}"' in worker
     assert '"dynamodb:BatchWriteItem"' in worker, "the worker records a batch in one call"
+    assert "DeleteItem" not in orders, "an accepted order is the worker's to decide"
     assert "module.messaging.dlq_arn" in worker, "redrive reads the DLQ"
     assert "product_cache" not in worker
     for text in policies.values():
@@ -842,10 +1014,34 @@ def test_tables_keys_and_protection() -> None:
     for name, (key, kind) in keys.items():
         table = messaging.resource("aws_dynamodb_table", name)
         assert table["hash_key"] == key
-        assert table["attribute"] == [{"name": key, "type": kind}]
+        assert table["attribute"][0] == {"name": key, "type": kind}
         assert table["billing_mode"] == "PAY_PER_REQUEST"
         assert table["point_in_time_recovery"] == [{"enabled": True}]
         assert table["server_side_encryption"][0]["enabled"] is True
+        assert table["deletion_protection_enabled"] == "${var.deletion_protection}"
+    assert messaging.variables["deletion_protection"]["default"] is True
+
+
+def test_order_status_has_the_sparse_undecided_index() -> None:
+    """The orders accepted while the database is out wait in order_status; the pending ones
+    (and only they) carry `undecided` (a shard name) and `accepted_at`, so the index holds
+    exactly the orders the worker still has to decide, oldest first per shard."""
+    messaging = sub("messaging")
+    names = messaging.locals["undecided"]
+    assert names == {"name": "undecided", "hash_key": "undecided", "range_key": "accepted_at"}
+    table = messaging.resource("aws_dynamodb_table", "order_status")
+    attributes = {a["name"]: a["type"] for a in table["attribute"]}
+    assert attributes == {"order_id": "S", "${local.undecided.hash_key}": "S",
+                          "${local.undecided.range_key}": "N"}
+    (index,) = table["global_secondary_index"]
+    assert index["name"] == "${local.undecided.name}" and index["projection_type"] == "ALL"
+    assert index["key_schema"] == [
+        {"attribute_name": "${local.undecided.hash_key}", "key_type": "HASH"},
+        {"attribute_name": "${local.undecided.range_key}", "key_type": "RANGE"}]
+    assert "hash_key" not in index and "range_key" not in index, "deprecated in the GSI"
+    assert squash(messaging.outputs["order_status_undecided_index_arn"]["value"]) == (
+        '${try(format("%s/index/%s",aws_dynamodb_table.order_status.arn,'
+        'local.undecided.name),null)}')
 
 
 def test_alarms_on_dlq_depth_and_queue_age() -> None:
@@ -982,25 +1178,150 @@ def test_proxy_endpoints_and_target() -> None:
 # FIS --------------------------------------------------------------------------------------
 
 
+TEMPLATE_GROUPS = {"templates_always": None, "templates_worker": "local.has_worker",
+                   "templates_chaos": "var.task_fault_injection"}
+
+
+def _local(value: Any) -> Any:
+    """A value written as one of the fis module's locals (the db-outage runbook's action)."""
+    if isinstance(value, str) and re.fullmatch(r"\$\{local\.\w+\}", value):
+        return sub("fis").locals[value[len("${local."):-1]]
+    return value
+
+
+def _parameters(value: Any) -> dict[str, str]:
+    """An action's parameters; merge(local.task_latency, {...}) filled in."""
+    if isinstance(value, dict):
+        return value
+    inner = re.fullmatch(r"\$\{merge\(local\.task_latency, \{(.*)\}\)\}", value, re.S)
+    assert inner, value
+    found = dict(sub("fis").locals["task_latency"])
+    for key, quoted, call in re.findall(
+            r'(\w+) = (?:"((?:[^"\\]|\\.)*)"|(\w+\((?:[^()]|\([^()]*\))*\)))', inner.group(1)):
+        found[key] = "${" + call + "}" if call else quoted
+    return found
+
+
 def templates() -> dict[str, dict[str, Any]]:
-    return sub("fis").of_kind("aws_fis_experiment_template")
+    """Every FIS template as declared in the module's map: name -> description, stop_on_dlq,
+    targets (name -> resource type, selection, tag) and actions (name -> action id, targets,
+    parameters, start_after), locals filled in. The stop-task-<service> ones are a for
+    expression over the services (test_stop_task_template_for_each_service)."""
+    found: dict[str, dict[str, Any]] = {}
+    for group in TEMPLATE_GROUPS:
+        for name, template in sub("fis").locals[group].items():
+            actions = {}
+            for action_name, action in template["actions"].items():
+                action = dict(_local(action))
+                action["parameters"] = _parameters(action["parameters"])
+                actions[action_name] = action
+            found[name] = {**template, "actions": actions}
+    return found
+
+
+def template_action(name: str) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+    """A single-action template's action, its parameters and its target."""
+    template = templates()[name]
+    (action,) = template["actions"].values()
+    ((target_name, target),) = template["targets"].items()
+    assert list(action["targets"].values()) == [target_name], name
+    return action, action["parameters"], target
+
+
+def tag_of(target: dict[str, Any]) -> dict[str, str]:
+    return {"key": target.get("tag_key", "${var.fis_target_tag_key}"), "value": target["tag"]}
 
 
 def test_one_template_per_failure_mode() -> None:
-    assert set(templates()) == {"failover", "db_outage", "stop_task", "brownout",
-                                "credential_rotation", "aws_outage", "worker_crash",
-                                "reader_loss"}
+    assert set(templates()) == {"failover", "db-outage", "credential-rotation", "aws-outage",
+                                "reader-loss", "fleet-crash", "worker-crash", "brownout",
+                                "aws-slow"}
+    assert squash(sub("fis").locals["templates"]) == (
+        "${merge(local.templates_always,local.templates_stop_task,"
+        "{forname,templateinlocal.templates_worker:name=>templateiflocal.has_worker},"
+        "{forname,templateinlocal.templates_chaos:name=>templateifvar.task_fault_injection})}")
+
+
+def test_the_templates_are_one_resource_of_dynamic_blocks() -> None:
+    """Issue 20: one map of templates, one resource; the stop condition, options, logs and
+    report written once."""
+    fis = sub("fis")
+    assert list(fis.of_kind("aws_fis_experiment_template")) == ["this"]
+    resource = fis.resource("aws_fis_experiment_template", "this")
+    assert resource["for_each"] == "${local.templates}"
+    assert resource["description"] == "${var.name}: ${each.value.description}"
+    dynamic = {next(iter(d)): next(iter(d.values())) for d in resource["dynamic"]}
+    assert set(dynamic) == {"action", "target", "stop_condition",
+                            "experiment_report_configuration"}
+    assert dynamic["action"]["for_each"] == "${each.value.actions}"
+    action = dynamic["action"]["content"][0]
+    assert action["action_id"] == "${action.value.action_id}"
+    inner = {next(iter(d)): next(iter(d.values())) for d in action["dynamic"]}
+    assert inner["parameter"]["for_each"] == "${action.value.parameters}"
+    assert inner["target"]["for_each"] == "${action.value.targets}"
+    assert dynamic["target"]["for_each"] == "${each.value.targets}"
+    tag = dynamic["target"]["content"][0]["resource_tag"][0]
+    assert tag == {"key": "${try(target.value.tag_key, var.fis_target_tag_key)}",
+                   "value": "${target.value.tag}"}
+    assert squash(dynamic["stop_condition"]["for_each"]) == \
+        "${each.value.stop_on_dlq?[var.stop_alarm_arn,var.dlq_alarm_arn]:[var.stop_alarm_arn]}"
+    assert resource["experiment_options"] == [{"account_targeting": "single-account",
+                                               "empty_target_resolution_mode": "fail"}]
+    logging = resource["log_configuration"][0]
+    assert logging["cloudwatch_logs_configuration"][0]["log_group_arn"] == \
+        "${aws_cloudwatch_log_group.this.arn}:*"
+    assert squash(resource["tags"]) == '${merge(var.tags,{Name="${var.name}-${each.key}"})}'
+    assert "moved" not in fis.text, "the moved blocks are in moved.tf.json"
+
+
+def test_the_old_addresses_move_to_the_map() -> None:
+    moved = json.loads((INFRA / "modules/fis/moved.tf.json").read_text())["moved"]
+    pairs = {m["from"]: m["to"] for m in moved}
+    old = {"failover": "failover", "db_outage": "db-outage", "brownout[0]": "brownout",
+           "credential_rotation": "credential-rotation", "aws_outage": "aws-outage",
+           "worker_crash[0]": "worker-crash", "reader_loss": "reader-loss",
+           "fleet_crash": "fleet-crash", "aws_slow[0]": "aws-slow",
+           **{f'stop_task["{s}"]': f"stop-task-{s}" for s in ("catalog", "orders",
+                                                               "order-worker")}}
+    assert pairs == {f"aws_fis_experiment_template.{address}":
+                     f'aws_fis_experiment_template.this["{key}"]' for address, key in old.items()}
+    assert set(old.values()) - {k for k in old.values() if k.startswith("stop-task-")} == \
+        set(templates())
+
+
+def test_every_template_reports_with_the_dashboard() -> None:
+    resource = sub("fis").resource("aws_fis_experiment_template", "this")
+    (report,) = [d["experiment_report_configuration"] for d in resource["dynamic"]
+                 if "experiment_report_configuration" in d]
+    assert report["for_each"] == "${var.report == null ? [] : [var.report]}"
+    (content,) = report["content"]
+    assert content["pre_experiment_duration"] == \
+        "PT${experiment_report_configuration.value.minutes_before}M"
+    dashboard = content["data_sources"][0]["cloudwatch_dashboard"][0]
+    assert dashboard["dashboard_arn"] == "${experiment_report_configuration.value.dashboard_arn}"
+    s3 = content["outputs"][0]["s3_configuration"][0]
+    assert s3["bucket_name"] == "${experiment_report_configuration.value.bucket}"
+    assert s3["prefix"] == "${local.report_prefix}/${each.key}"
+    call = module_call("fis")["report"]
+    assert call == {"bucket": "${module.fis_reports.bucket}",
+                    "dashboard_arn": "${module.observability.dashboard_arn}"}
+    assert module_call("fis_reports")["kms_key_arn"] == "${module.kms.key_arn}"
+    # The FIS role may read that dashboard and write that prefix, only with a report.
+    policy = squash(sub("fis").resource("aws_iam_role_policy", "fis")["policy"])
+    assert "slice(local.report_statements,0,var.report==null?0:length(local.report_statements))" \
+        in policy
+    reports = squash(str(sub("fis").locals["report_statements"]))
+    assert "cloudwatch:GetDashboard" in reports and "s3:PutObject" in reports
+    assert "${local.report_prefix}/*" in reports
 
 
 def test_failover_template_targets_the_cluster_by_its_tag() -> None:
-    template = templates()["failover"]
-    (action,) = template["action"]
+    action, _, target = template_action("failover")
     assert action["action_id"] == "aws:rds:failover-db-cluster"
-    (target,) = template["target"]
-    assert action["target"] == [{"key": "Clusters", "value": target["name"]}]
+    assert action["targets"] == {"Clusters": "aurora-cluster"}
     assert target["resource_type"] == "aws:rds:cluster"
-    assert target["resource_tag"] == [{"key": "${var.fis_target_tag_key}",
-                                       "value": "${var.fis_target_tag_values.aurora}"}]
+    assert tag_of(target) == {"key": "${var.fis_target_tag_key}",
+                              "value": "${var.fis_target_tag_values.aurora}"}
     # ... and the cluster carries exactly that tag.
     cluster = sub("aurora").resource("aws_rds_cluster", "this")
     assert "var.fis_target_tags" in cluster["tags"]
@@ -1012,13 +1333,11 @@ def test_failover_template_targets_the_cluster_by_its_tag() -> None:
 
 
 def test_stop_task_template_for_each_service() -> None:
-    template = templates()["stop_task"]
-    assert template["for_each"] == "${toset(var.services)}"
-    (action,) = template["action"]
-    assert action["action_id"] == "aws:ecs:stop-task"
-    (target,) = template["target"]
-    assert target["resource_type"] == "aws:ecs:task"
-    assert target["resource_tag"][0]["value"] == "${var.fis_target_tag_values[each.key]}"
+    stop_task = squash(sub("fis").locals["templates_stop_task"])
+    assert stop_task.startswith('${{forserviceinvar.services:"stop-task-${service}"=>{')
+    assert 'action_id="aws:ecs:stop-task"' in stop_task
+    assert 'resource_type="aws:ecs:task",selection_mode=var.stop_task_selection,' \
+           "tag=var.fis_target_tag_values[service]" in stop_task
     assert set(root().locals["services"]) <= {"catalog", "orders", "order-worker"}
     assert "for name in keys(local.services)" in root().locals["fis_tag_values"]
 
@@ -1033,10 +1352,10 @@ def outage_document() -> dict[str, Any]:
 
 
 def test_outage_template_runs_the_ssm_runbook() -> None:
-    template = templates()["db_outage"]
-    (action,) = template["action"]
+    template = templates()["db-outage"]
+    (action,) = template["actions"].values()
     assert action["action_id"] == "aws:ssm:start-automation-execution"
-    parameters = {p["key"]: p["value"] for p in action["parameter"]}
+    parameters = action["parameters"]
     assert parameters["documentArn"] == "${aws_ssm_document.db_outage.arn}"
     assert parameters["maxDuration"].startswith("PT")
     passed = set(re.findall(r"(\w+)\s*=", parameters["documentParameters"]))
@@ -1067,15 +1386,10 @@ def test_outage_runbook_removes_holds_and_always_restores() -> None:
 
 def test_every_template_stops_on_the_5xx_alarm_and_logs() -> None:
     # Those that can lose orders also stop when orders reach the dead-letter queue.
-    with_dlq = {"aws_outage", "worker_crash"}
+    with_dlq = {"aws-outage", "worker-crash", "fleet-crash", "aws-slow"}
     for name, template in templates().items():
-        alarms = ["${var.stop_alarm_arn}", *(["${var.dlq_alarm_arn}"] * (name in with_dlq))]
-        assert template["stop_condition"] == [{"source": "aws:cloudwatch:alarm", "value": a}
-                                              for a in alarms], name
-        logging = template["log_configuration"][0]
-        assert "aws_cloudwatch_log_group.this.arn" in \
-            logging["cloudwatch_logs_configuration"][0]["log_group_arn"], name
-        assert template["experiment_options"][0]["empty_target_resolution_mode"] == "fail"
+        assert template["stop_on_dlq"] is (name in with_dlq), name
+    assert "stop_on_dlq = false" in sub("fis").locals["templates_stop_task"]
     assert module_call("fis")["stop_alarm_arn"] == "${module.observability.alb_5xx_alarm_arn}"
     assert module_call("fis")["dlq_alarm_arn"] == "${module.observability.dlq_alarm_arn}"
     alarm = sub("observability").resource("aws_cloudwatch_metric_alarm", "alb_5xx_rate")
@@ -1099,8 +1413,9 @@ def test_fis_role_is_limited_to_its_actions() -> None:
         "logs:DescribeLogGroups",
         # reader-loss
         "rds:RebootDBInstance", "rds:DescribeDBInstances",
-        # brownout: the latency document sent to the tasks' SSM sidecars
+        # brownout, aws-slow: the latency document sent to the tasks' SSM sidecars
         "ssm:SendCommand", "ssm:ListCommands", "ssm:CancelCommand",
+        "ecs:DescribeContainerInstances", "ec2:DescribeInstances",
         # aws-outage: the network ACL FIS swaps in and out
         "ec2:CreateNetworkAcl", "ec2:CreateNetworkAclEntry", "ec2:DeleteNetworkAcl",
         "ec2:CreateTags", "ec2:ReplaceNetworkAclAssociation", "ec2:DescribeNetworkAcls",
@@ -1118,22 +1433,13 @@ def test_fis_role_is_limited_to_its_actions() -> None:
     assert 'document/AWSFIS-Run-*' in policy, "SendCommand of FIS's documents only"
 
 
-def template_action(name: str) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
-    """A single-action template's action, its parameters and its target."""
-    template = templates()[name]
-    (action,) = template["action"]
-    (target,) = template["target"]
-    assert action["target"][0]["value"] == target["name"], name
-    return action, {p["key"]: p["value"] for p in action.get("parameter", [])}, target
-
-
 def test_brownout_delays_only_the_database_answers_of_catalog_and_orders() -> None:
     action, parameters, target = template_action("brownout")
     assert action["action_id"] == "aws:ecs:task-network-latency"
-    assert action["target"][0]["key"] == "Tasks"
+    assert list(action["targets"]) == ["Tasks"]
     assert target["resource_type"] == "aws:ecs:task" and target["selection_mode"] == "ALL"
-    assert target["resource_tag"] == [{"key": "${var.fis_group_tag_key}",
-                                       "value": "${var.fis_group_tag_value}"}]
+    assert tag_of(target) == {"key": "${var.fis_group_tag_key}",
+                              "value": "${var.fis_group_tag_value}"}
     assert parameters["delayMilliseconds"] == "${tostring(var.brownout_delay_ms)}"
     assert parameters["duration"] == "PT${var.brownout_seconds}S"
     assert parameters["useEcsFaultInjectionEndpoints"] == "true"
@@ -1141,7 +1447,7 @@ def test_brownout_delays_only_the_database_answers_of_catalog_and_orders() -> No
     assert parameters["sources"] == '${join(",", var.brownout_sources)}'
     assert module_call("fis")["brownout_sources"] == \
         ["${local.database_endpoint.writer}", "${local.database_endpoint.reader}"]
-    assert templates()["brownout"]["count"] == "${var.task_fault_injection ? 1 : 0}"
+    assert "brownout" in sub("fis").locals["templates_chaos"]
     # The group tag is on the services behind the ALB, catalog and orders, and no other.
     assert root().locals["brownout_services"] == "${toset(keys(local.routes))}"
     assert "if length(s.path_patterns) > 0" in root().locals["routes"]
@@ -1158,24 +1464,143 @@ def test_brownout_tasks_opt_in_to_fault_injection() -> None:
     assert definition["pid_mode"] == '${var.fault_injection == null ? null : "task"}'
     assert definition["network_mode"] == "awsvpc"
     assert "local.fault_injection_sidecars" in definition["container_definitions"]
-    sidecar = str(ecs.locals["fault_injection_sidecars"])
-    assert "MANAGED_INSTANCE_ROLE_NAME" in sidecar and "essential = false" in sidecar
-    script = (INFRA / "modules/ecs_service/fis-ssm-agent.sh").read_text()
-    assert "ECS_TASK_ARN" in script and "amazon-ssm-agent -register" in script
-    assert "delete-activation" in script and "deregister-managed-instance" in script
-    # The sidecar registers the task and may pass the managed-instance role to SSM only.
-    policy = squash(ecs.resource("aws_iam_role_policy", "task_fault_injection")["policy"])
-    assert policy_actions(policy) == {"ssm:CreateActivation", "ssm:AddTagsToResource",
-                                      "iam:PassRole"}
-    assert "Resource=[var.fault_injection.managed_instance_role_arn]" in policy
-    assert '"iam:PassedToService"="ssm.amazonaws.com"' in policy
-    role = squash(sub("fis").resource("aws_iam_role_policy", "managed_instance")["policy"])
-    assert policy_actions(role) == {"ssm:DeleteActivation", "ssm:DeregisterManagedInstance"}
-    # Only catalog and orders opt in, and only where the sidecar can reach the internet.
+    sidecar = squash(ecs.locals["fault_injection_sidecars"])
+    assert "ACTIVATION_PARAMETER_PREFIX" in sidecar and "essential=false" in sidecar
+    # Only catalog and orders opt in, and only in a chaos deployment.
     call = squash(module_call("service")["fault_injection"])
     assert call.startswith("${local.task_fault_injection&&contains(local.brownout_services,")
-    assert root().locals["task_fault_injection"] == \
-        '${var.enable_task_fault_injection && var.aws_api_access == "nat"}'
+    assert root().locals["task_fault_injection"] == "${var.enable_task_fault_injection}"
+
+
+# The FIS sidecar: only in a chaos deployment, pinned, read-only, no activations from the app's
+# role (issue 21, item 2) ------------------------------------------------------------------
+
+
+def test_the_sidecar_is_off_by_default() -> None:
+    assert root().variables["enable_task_fault_injection"]["default"] is False
+    assert sub("fis").variables["task_fault_injection"]["default"] is False
+    assert sub("ecs_service").variables["fault_injection"]["default"] is None
+    assert module_call("fis")["task_fault_injection"] == "${local.task_fault_injection}"
+    # Its image's repository, its templates, its broker and its endpoints exist only then.
+    assert "local.task_fault_injection&&var.ssm_agent_image==null?{" in \
+        squash(root().locals["images"])
+    assert set(sub("fis").locals["templates_chaos"]) == {"brownout", "aws-slow"}
+    assert "{forname,templateinlocal.templates_chaos:name=>templateifvar.task_fault_injection}" \
+        in squash(sub("fis").locals["templates"])
+    fis = sub("fis")
+    for kind, name in (("aws_ssm_document", "sidecar_activation"),
+                       ("aws_iam_role", "sidecar_broker"), ("aws_iam_role", "sidecar_events"),
+                       ("aws_iam_role", "managed_instance")):
+        assert fis.resource(kind, name)["count"] == "${var.task_fault_injection ? 1 : 0}", name
+    assert squash(fis.locals["sidecar_events"]) == \
+        '${var.task_fault_injection?{register="RUNNING",deregister="STOPPED"}:{}}'
+
+
+def test_the_sidecar_image_is_pinned_and_has_its_tools_built_in() -> None:
+    assert root().variables["ssm_agent_image"]["default"] is None
+    assert squash(root().locals["fis_sidecar_image"]).endswith(':${var.image_tag}"}'), \
+        "the deployment's own build, by its immutable tag"
+    dockerfile = (INFRA / "fis-sidecar/Dockerfile").read_text()
+    base = re.search(r"^ARG BASE_IMAGE=(\S+)$", dockerfile, re.M)
+    assert base and re.search(r":\d{4}\.\d+\.\d{8}\.\d+$", base.group(1)), "an exact tag"
+    assert ":latest" not in dockerfile
+    assert "dnf install" in dockerfile, "at build time"
+    assert "amazon-ssm-agent jq bind-utils lsof at procps-ng awscli-2" in dockerfile
+    entrypoint = (INFRA / "fis-sidecar/entrypoint.sh").read_text()
+    assert not re.search(r"\b(dnf|yum)\b", entrypoint), "nothing installed at start"
+    assert "create-activation" not in entrypoint and "get-parameter" in entrypoint
+    assert "amazon-ssm-agent -register" in entrypoint
+    images = squash(root().locals["images"])
+    assert 'dockerfile="infra/fis-sidecar/Dockerfile",context="infra/fis-sidecar"' in images
+    # FIS installs nothing either: the documents' dependencies are in the image.
+    for name in ("brownout", "aws-slow"):
+        _, parameters, _ = template_action(name)
+        assert parameters["installDependencies"] == "false", name
+
+
+@pytest.mark.parametrize(("image", "accepted"), [
+    ("public.ecr.aws/amazon-ssm-agent/amazon-ssm-agent:latest", False),
+    ("public.ecr.aws/amazon-ssm-agent/amazon-ssm-agent", False),
+    ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/ssm:3.3.1", True),
+    ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/ssm@sha256:" + "a" * 64, True),
+])
+def test_a_mirrored_sidecar_image_must_be_pinned(tf_tmp: Path, image: str, accepted: bool) -> None:
+    plan = plan_variables(INFRA, tf_tmp, image_tag="t", allow_plain_http_for_lab="true",
+                          ssm_agent_image=image)
+    assert plan.ok is accepted, plan.output
+
+
+def test_the_app_task_role_cannot_create_activations_or_pass_roles() -> None:
+    ecs = sub("ecs_service")
+    policies = str(ecs.of_kind("aws_iam_role_policy"))
+    assert "ssm:CreateActivation" not in policies and "iam:PassRole" not in policies
+    read, decrypt = statements(ecs.resource("aws_iam_role_policy", "task_fault_injection")
+                               ["policy"])
+    assert policy_actions(read) == {"ssm:GetParameter"}
+    assert "Resource=[\"${var.fault_injection.activation_parameter_arn_prefix}/*\"]" in read
+    assert policy_actions(decrypt) == {"kms:Decrypt"}
+    assert '"kms:ViaService"="ssm.' in decrypt
+    # The broker does it: created and deleted by an SSM Automation EventBridge starts from the
+    # tasks' state changes, with a role only it has.
+    fis = sub("fis")
+    broker = squash(fis.resource("aws_iam_role_policy", "sidecar_broker")["policy"])
+    assert "ssm:CreateActivation" in broker
+    assert "Resource=[aws_iam_role.managed_instance[0].arn]" in broker
+    assert '"iam:PassedToService"="ssm.amazonaws.com"' in broker
+    assert '"ssm:resourceTag/ECS_TASK_ARN"=local.shop_task_arns' in broker
+    trust = squash(fis.resource("aws_iam_role", "sidecar_broker")["assume_role_policy"])
+    assert 'Service="ssm.amazonaws.com"' in trust
+    rule = fis.resource("aws_cloudwatch_event_rule", "sidecar")
+    pattern = squash(rule["event_pattern"])
+    assert 'source=["aws.ecs"]' in pattern and '"detail-type"=["ECSTaskStateChange"]' in pattern
+    assert "clusterArn=[var.ecs_cluster_arn]" in pattern and "lastStatus=[each.value]" in pattern
+    target = fis.resource("aws_cloudwatch_event_target", "sidecar")
+    assert "automation-definition/${aws_ssm_document.sidecar_activation[0].name}" in \
+        target["arn"]
+    template = squash(target["input_transformer"][0]["input_template"])
+    assert '"TASK_ARN","<taskArn>"' in template, "the event's task, not a fixed one"
+    document = yaml.safe_load((INFRA / "modules/fis/sidecar-activation.yaml").read_text())
+    script = document["mainSteps"][0]["inputs"]["Script"]
+    assert "RegistrationLimit=1" in script and 'Type="SecureString"' in script
+    assert "delete_activation" in script and "deregister_managed_instance" in script
+    assert document["parameters"]["Action"]["allowedValues"] == ["register", "deregister"]
+    # The agent's own role: SSM's managed policy, and no clean-up rights of its own.
+    assert not any(kind == "aws_iam_role_policy" and name == "managed_instance"
+                   for kind, name in fis.resources)
+
+
+def test_the_sidecar_root_filesystem_is_read_only() -> None:
+    ecs = sub("ecs_service")
+    sidecar = squash(ecs.locals["fault_injection_sidecars"])
+    assert "readonlyRootFilesystem=true" in sidecar
+    assert "mountPoints=[forvolume,pathinlocal.sidecar_volumes:" in sidecar
+    assert set(ecs.locals["sidecar_volumes"].values()) == {
+        "/var/lib/amazon/ssm", "/var/log/amazon/ssm", "/var/spool/at", "/run", "/tmp"}
+    (volumes,) = ecs.resource("aws_ecs_task_definition", "this")["dynamic"]
+    assert volumes["volume"]["for_each"] == \
+        "${var.fault_injection == null ? {} : local.sidecar_volumes}"
+    assert not any("CKV_AWS_336" in c for c in ecs.comments), "no skip: every container is"
+
+
+def test_fis_sends_commands_to_the_shops_tasks_only_and_writes_only_its_log_policy() -> None:
+    policy = sub("fis").resource("aws_iam_role_policy", "fis")["policy"]
+    found = {sid.group(1): st for st in statements(policy)
+             if (sid := re.search(r'Sid="(\w+)"', st))}
+    documents, instances = found["SendFisDocuments"], found["ToTheShopsTasksOnly"]
+    assert policy_actions(documents) == policy_actions(instances) == {"ssm:SendCommand"}
+    assert "document/AWSFIS-Run-*" in documents and "managed-instance" not in documents
+    assert '"ssm:resourceTag/ECS_TASK_ARN"=local.shop_task_arns' in instances
+    assert sub("fis").locals["shop_task_arns"].endswith(":task/${var.ecs_cluster_name}/*")
+    put = found["PolicyOfTheExperimentLogGroupOnly"]
+    assert policy_actions(put) == {"logs:PutResourcePolicy"}
+    assert 'Resource=[aws_cloudwatch_log_group.this.arn,"${aws_cloudwatch_log_group.this.arn}:*"]' \
+        in put
+    for statement in found.values():
+        if 'Resource=["*"]' in statement:
+            assert "ssm:SendCommand" not in statement and "logs:PutResourcePolicy" not in statement
+    delivery = sub("fis").resource("aws_cloudwatch_log_resource_policy", "fis")
+    assert "delivery.logs.amazonaws.com" in delivery["policy_document"]
+    assert "aws_cloudwatch_log_group.this.arn" in delivery["policy_document"]
 
 
 def rotation_document() -> dict[str, Any]:
@@ -1188,8 +1613,8 @@ def rotation_document() -> dict[str, Any]:
 
 
 def test_credential_rotation_rotates_the_master_secret_through_ssm() -> None:
-    (action,) = templates()["credential_rotation"]["action"]
-    parameters = {p["key"]: p["value"] for p in action["parameter"]}
+    (action,) = templates()["credential-rotation"]["actions"].values()
+    parameters = action["parameters"]
     assert action["action_id"] == "aws:ssm:start-automation-execution"
     assert parameters["documentArn"] == "${aws_ssm_document.credential_rotation.arn}"
     passed = set(re.findall(r"(\w+)\s*=", parameters["documentParameters"]))
@@ -1206,25 +1631,21 @@ def test_credential_rotation_rotates_the_master_secret_through_ssm() -> None:
 
 
 def test_aws_outage_cuts_dynamodb_while_the_database_is_out() -> None:
-    template = templates()["aws_outage"]
-    actions = {a["action_id"]: a for a in template["action"]}
+    template = templates()["aws-outage"]
+    actions = {a["action_id"]: a for a in template["actions"].values()}
     assert set(actions) == {"aws:ssm:start-automation-execution",
                             "aws:network:disrupt-connectivity"}
-    assert not any(a.get("start_after") for a in actions.values()), "in parallel"
-    def parameters_of(action: dict[str, Any]) -> dict[str, str]:
-        return {p["key"]: p["value"] for p in action["parameter"]}
-
-    outage = parameters_of(actions["aws:ssm:start-automation-execution"])
-    db_outage = parameters_of(templates()["db_outage"]["action"][0])
-    assert outage == db_outage, "the db-outage runbook, as the db-outage template runs it"
+    assert not any(a["start_after"] for a in actions.values()), "in parallel"
+    assert template["actions"]["remove-proxy-target"] == \
+        templates()["db-outage"]["actions"]["remove-proxy-target"], \
+        "the db-outage runbook, as the db-outage template runs it"
     cut = actions["aws:network:disrupt-connectivity"]
-    parameters = {p["key"]: p["value"] for p in cut["parameter"]}
-    assert parameters == {"scope": "dynamodb", "duration": "PT${var.db_outage_seconds}S"}
-    (target,) = template["target"]
-    assert cut["target"] == [{"key": "Subnets", "value": target["name"]}]
+    assert cut["parameters"] == {"scope": "dynamodb", "duration": "PT${var.db_outage_seconds}S"}
+    ((name, target),) = template["targets"].items()
+    assert cut["targets"] == {"Subnets": name}
     assert target["resource_type"] == "aws:ec2:subnet"
-    assert target["resource_tag"] == [{"key": "${var.fis_target_tag_key}",
-                                       "value": "${var.fis_target_tag_values.private_subnets}"}]
+    assert tag_of(target) == {"key": "${var.fis_target_tag_key}",
+                              "value": "${var.fis_target_tag_values.private_subnets}"}
     # The private subnets carry that tag, and DynamoDB is reached through its gateway
     # endpoint there: the path the scope cuts is the path the tasks use.
     subnets = sub("network").resource("aws_subnet", "private")
@@ -1238,23 +1659,24 @@ def test_aws_outage_cuts_dynamodb_while_the_database_is_out() -> None:
 
 
 def test_worker_crash_stops_every_worker_task() -> None:
-    action, _, target = template_action("worker_crash")
+    action, _, target = template_action("worker-crash")
     assert action["action_id"] == "aws:ecs:stop-task"
     assert target["resource_type"] == "aws:ecs:task" and target["selection_mode"] == "ALL"
-    assert target["resource_tag"] == [{"key": "${var.fis_target_tag_key}",
-                                       "value": '${var.fis_target_tag_values["order-worker"]}'}]
-    assert templates()["worker_crash"]["count"] == "${local.has_worker ? 1 : 0}"
+    assert tag_of(target) == {"key": "${var.fis_target_tag_key}",
+                              "value": '${var.fis_target_tag_values["order-worker"]}'}
+    assert list(sub("fis").locals["templates_worker"]) == ["worker-crash"], \
+        "filtered by local.has_worker"
     assert sub("fis").locals["has_worker"] == '${contains(var.services, "order-worker")}'
 
 
 def test_reader_loss_reboots_the_tagged_reader() -> None:
-    action, parameters, target = template_action("reader_loss")
+    action, parameters, target = template_action("reader-loss")
     assert action["action_id"] == "aws:rds:reboot-db-instances"
-    assert action["target"][0]["key"] == "DBInstances"
+    assert list(action["targets"]) == ["DBInstances"]
     assert parameters == {"forceFailover": "false"}
     assert target["resource_type"] == "aws:rds:db"
-    assert target["resource_tag"] == [{"key": "${var.fis_target_tag_key}",
-                                       "value": "${var.fis_target_tag_values.aurora_reader}"}]
+    assert tag_of(target) == {"key": "${var.fis_target_tag_key}",
+                              "value": "${var.fis_target_tag_values.aurora_reader}"}
     reader = sub("aurora").resource("aws_rds_cluster_instance", "reader")
     writer = sub("aurora").resource("aws_rds_cluster_instance", "writer")
     assert "var.fis_reader_tags" in reader["tags"] and "fis_reader_tags" not in writer["tags"]
@@ -1264,15 +1686,19 @@ def test_reader_loss_reboots_the_tagged_reader() -> None:
 
 def test_every_fault_has_its_template_output() -> None:
     from chaos_lab.model import Fault
-    from chaos_lab.targets.aws import TEMPLATE_OUTPUTS
+    from chaos_lab.targets.aws import DEPLOYMENT_FAULTS, FIS_FAULTS, TEMPLATES_OUTPUT
 
-    assert set(TEMPLATE_OUTPUTS) == set(Fault), "every fault has an AWS twin"
-    fis_outputs = sub("fis").outputs
-    for fault, name in TEMPLATE_OUTPUTS.items():
-        assert name in root().outputs, fault
-        module_output = name.removeprefix("fis_")
-        assert module_output in fis_outputs, fault
-        assert f"module.fis.{module_output}" in root().outputs[name]["value"], fault
+    assert set(FIS_FAULTS) | set(DEPLOYMENT_FAULTS) == set(Fault), "every fault has an AWS twin"
+    assert set(FIS_FAULTS) == set(templates()), "each FIS fault's template, by the fault's name"
+    # rolling-deploy is ECS's, not FIS's: the driver needs the cluster and the service names.
+    for name in ("ecs_cluster_name", "ecs_service_names"):
+        assert name in root().outputs
+    assert squash(root().outputs["ecs_service_names"]["value"]) == \
+        "${{forname,serviceinmodule.service:name=>service.service_name}}"
+    assert set(DEPLOYMENT_FAULTS.values()) <= set(root().locals["services"])
+    assert root().outputs[TEMPLATES_OUTPUT]["value"] == "${try(module.fis.template_ids, {})}"
+    assert squash(sub("fis").outputs["template_ids"]["value"]) == \
+        "${{forname,templateinaws_fis_experiment_template.this:name=>template.id}}"
 
 
 def test_dashboard_shows_what_the_experiments_watch() -> None:
@@ -1293,7 +1719,292 @@ def test_outputs_give_the_driver_what_it_needs() -> None:
     assert root().outputs["enable_proxy"]["value"] == "${var.enable_proxy}"
     assert root().outputs["enable_degradation"]["value"] == "${var.enable_degradation}"
     for name in ("proxy_endpoint", "proxy_reader_endpoint", "cluster_writer_endpoint",
-                 "fis_stop_task_template_ids", "ecr_repositories"):
+                 "fis_template_ids", "fis_report_bucket", "ecr_repositories"):
         assert name in root().outputs
     for name, output in root().outputs.items():
         assert not output.get("sensitive"), f"{name}: outputs hold no secrets"
+
+
+# The one-owner design (issue 19): DynamoDB is the store of record while the database is out --
+
+
+def statement_of(policy: str, sid: str) -> str:
+    (found,) = [st for st in statements(policy) if f'Sid="{sid}"' in st]
+    return found
+
+
+def test_orders_record_and_the_worker_decides_through_the_undecided_index() -> None:
+    policies = root().locals["task_policies"]
+    table = "Resource=[module.messaging.order_status_table_arn]"
+    record = statement_of(policies["orders"], "RecordOrders")
+    assert policy_actions(record) == {"dynamodb:PutItem", "dynamodb:GetItem",
+                                      "dynamodb:ConditionCheckItem", "dynamodb:DescribeTable"}
+    assert table in record
+    assert not any("dynamodb:" in st and "RecordOrders" not in st
+                   for st in statements(policies["orders"]) if "kms:" not in st)
+    decide = statement_of(policies["order-worker"], "DecideOrders")
+    assert policy_actions(decide) == {
+        "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem",
+        "dynamodb:BatchWriteItem", "dynamodb:UpdateItem", "dynamodb:DescribeTable"}
+    assert table in decide
+    query = statement_of(policies["order-worker"], "FindUndecidedOrders")
+    assert policy_actions(query) == {"dynamodb:Query"}
+    assert "Resource=[module.messaging.order_status_undecided_index_arn]" in query
+    assert "dynamodb:Query" not in decide, "a query on the index only, never on the table"
+    # The queue stays: its message wakes the worker up.
+    assert '"sqs:SendMessage"' in squash(policies["orders"])
+    assert '"sqs:ReceiveMessage"' in squash(policies["order-worker"])
+
+
+def test_orders_run_as_a_fleet_by_default() -> None:
+    services = root().locals["services"]
+    assert services["orders"]["min_tasks"] == "${var.orders_min_count}"
+    assert root().variables["orders_min_count"]["default"] >= 2
+    assert services["orders"]["max_tasks"] == \
+        "${max(var.orders_min_count, var.service_max_count)}"
+    call = module_call("service")
+    assert call["desired_count"] == call["min_capacity"] == "${each.value.min_tasks}"
+    assert call["max_capacity"] == "${each.value.max_tasks}"
+
+
+def test_fleet_crash_stops_every_orders_task_inside_a_database_outage() -> None:
+    template = templates()["fleet-crash"]
+    actions = template["actions"]
+    assert actions["remove-proxy-target"] == \
+        templates()["db-outage"]["actions"]["remove-proxy-target"], \
+        "the db-outage runbook, as the db-outage template runs it"
+    wait = actions["outage-under-way"]
+    assert wait["action_id"] == "aws:fis:wait"
+    assert wait["parameters"] == {"duration": "PT${var.fleet_crash_after_seconds}S"}
+    stop = actions["stop-orders-tasks"]
+    assert stop["action_id"] == "aws:ecs:stop-task"
+    assert stop["start_after"] == ["outage-under-way"], "inside the outage, not before it"
+    ((name, target),) = template["targets"].items()
+    assert stop["targets"] == {"Tasks": name}
+    assert target["resource_type"] == "aws:ecs:task" and target["selection_mode"] == "ALL"
+    assert tag_of(target) == {"key": "${var.fis_target_tag_key}",
+                              "value": '${var.fis_target_tag_values["orders"]}'}
+    condition = sub("fis").variables["fleet_crash_after_seconds"]["validation"][0]["condition"]
+    assert "var.fleet_crash_after_seconds < var.db_outage_seconds" in condition
+
+
+def test_aws_slow_delays_only_the_orders_tasks_dynamodb_and_sqs_traffic() -> None:
+    action, parameters, target = template_action("aws-slow")
+    assert action["action_id"] == "aws:ecs:task-network-latency"
+    assert target["resource_type"] == "aws:ecs:task" and target["selection_mode"] == "ALL"
+    assert tag_of(target) == {"key": "${var.fis_target_tag_key}",
+                              "value": '${var.fis_target_tag_values["orders"]}'}
+    assert parameters["delayMilliseconds"] == "${tostring(var.aws_slow_delay_ms)}"
+    assert parameters["duration"] == "PT${var.aws_slow_seconds}S"
+    assert parameters["useEcsFaultInjectionEndpoints"] == "true"
+    assert parameters["sources"] == '${join(",", local.aws_slow_sources)}'
+    assert sub("fis").locals["aws_slow_sources"] == [
+        "DYNAMODB", "sqs.${local.region}.${data.aws_partition.current.dns_suffix}"]
+    # Only where the tasks carry the sidecar (a chaos deployment).
+    assert "aws-slow" in sub("fis").locals["templates_chaos"]
+    assert root().locals["fis_tag_values"].count("for name in keys(local.services)") == 1
+
+
+# Defaults that keep data (issue 21, item 5) ------------------------------------------------
+
+
+def test_aurora_keeps_a_week_of_backups_a_final_snapshot_and_refuses_deletion() -> None:
+    aurora = sub("aurora")
+    cluster = aurora.resource("aws_rds_cluster", "this")
+    assert cluster["backup_retention_period"] == "${var.backup_retention_days}"
+    assert cluster["deletion_protection"] == "${var.deletion_protection}"
+    assert cluster["skip_final_snapshot"] == "${var.skip_final_snapshot}"
+    assert cluster["final_snapshot_identifier"] == \
+        '${var.skip_final_snapshot ? null : "${var.name}-final"}'
+    variables = aurora.variables
+    assert variables["backup_retention_days"]["default"] >= 7
+    assert variables["deletion_protection"]["default"] is True
+    assert variables["skip_final_snapshot"]["default"] is False
+    call = module_call("aurora")
+    assert call["backup_retention_days"] == "${var.backup_retention_days}"
+    assert call["deletion_protection"] == "${var.deletion_protection}"
+    assert call["skip_final_snapshot"] is False
+    assert root().variables["deletion_protection"]["default"] is True
+    assert root().variables["backup_retention_days"]["default"] >= 7
+    assert cluster["manage_master_user_password"] is True, "RDS generates and rotates it"
+
+
+def test_secrets_can_be_recovered_and_ecr_keeps_its_images() -> None:
+    secret = sub("aurora").resource("aws_secretsmanager_secret", "app_role")
+    assert secret["recovery_window_in_days"] == "${var.secret_recovery_window_days}"
+    assert sub("aurora").variables["secret_recovery_window_days"]["default"] >= 7
+    assert root().variables["secret_recovery_window_days"]["default"] >= 7
+    assert module_call("aurora")["secret_recovery_window_days"] == \
+        "${var.secret_recovery_window_days}"
+    for path in ALL_MODULE_DIRS:
+        assert not re.search(r"recovery_window_in_days\s*=\s*0\b", load(path).text), path.name
+    ecr = sub("ecr")
+    assert ecr.resource("aws_ecr_repository", "this")["force_delete"] == "${var.force_delete}"
+    assert ecr.variables["force_delete"]["default"] is False
+    assert "force_delete" not in module_call("ecr")
+    assert sub("kms").variables["deletion_window_in_days"]["default"] == 30
+    for table in sub("messaging").of_kind("aws_dynamodb_table").values():
+        assert table["deletion_protection_enabled"] == "${var.deletion_protection}"
+    assert module_call("messaging")["deletion_protection"] == "${var.deletion_protection}"
+
+
+@pytest.mark.parametrize(("module", "name", "value"), [
+    ("infra", "backup_retention_days", "1"),
+    ("infra", "secret_recovery_window_days", "0"),
+    ("aurora", "backup_retention_days", "6"),
+    ("aurora", "secret_recovery_window_days", "0"),
+])
+def test_validations_refuse_settings_that_lose_data(
+        tf_tmp: Path, module: str, name: str, value: str) -> None:
+    if module == "infra":
+        path, names = INFRA, None
+        required = {"image_tag": "t", "allow_plain_http_for_lab": "true"}
+    else:
+        path, names, required = INFRA / "modules" / module, {name}, {}
+    refused = plan_variables(path, tf_tmp, names, **required, **{name: value})
+    assert not refused.ok and f"var.{name}" in refused.output, refused.output
+    assert "Invalid value for variable" in refused.output, refused.output
+    assert plan_variables(path, tf_tmp, names, **required).ok, "the defaults pass"
+
+
+def test_state_backend_example_encrypts_and_locks() -> None:
+    example = (INFRA / "backend.tf.example").read_text()
+    (block,) = _clean(hcl2.loads(example))["terraform"]
+    (backend,) = block["backend"]
+    s3 = backend["s3"]
+    assert s3["encrypt"] is True and s3["use_lockfile"] is True
+    assert s3["kms_key_id"].startswith("arn:aws:kms:")
+    assert not (INFRA / "backend.tf").exists(), "an example: each deployment fills in its own"
+
+
+# Abuse limits at the door (issue 21, item 3) -----------------------------------------------
+
+
+def test_waf_limits_order_posts_per_client_and_runs_the_managed_rule_groups() -> None:
+    waf = sub("waf")
+    rates = waf.locals["rate_rules"]
+    orders = rates["order-posts-per-client"]
+    assert orders["limit"] == "${var.order_rate_limit}"
+    assert orders["scope"] == {"AndStatement": {
+        "Statements": "${concat(local.order_posts, local.not_exempt)}"}}
+    post, path = waf.locals["order_posts"]
+    assert post["ByteMatchStatement"]["SearchString"] == "POST"
+    assert post["ByteMatchStatement"]["FieldToMatch"] == {"Method": {}}
+    assert post["ByteMatchStatement"]["PositionalConstraint"] == "EXACTLY"
+    assert path["ByteMatchStatement"]["SearchString"] == "/orders"
+    assert path["ByteMatchStatement"]["FieldToMatch"] == {"UriPath": {}}
+    assert path["ByteMatchStatement"]["PositionalConstraint"] == "STARTS_WITH"
+    assert rates["requests-per-client"]["limit"] == "${var.request_rate_limit}"
+    assert set(waf.locals["managed_rule_groups"]) == {
+        "AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet",
+        "AWSManagedRulesAmazonIpReputationList"}
+    priorities = [r["priority"] for r in rates.values()] + list(
+        waf.locals["managed_rule_groups"].values())
+    assert len(set(priorities)) == len(priorities), "each rule its own priority"
+    rules = squash(waf.locals["rules"])
+    assert 'Action={Block={}}' in rules and 'AggregateKeyType="IP"' in rules
+    assert 'OverrideAction={None={}}' in rules and 'VendorName="AWS"' in rules
+    assert waf.variables["order_rate_limit"]["default"] <= 100
+    assert waf.variables["rate_limit_exempt_cidrs"]["default"] == []
+
+
+def test_waf_protects_the_alb_and_logs_without_tokens() -> None:
+    waf = sub("waf")
+    template = squash(waf.locals["template"]["Resources"])
+    assert 'Type="AWS::WAFv2::WebACL"' in template and 'Scope="REGIONAL"' in template
+    assert "DefaultAction={Allow={}}" in template and "Rules=local.rules" in template
+    assert 'Type="AWS::WAFv2::WebACLAssociation"' in template
+    assert "ResourceArn=var.resource_arn" in template
+    assert 'Type="AWS::WAFv2::LoggingConfiguration"' in template
+    assert "LogDestinationConfigs=[aws_cloudwatch_log_group.this.arn]" in template
+    assert 'RedactedFields=[{SingleHeader={Name="authorization"}}]' in template
+    log_group = waf.resource("aws_cloudwatch_log_group", "this")
+    assert log_group["name"].startswith("aws-waf-logs-"), "WAF logs only to such names"
+    assert log_group["kms_key_id"] == "${var.kms_key_arn}"
+    stack = waf.resource("aws_cloudformation_stack", "this")
+    assert stack["template_body"] == "${jsonencode(local.template)}"
+    call = module_call("waf")
+    assert call["resource_arn"] == "${module.alb.arn}"
+    assert call["rate_limit_exempt_cidrs"] == "${var.waf_rate_limit_exempt_cidrs}"
+    validation = waf.variables["rate_limit_exempt_cidrs"]["validation"][0]["condition"]
+    assert 'startswith(cidr, "0.0.0.0/")' in validation, "no exempting everyone"
+
+
+def test_order_posts_can_be_authenticated_at_the_alb() -> None:
+    alb = sub("alb")
+    rule = alb.resource("aws_lb_listener_rule", "authenticated")
+    assert squash(rule["count"]) == "${var.authentication==null?0:1}"
+    assert rule["listener_arn"] == "${aws_lb_listener.https[0].arn}", "HTTPS only"
+    first, forward = sorted(rule["action"], key=lambda a: a["order"])
+    assert first["order"] == 1 and forward["order"] == 2
+    assert squash(first["type"]) == \
+        '${var.authentication.mode=="jwt"?"jwt-validation":"authenticate-oidc"}'
+    blocks = {next(iter(d)) for d in first["dynamic"]}
+    assert blocks == {"jwt_validation", "authenticate_oidc"}
+    assert forward["type"] == "forward"
+    assert forward["target_group_arn"] == \
+        "${aws_lb_target_group.this[var.authentication.target].arn}"
+    conditions = {next(iter(c)) for c in rule["condition"]}
+    assert conditions == {"path_pattern", "http_request_method"}
+    call = squash(module_call("alb")["authentication"])
+    assert call.startswith("${var.order_auth==null?null:{")
+    assert 'target="orders"' in call and 'methods=["POST"]' in call
+    assert "path_patterns=local.services.orders.path_patterns" in call
+    priority = re.search(r"priority=(\d+)", call)
+    assert priority and int(priority.group(1)) < root().locals["services"]["orders"]["priority"], \
+        "before the /orders route"
+    assert root().variables["order_auth_client_secret"]["sensitive"] is True
+
+
+@pytest.mark.parametrize(("values", "accepted", "message"), [
+    ({"order_auth": '{mode="jwt",issuer="https://i/",jwks_endpoint="https://i/k"}'}, True, ""),
+    ({"order_auth": '{mode="jwt",issuer="https://i/"}'}, False, "needs jwks_endpoint"),
+    ({"order_auth": '{mode="basic",issuer="https://i/"}'}, False, "must be"),
+])
+def test_order_auth_is_validated(tf_tmp: Path, values: dict[str, str], accepted: bool,
+                                 message: str) -> None:
+    cert = "arn:aws:acm:eu-west-1:123456789012:certificate/x"
+    plan = plan_variables(INFRA, tf_tmp, image_tag="t", certificate_arn=cert, **values)
+    assert plan.ok is accepted, plan.output
+    assert message in plan.output
+    lab = plan_variables(INFRA, tf_tmp, image_tag="t", allow_plain_http_for_lab="true",
+                         order_auth='{mode="jwt",issuer="https://i/",jwks_endpoint="https://i/k"}')
+    assert not lab.ok and "order_auth needs certificate_arn" in lab.output
+
+
+def test_the_example_authenticates_orders() -> None:
+    example = _clean(hcl2.loads((INFRA / "terraform.tfvars.example").read_text()))
+    assert example["order_auth"]["mode"] == "jwt"
+    assert example["order_auth"]["jwks_endpoint"].startswith("https://")
+
+
+# Egress through the VPC's endpoints (issue 21, item 6) -------------------------------------
+
+
+def test_tasks_reach_aws_through_endpoints_and_the_internet_only_through_an_asked_for_nat() -> None:
+    assert root().variables["aws_api_access"]["default"] == "endpoints"
+    assert sub("network").variables["aws_api_access"]["default"] == "endpoints"
+    egress = {(r.group, r.source): r for r in sg_rules() if r.direction == "egress"}
+    anywhere = egress[("tasks", "0.0.0.0/0")]
+    assert squash(anywhere.count or "") == "${local.endpoints?0:1}", "NAT only"
+    assert squash(egress[("tasks", "sg:endpoints")].count or "") == "${local.endpoints?1:0}"
+    gateways = [r for (group, peer), r in egress.items() if peer.startswith("prefix-list:")]
+    assert [squash(str(r.count)) for r in gateways] == \
+        ['${local.endpoints?toset(["s3","dynamodb"]):toset([])}']
+    assert sub("security_groups").locals["endpoints"] == \
+        '${var.aws_api_access == "endpoints"}'
+    # The endpoints admit the tasks, and nobody else.
+    assert [r.source for r in ingress("endpoints")] == ["sg:tasks"]
+    assert not sub("network").of_kind("aws_vpc_security_group_ingress_rule")
+    # NAT gateway, its address and route only when asked for.
+    network = sub("network")
+    for kind, name in (("aws_nat_gateway", "this"), ("aws_eip", "nat"),
+                       ("aws_route", "private_nat")):
+        assert network.resource(kind, name)["count"] == "${local.use_nat ? 1 : 0}", name
+    endpoints = squash(network.locals["interface_endpoints"])
+    for service in ("ecr.api", "ecr.dkr", "logs", "secretsmanager", "sqs", "kms", "sts"):
+        assert f'"{service}"' in endpoints, service
+    assert 'var.ssm_endpoints?["ssm","ssmmessages","ec2messages"]:[]' in endpoints
+    assert module_call("network")["ssm_endpoints"] == "${local.task_fault_injection}"
+    gateway = network.resource("aws_vpc_endpoint", "gateway")
+    assert gateway["for_each"] == '${toset(["s3", "dynamodb"])}'

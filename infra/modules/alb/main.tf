@@ -1,23 +1,29 @@
 locals {
   https = var.certificate_arn != null
   # The listener that carries the path rules: HTTPS when there is a certificate (HTTP then only
-  # redirects), HTTP otherwise.
+  # redirects), HTTP otherwise (a lab that said allow_plain_http_for_lab).
   listener_arn = local.https ? aws_lb_listener.https[0].arn : aws_lb_listener.http.arn
 }
 
 resource "aws_lb" "this" {
-  #checkov:skip=CKV_AWS_91:access logs need an S3 bucket of their own; a short-lived lab reads the ALB's CloudWatch metrics instead
-  #checkov:skip=CKV2_AWS_28:no WAF in front of a lab; the experiments measure the shop, not a filter in front of it
-  #checkov:skip=CKV_AWS_150:the lab is torn down with terraform destroy after the experiments
-  #checkov:skip=CKV2_AWS_20:port 80 redirects to HTTPS when certificate_arn is set (a dynamic block checkov cannot follow); without a certificate there is no HTTPS to redirect to
+  #checkov:skip=CKV2_AWS_28:the WAF web ACL is associated by modules/waf (root module.waf, aws_wafv2_web_acl_association), which checkov does not join to this module's resource
+  #checkov:skip=CKV2_AWS_20:port 80 redirects to HTTPS whenever there is a certificate (a dynamic block checkov cannot follow); without one the root module's validation demands allow_plain_http_for_lab
   name                       = var.name
   load_balancer_type         = "application"
   internal                   = false
   security_groups            = [var.security_group_id]
   subnets                    = var.subnet_ids
   drop_invalid_header_fields = true
-  enable_deletion_protection = false
+  enable_deletion_protection = var.deletion_protection
   idle_timeout               = 30
+
+  # Every request, with the client's address, to the log bucket (an S3 bucket of its own:
+  # modules/log_bucket, encrypted, versioned, expiring).
+  access_logs {
+    bucket  = var.access_logs_bucket
+    prefix  = var.access_logs_prefix
+    enabled = true
+  }
 
   tags = var.tags
 }
@@ -49,7 +55,7 @@ resource "aws_lb_target_group" "this" {
 }
 
 resource "aws_lb_listener" "http" {
-  #checkov:skip=CKV_AWS_2:port 80 redirects to HTTPS when certificate_arn is set; without a certificate the lab serves plain HTTP
+  #checkov:skip=CKV_AWS_2:port 80 redirects to HTTPS when certificate_arn is set; plain HTTP is served only by a lab that set allow_plain_http_for_lab (validated in the root module)
   #checkov:skip=CKV_AWS_103:see CKV_AWS_2: the HTTPS listener uses a TLS 1.2+ policy
   load_balancer_arn = aws_lb.this.arn
   port              = 80
@@ -118,6 +124,72 @@ resource "aws_lb_listener_rule" "this" {
   condition {
     path_pattern {
       values = each.value.path_patterns
+    }
+  }
+
+  tags = var.tags
+}
+
+# Optional authentication of a route at the load balancer (POST /orders): before the request is
+# forwarded, the ALB validates a bearer token (jwt: signature by the issuer's JWKS, issuer,
+# expiry, and the scope if one is required), or signs the user in with an OIDC provider (oidc:
+# a browser session). A request that fails gets 401 and never reaches a task. HTTPS only.
+resource "aws_lb_listener_rule" "authenticated" {
+  count = var.authentication == null ? 0 : 1
+
+  listener_arn = aws_lb_listener.https[0].arn
+  priority     = var.authentication.priority
+
+  action {
+    type  = var.authentication.mode == "jwt" ? "jwt-validation" : "authenticate-oidc"
+    order = 1
+
+    dynamic "jwt_validation" {
+      for_each = var.authentication.mode == "jwt" ? [var.authentication] : []
+      content {
+        issuer        = jwt_validation.value.issuer
+        jwks_endpoint = jwt_validation.value.jwks_endpoint
+
+        dynamic "additional_claim" {
+          for_each = jwt_validation.value.required_scope == null ? [] : [jwt_validation.value.required_scope]
+          content {
+            name   = "scope"
+            format = "space-separated-values"
+            values = [additional_claim.value]
+          }
+        }
+      }
+    }
+
+    dynamic "authenticate_oidc" {
+      for_each = var.authentication.mode == "oidc" ? [var.authentication] : []
+      content {
+        issuer                     = authenticate_oidc.value.issuer
+        authorization_endpoint     = authenticate_oidc.value.authorization_endpoint
+        token_endpoint             = authenticate_oidc.value.token_endpoint
+        user_info_endpoint         = authenticate_oidc.value.user_info_endpoint
+        client_id                  = authenticate_oidc.value.client_id
+        client_secret              = var.authentication_client_secret
+        on_unauthenticated_request = "deny"
+      }
+    }
+  }
+
+  action {
+    type             = "forward"
+    order            = 2
+    target_group_arn = aws_lb_target_group.this[var.authentication.target].arn
+  }
+
+  condition {
+    path_pattern {
+      values = var.authentication.path_patterns
+    }
+  }
+
+  condition {
+    http_request_method {
+      values = var.authentication.methods
     }
   }
 

@@ -1,3 +1,8 @@
+output "arn" {
+  description = "ARN of the load balancer."
+  value       = try(aws_lb.this.arn, null)
+}
+
 output "dns_name" {
   description = "DNS name of the load balancer."
   value       = try(aws_lb.this.dns_name, null)

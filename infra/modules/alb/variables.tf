@@ -29,9 +29,26 @@ variable "security_group_id" {
 }
 
 variable "certificate_arn" {
-  description = "ACM certificate for HTTPS; null serves HTTP only."
+  description = "ACM certificate for HTTPS (HTTP then redirects to it); null serves HTTP only, a lab's choice the root module makes explicit."
   type        = string
   default     = null
+}
+
+variable "deletion_protection" {
+  description = "Refuse to delete the load balancer (terraform destroy included)."
+  type        = bool
+  default     = true
+}
+
+variable "access_logs_bucket" {
+  description = "S3 bucket of the access logs (modules/log_bucket with elb_log_prefix = access_logs_prefix)."
+  type        = string
+}
+
+variable "access_logs_prefix" {
+  description = "Prefix of the access logs in their bucket."
+  type        = string
+  default     = "alb"
 }
 
 variable "ssl_policy" {
@@ -63,6 +80,37 @@ variable "routes" {
     condition     = length(distinct([for r in values(var.routes) : r.priority])) == length(var.routes)
     error_message = "Every route needs a priority of its own."
   }
+}
+
+variable "authentication" {
+  description = "Authenticate these requests at the load balancer before forwarding them to target (a key of routes): mode jwt (bearer token: issuer, jwks_endpoint, optional required_scope) or oidc (browser sign-in: issuer, authorization_endpoint, token_endpoint, user_info_endpoint, client_id, and authentication_client_secret). null: none. Needs certificate_arn (HTTPS)."
+  type = object({
+    target                 = string
+    path_patterns          = list(string)
+    methods                = list(string)
+    priority               = number
+    mode                   = string
+    issuer                 = string
+    jwks_endpoint          = optional(string)
+    required_scope         = optional(string)
+    authorization_endpoint = optional(string)
+    token_endpoint         = optional(string)
+    user_info_endpoint     = optional(string)
+    client_id              = optional(string)
+  })
+  default = null
+
+  validation {
+    condition     = var.authentication == null || try(contains(["jwt", "oidc"], var.authentication.mode), false)
+    error_message = "authentication.mode must be \"jwt\" or \"oidc\"."
+  }
+}
+
+variable "authentication_client_secret" {
+  description = "OIDC client secret (mode oidc only). The ALB API takes it as a value, so it is in Terraform's state: keep the state encrypted."
+  type        = string
+  default     = null
+  sensitive   = true
 }
 
 variable "tags" {

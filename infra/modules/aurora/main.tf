@@ -58,8 +58,7 @@ resource "aws_iam_role_policy_attachment" "monitoring" {
 }
 
 resource "aws_rds_cluster" "this" {
-  #checkov:skip=CKV_AWS_139:a lab cluster, destroyed with terraform destroy; deletion_protection is a variable for a longer-lived copy
-  #checkov:skip=CKV2_AWS_8:a lab cluster, destroyed after the experiments; the cluster's own automated backups are enough
+  #checkov:skip=CKV2_AWS_8:the cluster keeps its own automated backups (7 days or more, validated) and a final snapshot; an AWS Backup plan is the account's choice, not this module's
   cluster_identifier              = var.name
   engine                          = "aurora-postgresql"
   engine_mode                     = "provisioned"
@@ -84,8 +83,10 @@ resource "aws_rds_cluster" "this" {
   copy_tags_to_snapshot               = true
   deletion_protection                 = var.deletion_protection
   skip_final_snapshot                 = var.skip_final_snapshot
-  final_snapshot_identifier           = var.skip_final_snapshot ? null : "${var.name}-final"
-  apply_immediately                   = true
+  # A second destroy of a cluster of the same name stops here while <name>-final exists: it
+  # is never overwritten.
+  final_snapshot_identifier = var.skip_final_snapshot ? null : "${var.name}-final"
+  apply_immediately         = true
 
   serverlessv2_scaling_configuration {
     min_capacity = var.min_capacity
@@ -145,18 +146,20 @@ resource "aws_rds_cluster_instance" "reader" {
 # The services' own login roles (least privilege: migration 0004 creates them and grants what
 # each needs; the master user only migrates). One secret per role, in the shape RDS Proxy reads
 # ({"username", "password"}), encrypted with the shop's key like the master secret. Terraform
-# generates the password once, with the AWS provider's own generator; the migrate step
-# (`python -m shop.migrate`, the orders task's init container) sets each role's password to
-# its secret's every time it runs, so the database always follows the secret.
+# generates the first password with Secrets Manager's generator (GetRandomPassword); the
+# migrate task (`python -m shop.migrate`, a one-shot task) sets each role's password to its
+# secret's every time it runs, so the database always follows the secret. That first password
+# passes through Terraform's state (docs/aws.md, "The passwords": rotate it once after the
+# first deploy, and keep the state in the encrypted backend of backend.tf.example).
 resource "aws_secretsmanager_secret" "app_role" {
-  #checkov:skip=CKV2_AWS_57:no rotation Lambda; the migrate step sets the role's password from this secret on every deploy, so a new secret value is applied by the next deployment
+  #checkov:skip=CKV2_AWS_57:no rotation Lambda (its SQL would put the password in clear in Aurora's DDL log); a role's password rotates by a new secret value from Secrets Manager's generator, applied by the migrate task as a SCRAM verifier (docs/aws.md, What rotates)
   for_each = var.app_roles
 
   name        = "${var.name}/database/${each.key}"
   description = "Chaos Shop: login and password of the database role ${each.key}"
   kms_key_id  = var.kms_key_arn
-  # A lab: destroy and apply again must be able to reuse the name at once.
-  recovery_window_in_days = 0
+  # A secret deleted by mistake can be restored within this window.
+  recovery_window_in_days = var.secret_recovery_window_days
 
   tags = var.tags
 }

@@ -70,26 +70,37 @@ variable "kms_key_arn" {
 }
 
 variable "backup_retention_days" {
-  description = "Days of automated backups."
+  description = "Days of automated backups (point-in-time restore within them)."
   type        = number
-  default     = 1
+  default     = 7
 
   validation {
-    condition     = var.backup_retention_days >= 1 && var.backup_retention_days <= 35
-    error_message = "backup_retention_days must be 1 to 35."
+    condition     = var.backup_retention_days >= 7 && var.backup_retention_days <= 35
+    error_message = "backup_retention_days must be 7 to 35: fewer days of backups lose data a week-end's incident needs."
   }
 }
 
 variable "deletion_protection" {
-  description = "Refuse terraform destroy of the cluster."
+  description = "Refuse to delete the cluster (terraform destroy included): set false, apply, then destroy."
+  type        = bool
+  default     = true
+}
+
+variable "skip_final_snapshot" {
+  description = "Destroy without a final snapshot (<name>-final). false keeps the data of a destroyed cluster."
   type        = bool
   default     = false
 }
 
-variable "skip_final_snapshot" {
-  description = "Destroy without a final snapshot."
-  type        = bool
-  default     = true
+variable "secret_recovery_window_days" {
+  description = "Days a deleted app-role secret can still be restored (Secrets Manager allows 7 to 30; 0, deletion at once, is refused here)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30
+    error_message = "secret_recovery_window_days must be 7 to 30: a secret deleted by mistake must be recoverable."
+  }
 }
 
 variable "monitoring_interval" {

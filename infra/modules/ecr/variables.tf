@@ -25,9 +25,9 @@ variable "keep_images" {
 }
 
 variable "force_delete" {
-  description = "Delete the repositories with their images on terraform destroy."
+  description = "Delete the repositories with their images on terraform destroy. false: a destroy stops at a repository that still holds images (delete them first)."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "tags" {

@@ -8,34 +8,25 @@ locals {
   health_command = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${var.health_check_port}${var.health_check_path}', timeout=3)"
   command        = { for k, v in { command = var.command } : k => v if v != null }
 
-  # The one-shot container that runs to completion before the application starts (the
-  # migrations): same image, not essential, the app container starts only on its exit 0.
-  init_containers = [for init in var.init_container[*] : {
-    name                   = init.name
-    image                  = var.image
-    essential              = false
-    readonlyRootFilesystem = true
-    command                = init.command
-    environment            = [for k in sort(keys(init.environment)) : { name = k, value = init.environment[k] }]
-    logConfiguration = {
-      logDriver = "awslogs"
-      options = {
-        awslogs-group         = aws_cloudwatch_log_group.this.name
-        awslogs-region        = data.aws_region.current.region
-        awslogs-stream-prefix = var.name
-      }
-    }
-  }]
   # FIS's aws:ecs:task actions reach a task through an SSM agent sidecar registered as a
   # managed instance (tagged with the task's ARN); on Fargate the network actions also need
-  # the task's opt-in (enableFaultInjection) and one process namespace (pidMode task).
+  # the task's opt-in (enableFaultInjection) and one process namespace (pidMode task). The
+  # sidecar (infra/fis-sidecar) has its tools built in and a read-only root filesystem: it
+  # writes only to these task-scoped volumes (its registration, its logs, at's queue).
+  sidecar_volumes = {
+    fis-ssm-state = "/var/lib/amazon/ssm"
+    fis-ssm-logs  = "/var/log/amazon/ssm"
+    fis-at-spool  = "/var/spool/at"
+    fis-run       = "/run"
+    fis-tmp       = "/tmp"
+  }
   fault_injection_sidecars = [for fi in var.fault_injection[*] : {
     name                   = "fis-ssm-agent"
-    image                  = fi.ssm_agent_image
+    image                  = fi.image
     essential              = false
-    readonlyRootFilesystem = false # installs jq and the AWS CLI, writes its registration
-    command                = ["/bin/bash", "-c", file("${path.module}/fis-ssm-agent.sh")]
-    environment            = [{ name = "MANAGED_INSTANCE_ROLE_NAME", value = fi.managed_instance_role_name }]
+    readonlyRootFilesystem = true
+    environment            = [{ name = "ACTIVATION_PARAMETER_PREFIX", value = fi.activation_parameter_prefix }]
+    mountPoints            = [for volume, path in local.sidecar_volumes : { sourceVolume = volume, containerPath = path, readOnly = false }]
     logConfiguration = {
       logDriver = "awslogs"
       options = {
@@ -45,11 +36,6 @@ locals {
       }
     }
   }]
-
-  depends_on = {
-    for k, v in { dependsOn = [for init in var.init_container[*] : { containerName = init.name, condition = "SUCCESS" }] } :
-    k => v if length(v) > 0
-  }
 }
 
 resource "aws_cloudwatch_log_group" "this" {
@@ -159,37 +145,35 @@ resource "aws_iam_role_policy" "task_secrets" {
   })
 }
 
-# The FIS sidecar registers the task with SSM under the managed-instance role, and nothing else.
+# The FIS sidecar reads its task's activation, which the broker (infra/modules/fis) left
+# encrypted under the prefix, and nothing else: no ssm:CreateActivation, no iam:PassRole.
 resource "aws_iam_role_policy" "task_fault_injection" {
-  #checkov:skip=CKV_AWS_290:ssm:CreateActivation has no resource-level permissions and ssm:AddTagsToResource tags the activation being created; the only role the sidecar can pass is the managed-instance role
-  #checkov:skip=CKV_AWS_355:same: "*" only for ssm:CreateActivation and the tags of its activation
   count = var.fault_injection == null ? 0 : 1
 
-  name = "fis-sidecar-registers-the-task"
+  name = "fis-sidecar-reads-its-activation"
   role = aws_iam_role.task.id
 
   policy = jsonencode({
     Version = "2012-10-17"
     Statement = [
       {
-        Sid      = "RegisterTheTaskWithSsm"
+        Sid      = "ReadTheActivation"
         Effect   = "Allow"
-        Action   = ["ssm:CreateActivation", "ssm:AddTagsToResource"]
-        Resource = ["*"]
+        Action   = ["ssm:GetParameter"]
+        Resource = ["${var.fault_injection.activation_parameter_arn_prefix}/*"]
       },
       {
-        Sid       = "HandSsmTheManagedInstanceRole"
+        Sid       = "DecryptItThroughSsm"
         Effect    = "Allow"
-        Action    = ["iam:PassRole"]
-        Resource  = [var.fault_injection.managed_instance_role_arn]
-        Condition = { StringEquals = { "iam:PassedToService" = "ssm.amazonaws.com" } }
+        Action    = ["kms:Decrypt"]
+        Resource  = [var.kms_key_arn]
+        Condition = { StringEquals = { "kms:ViaService" = "ssm.${data.aws_region.current.region}.amazonaws.com" } }
       },
     ]
   })
 }
 
 resource "aws_ecs_task_definition" "this" {
-  #checkov:skip=CKV_AWS_336:only the optional FIS sidecar (fault_injection) writes its root filesystem: it installs its tools and its SSM registration there; the service containers stay read-only
   family                   = "${var.cluster_name}-${var.name}"
   requires_compatibilities = ["FARGATE"]
   network_mode             = "awsvpc"
@@ -205,7 +189,15 @@ resource "aws_ecs_task_definition" "this" {
     cpu_architecture        = var.cpu_architecture
   }
 
-  container_definitions = jsonencode(concat(local.init_containers, local.fault_injection_sidecars, [merge({
+  # The sidecar's writable places (task storage, gone with the task).
+  dynamic "volume" {
+    for_each = var.fault_injection == null ? {} : local.sidecar_volumes
+    content {
+      name = volume.key
+    }
+  }
+
+  container_definitions = jsonencode(concat(local.fault_injection_sidecars, [merge({
     name                   = var.name
     image                  = var.image
     essential              = true
@@ -232,7 +224,7 @@ resource "aws_ecs_task_definition" "this" {
         awslogs-stream-prefix = var.name
       }
     }
-  }, local.command, local.depends_on)]))
+  }, local.command)]))
 
   tags = var.tags
 }

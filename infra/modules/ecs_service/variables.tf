@@ -68,16 +68,6 @@ variable "command" {
   default     = null
 }
 
-variable "init_container" {
-  description = "A one-shot container of the same image that must exit 0 before the application container starts (dependsOn SUCCESS), e.g. the migrations; null: none. Its environment, like the app's, holds no secret."
-  type = object({
-    name        = string
-    command     = list(string)
-    environment = map(string)
-  })
-  default = null
-}
-
 variable "environment" {
   description = "Environment variables (SHOP_* settings and AWS_*), never secrets."
   type        = map(string)
@@ -173,11 +163,11 @@ variable "queue_scaling" {
 }
 
 variable "fault_injection" {
-  description = "Opt the task in to FIS's aws:ecs:task actions (network latency on Fargate): enableFaultInjection, pidMode task and the SSM agent sidecar that registers the task as an SSM managed instance under managed_instance_role; null: not opted in."
+  description = "Opt the task in to FIS's aws:ecs:task actions (a chaos deployment): enableFaultInjection, pidMode task and the SSM agent sidecar (image), which registers the task with the activation the broker leaves under activation_parameter_prefix; null: not opted in."
   type = object({
-    managed_instance_role_name = string
-    managed_instance_role_arn  = string
-    ssm_agent_image            = string
+    image                           = string
+    activation_parameter_prefix     = string
+    activation_parameter_arn_prefix = string
   })
   default = null
 }

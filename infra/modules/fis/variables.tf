@@ -58,8 +58,8 @@ variable "fis_target_tag_values" {
   type        = map(string)
 
   validation {
-    condition     = alltrue([for k in ["aurora", "aurora_reader", "private_subnets"] : contains(keys(var.fis_target_tag_values), k)])
-    error_message = "fis_target_tag_values needs \"aurora\" (failover), \"aurora_reader\" (reader-loss) and \"private_subnets\" (aws-outage) entries."
+    condition     = alltrue([for k in ["aurora", "aurora_reader", "private_subnets", "orders"] : contains(keys(var.fis_target_tag_values), k)])
+    error_message = "fis_target_tag_values needs \"aurora\" (failover), \"aurora_reader\" (reader-loss), \"private_subnets\" (aws-outage) and \"orders\" (fleet-crash, aws-slow) entries."
   }
 }
 
@@ -94,9 +94,15 @@ variable "master_secret_arn" {
 }
 
 variable "task_fault_injection" {
-  description = "Whether the catalog and orders tasks are opted in to FIS's aws:ecs:task actions: the brownout template and the sidecar's managed-instance role exist only then."
+  description = "A chaos deployment: the catalog and orders tasks are opted in to FIS's aws:ecs:task actions. The brownout and aws-slow templates, the sidecar's managed-instance role and its activation broker exist only then."
   type        = bool
   default     = false
+}
+
+variable "sidecar_services" {
+  description = "ECS services whose tasks carry the FIS sidecar (the broker registers their tasks)."
+  type        = list(string)
+  default     = []
 }
 
 variable "brownout_sources" {
@@ -147,6 +153,39 @@ variable "db_outage_seconds" {
   }
 }
 
+variable "fleet_crash_after_seconds" {
+  description = "How far into the database outage the fleet-crash template stops every orders task."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.fleet_crash_after_seconds >= 1 && var.fleet_crash_after_seconds < var.db_outage_seconds
+    error_message = "fleet_crash_after_seconds must be at least 1 and shorter than db_outage_seconds: the tasks must stop while the database is out."
+  }
+}
+
+variable "aws_slow_delay_ms" {
+  description = "How late the orders tasks' DynamoDB and SQS traffic is during aws-slow, milliseconds."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.aws_slow_delay_ms >= 1 && var.aws_slow_delay_ms <= 60000
+    error_message = "aws_slow_delay_ms must be 1 ms to 60 s."
+  }
+}
+
+variable "aws_slow_seconds" {
+  description = "How long aws-slow lasts."
+  type        = number
+  default     = 120
+
+  validation {
+    condition     = var.aws_slow_seconds >= 10 && var.aws_slow_seconds <= 3600
+    error_message = "aws_slow_seconds must be 10 s to 1 hour."
+  }
+}
+
 variable "stop_task_selection" {
   description = "Which tasks of a service the stop-task templates stop: COUNT(n), PERCENT(n) or ALL."
   type        = string
@@ -158,8 +197,24 @@ variable "stop_task_selection" {
   }
 }
 
+variable "report" {
+  description = "Experiment reports: the bucket they go to (encrypted with kms_key_arn), the dashboard whose graphs they show, and how many minutes before and after the experiment; null: no reports."
+  type = object({
+    bucket         = string
+    dashboard_arn  = string
+    minutes_before = optional(number, 5)
+    minutes_after  = optional(number, 10)
+  })
+  default = null
+
+  validation {
+    condition     = var.report == null || try(var.report.minutes_before >= 1 && var.report.minutes_before <= 30 && var.report.minutes_after >= 1 && var.report.minutes_after <= 30, false)
+    error_message = "report.minutes_before and report.minutes_after must be 1 to 30."
+  }
+}
+
 variable "kms_key_arn" {
-  description = "KMS key of the experiment log group."
+  description = "KMS key of the experiment log group, the sidecar's activation parameters and the experiment reports."
   type        = string
 }
 

@@ -10,9 +10,9 @@ variable "description" {
 }
 
 variable "deletion_window_in_days" {
-  description = "Days a deleted key can still be recovered."
+  description = "Days a deleted key can still be recovered (every encrypted byte of the shop is lost with the key)."
   type        = number
-  default     = 7
+  default     = 30
 
   validation {
     condition     = var.deletion_window_in_days >= 7 && var.deletion_window_in_days <= 30

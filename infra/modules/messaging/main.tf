@@ -1,5 +1,11 @@
 # The order buffer (SQS queue + dead-letter queue) and the two DynamoDB tables of the
-# degradation path: the catalog's copy and the status of queued orders.
+# degradation path: the catalog's copy and the order status table, the store of record of the
+# orders accepted while the database is out (the queue's message only wakes the worker up).
+
+locals {
+  # The sparse index of the orders still to decide (order_status).
+  undecided = { name = "undecided", hash_key = "undecided", range_key = "accepted_at" }
+}
 
 resource "aws_sqs_queue" "dlq" {
   name                      = "${var.name}-orders-dlq"
@@ -37,9 +43,10 @@ resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
 }
 
 resource "aws_dynamodb_table" "product_cache" {
-  name         = "${var.name}-catalog"
-  billing_mode = "PAY_PER_REQUEST"
-  hash_key     = "id"
+  name                        = "${var.name}-catalog"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "id"
+  deletion_protection_enabled = var.deletion_protection
 
   attribute {
     name = "id"
@@ -58,14 +65,45 @@ resource "aws_dynamodb_table" "product_cache" {
   tags = var.tags
 }
 
+# The store of record of every order accepted while the database is out, until the worker has
+# decided it (placed or refused). Such an order carries `undecided` (a shard name, "0" to "7")
+# and `accepted_at` (epoch milliseconds) while it waits; the decision removes `undecided`, so
+# the `undecided` index is sparse: it holds the pending orders only, oldest first per shard,
+# and the worker queries it shard by shard instead of scanning the table.
 resource "aws_dynamodb_table" "order_status" {
-  name         = "${var.name}-order-status"
-  billing_mode = "PAY_PER_REQUEST"
-  hash_key     = "order_id"
+  name                        = "${var.name}-order-status"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "order_id"
+  deletion_protection_enabled = var.deletion_protection
 
   attribute {
     name = "order_id"
     type = "S"
+  }
+
+  attribute {
+    name = local.undecided.hash_key
+    type = "S"
+  }
+
+  attribute {
+    name = local.undecided.range_key
+    type = "N"
+  }
+
+  global_secondary_index {
+    name            = local.undecided.name
+    projection_type = "ALL"
+
+    key_schema {
+      attribute_name = local.undecided.hash_key
+      key_type       = "HASH"
+    }
+
+    key_schema {
+      attribute_name = local.undecided.range_key
+      key_type       = "RANGE"
+    }
   }
 
   server_side_encryption {

@@ -39,11 +39,21 @@ output "product_cache_table_arn" {
 }
 
 output "order_status_table_name" {
-  description = "DynamoDB status of queued orders (SHOP_ORDER_STATUS_TABLE)."
+  description = "DynamoDB store of record of the orders accepted while the database is out (SHOP_ORDER_STATUS_TABLE)."
   value       = try(aws_dynamodb_table.order_status.name, null)
 }
 
 output "order_status_table_arn" {
   description = "ARN of the order status table."
   value       = try(aws_dynamodb_table.order_status.arn, null)
+}
+
+output "order_status_undecided_index_name" {
+  description = "Sparse index of the orders still to decide (hash key undecided, a shard name; range key accepted_at)."
+  value       = try(local.undecided.name, null)
+}
+
+output "order_status_undecided_index_arn" {
+  description = "ARN of the undecided index (the worker's dynamodb:Query is on this, not on the table)."
+  value       = try(format("%s/index/%s", aws_dynamodb_table.order_status.arn, local.undecided.name), null)
 }

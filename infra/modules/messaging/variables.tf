@@ -41,6 +41,12 @@ variable "max_receive_count" {
   }
 }
 
+variable "deletion_protection" {
+  description = "Refuse to delete the two tables (order_status holds orders no database has yet): set false, apply, then destroy."
+  type        = bool
+  default     = true
+}
+
 variable "tags" {
   description = "Tags for every resource."
   type        = map(string)

@@ -11,9 +11,14 @@ locals {
   public_cidrs  = [for i in range(var.az_count) : cidrsubnet(var.cidr, 4, i)]
   private_cidrs = [for i in range(var.az_count) : cidrsubnet(var.cidr, 4, i + 8)]
   use_nat       = var.aws_api_access == "nat"
-  # Interface endpoints for every AWS API the tasks and ECS call (images, logs, the password,
-  # the queue). S3 (image layers) and DynamoDB are gateway endpoints, which cost nothing.
-  interface_endpoints = local.use_nat ? [] : ["ecr.api", "ecr.dkr", "logs", "secretsmanager", "sqs", "kms"]
+  # Interface endpoints for every AWS API the tasks and ECS call: images (ecr.api, ecr.dkr),
+  # logs, the passwords (secretsmanager, kms), the queue (sqs), credentials (sts) and, where
+  # the FIS sidecar runs, SSM (ssm, ssmmessages, ec2messages). S3 (image layers) and DynamoDB
+  # are gateway endpoints, which cost nothing. With NAT (asked for) the tasks go out instead.
+  interface_endpoints = local.use_nat ? [] : concat(
+    ["ecr.api", "ecr.dkr", "logs", "secretsmanager", "sqs", "kms", "sts"],
+    var.ssm_endpoints ? ["ssm", "ssmmessages", "ec2messages"] : [],
+  )
 }
 
 resource "aws_vpc" "this" {
@@ -134,25 +139,16 @@ resource "aws_vpc_endpoint" "gateway" {
   tags = merge(var.tags, { Name = "${var.name}-${each.key}" })
 }
 
+# The interface endpoints' group: HTTPS in from the tasks only (modules/security_groups adds
+# that rule, where the tasks' group is), nothing out.
 resource "aws_security_group" "endpoints" {
   count = local.use_nat ? 0 : 1
 
   name        = "${var.name}-endpoints"
-  description = "Interface endpoints: HTTPS from inside the VPC"
+  description = "Interface endpoints: HTTPS from the tasks"
   vpc_id      = aws_vpc.this.id
 
   tags = merge(var.tags, { Name = "${var.name}-endpoints" })
-}
-
-resource "aws_vpc_security_group_ingress_rule" "endpoints_https" {
-  count = local.use_nat ? 0 : 1
-
-  security_group_id = aws_security_group.endpoints[0].id
-  description       = "HTTPS to the AWS APIs from the VPC"
-  ip_protocol       = "tcp"
-  from_port         = 443
-  to_port           = 443
-  cidr_ipv4         = var.cidr
 }
 
 resource "aws_vpc_endpoint" "interface" {

@@ -13,6 +13,16 @@ output "public_subnet_ids" {
   value       = try(aws_subnet.public[*].id, [])
 }
 
+output "endpoints_security_group_id" {
+  description = "Security group of the interface endpoints (null with NAT)."
+  value       = try(aws_security_group.endpoints[0].id, null)
+}
+
+output "gateway_prefix_list_ids" {
+  description = "Prefix list per gateway endpoint (s3, dynamodb): the addresses the tasks reach them at."
+  value       = { for name, endpoint in aws_vpc_endpoint.gateway : name => endpoint.prefix_list_id }
+}
+
 output "private_subnet_ids" {
   description = "Subnets of the tasks, the proxy and the database."
   value       = try(aws_subnet.private[*].id, [])

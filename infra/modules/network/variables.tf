@@ -25,14 +25,20 @@ variable "az_count" {
 }
 
 variable "aws_api_access" {
-  description = "How tasks in the private subnets reach the AWS APIs: \"nat\" (one NAT gateway, about 33 USD a month plus data) or \"endpoints\" (six interface endpoints per AZ, about 88 USD a month over two AZs, no internet path at all)."
+  description = "How tasks in the private subnets reach the AWS APIs: \"endpoints\" (interface endpoints, no internet path at all) or \"nat\" (one NAT gateway: any HTTPS host on the internet)."
   type        = string
-  default     = "nat"
+  default     = "endpoints"
 
   validation {
     condition     = contains(["nat", "endpoints"], var.aws_api_access)
     error_message = "aws_api_access must be \"nat\" or \"endpoints\"."
   }
+}
+
+variable "ssm_endpoints" {
+  description = "Also the SSM endpoints (ssm, ssmmessages, ec2messages): the FIS sidecar's agent talks to them (a chaos deployment)."
+  type        = bool
+  default     = false
 }
 
 variable "kms_key_arn" {

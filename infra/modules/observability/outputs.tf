@@ -28,6 +28,11 @@ output "queue_age_alarm_arn" {
   value       = try(aws_cloudwatch_metric_alarm.queue_age.arn, null)
 }
 
+output "dashboard_arn" {
+  description = "ARN of the CloudWatch dashboard (the FIS experiment reports draw its graphs)."
+  value       = try(aws_cloudwatch_dashboard.this.dashboard_arn, null)
+}
+
 output "dashboard_name" {
   description = "Name of the CloudWatch dashboard."
   value       = try(aws_cloudwatch_dashboard.this.dashboard_name, null)

@@ -1,3 +1,7 @@
+locals {
+  endpoints = var.aws_api_access == "endpoints"
+}
+
 # The only path through the shop: internet -> ALB -> tasks -> RDS Proxy -> Aurora.
 # Each hop admits exactly the hop before it, by security group, on one port. The fragile
 # deployment (enable_proxy = false) adds the one shortcut it needs: tasks -> Aurora.
@@ -101,10 +105,49 @@ resource "aws_vpc_security_group_egress_rule" "tasks_to_database" {
   referenced_security_group_id = aws_security_group.database.id
 }
 
-resource "aws_vpc_security_group_egress_rule" "tasks_https" {
-  #checkov:skip=CKV_AWS_382:tasks reach ECR, CloudWatch Logs, Secrets Manager, SQS and DynamoDB over HTTPS through the NAT gateway (or the VPC endpoints); port 443 only
+# tasks -> the AWS APIs: by default only through the VPC's endpoints (the interface endpoints'
+# group, and the S3 and DynamoDB gateway endpoints' prefix lists); any HTTPS host only when a
+# NAT gateway was asked for (aws_api_access = "nat").
+
+resource "aws_vpc_security_group_egress_rule" "tasks_to_endpoints" {
+  count = local.endpoints ? 1 : 0
+
+  security_group_id            = aws_security_group.tasks.id
+  description                  = "HTTPS to the AWS APIs' interface endpoints"
+  ip_protocol                  = "tcp"
+  from_port                    = 443
+  to_port                      = 443
+  referenced_security_group_id = var.endpoints_security_group_id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "endpoints_from_tasks" {
+  count = local.endpoints ? 1 : 0
+
+  security_group_id            = var.endpoints_security_group_id
+  description                  = "HTTPS from the tasks"
+  ip_protocol                  = "tcp"
+  from_port                    = 443
+  to_port                      = 443
+  referenced_security_group_id = aws_security_group.tasks.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "tasks_to_gateways" {
+  for_each = local.endpoints ? toset(["s3", "dynamodb"]) : toset([])
+
   security_group_id = aws_security_group.tasks.id
-  description       = "HTTPS to the AWS APIs"
+  description       = "HTTPS to ${each.key} through its gateway endpoint"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  prefix_list_id    = var.gateway_prefix_list_ids[each.key]
+}
+
+resource "aws_vpc_security_group_egress_rule" "tasks_https_anywhere" {
+  #checkov:skip=CKV_AWS_382:only with aws_api_access = "nat", asked for explicitly; port 443 only (the default deployment goes through the VPC endpoints and has no such rule)
+  count = local.endpoints ? 0 : 1
+
+  security_group_id = aws_security_group.tasks.id
+  description       = "HTTPS to any host through the NAT gateway (aws_api_access = nat)"
   ip_protocol       = "tcp"
   from_port         = 443
   to_port           = 443

@@ -36,6 +36,29 @@ variable "enable_proxy" {
   type        = bool
 }
 
+variable "aws_api_access" {
+  description = "\"endpoints\": the tasks reach the AWS APIs through the VPC's endpoints only; \"nat\": any HTTPS host."
+  type        = string
+  default     = "endpoints"
+
+  validation {
+    condition     = contains(["nat", "endpoints"], var.aws_api_access)
+    error_message = "aws_api_access must be \"nat\" or \"endpoints\"."
+  }
+}
+
+variable "endpoints_security_group_id" {
+  description = "Security group of the interface endpoints (aws_api_access = endpoints)."
+  type        = string
+  default     = null
+}
+
+variable "gateway_prefix_list_ids" {
+  description = "Prefix list per gateway endpoint: s3 and dynamodb."
+  type        = map(string)
+  default     = {}
+}
+
 variable "tags" {
   description = "Tags for every security group."
   type        = map(string)

@@ -11,6 +11,10 @@ configured twice. What it cannot do on AWS it says so:
   checks every order it placed by its id, so a reset is not needed for the invariants.
 * ``stock_in_db`` / ``confirmed_in_db`` / ``statuses_in_db``: ``None`` (not reachable).
 
+Every fault but one is a FIS experiment template. ``rolling-deploy`` is not a fault FIS has:
+it forces a new deployment of the orders service (``ecs update-service
+--force-new-deployment``), ECS replaces every task, and the restore waits for the rollout.
+
 Every AWS call has connect and read timeouts and a bounded number of retries, and every wait
 has a deadline. ``AWS_ENDPOINT_URL`` (and per-service ``AWS_ENDPOINT_URL_<SERVICE>``) are
 honoured by botocore itself; ``endpoint_url`` / ``endpoints`` override them explicitly.
@@ -23,7 +27,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,34 +45,46 @@ REQUIRED_OUTPUTS = (
     "region",
     "enable_proxy",
     "enable_degradation",
-    "fis_failover_template_id",
-    "fis_db_outage_template_id",
+    "fis_template_ids",
     "fis_db_outage_seconds",
     "order_queue_url",
     "order_dlq_url",
 )
-# AWS's fault registry: the FIS experiment template (a Terraform output) of each fault
-# (infra/modules/fis; docs/aws.md says what each one does and cannot do).
-TEMPLATE_OUTPUTS = {Fault.FAILOVER: "fis_failover_template_id",
-                    Fault.DB_OUTAGE: "fis_db_outage_template_id",
-                    Fault.BROWNOUT: "fis_brownout_template_id",
-                    Fault.CREDENTIAL_ROTATION: "fis_credential_rotation_template_id",
-                    Fault.AWS_OUTAGE: "fis_aws_outage_template_id",
-                    Fault.WORKER_CRASH: "fis_worker_crash_template_id",
-                    Fault.READER_LOSS: "fis_reader_loss_template_id"}
+# The output that maps each FIS experiment template of the deployment by name: the lab's fault
+# names (and stop-task-<service>, which no experiment of the lab starts).
+TEMPLATES_OUTPUT = "fis_template_ids"
+# AWS's fault registry, part 1: the faults FIS injects, each from the experiment template of
+# its own name (infra/modules/fis; docs/aws.md says what each one does and cannot do).
+FIS_FAULTS = frozenset({Fault.FAILOVER, Fault.DB_OUTAGE, Fault.BROWNOUT,
+                        Fault.CREDENTIAL_ROTATION, Fault.AWS_OUTAGE, Fault.WORKER_CRASH,
+                        Fault.READER_LOSS, Fault.AWS_SLOW, Fault.FLEET_CRASH})
+# Part 2: faults FIS has no action for, done with ECS itself: the service (a key of the
+# ecs_service_names output) whose every task a forced new deployment replaces.
+DEPLOYMENT_FAULTS = {Fault.ROLLING_DEPLOY: "orders"}
+# Every fault this target implements, and how.
+FAULTS: dict[Fault, str] = {
+    **{fault: f"FIS template {TEMPLATES_OUTPUT}[{fault.value!r}]"
+       for fault in sorted(FIS_FAULTS, key=list(Fault).index)},
+    **{fault: f"ECS forced deployment of {service}"
+       for fault, service in DEPLOYMENT_FAULTS.items()},
+}
 # Templates some deployments do not have (their output is null), and why.
+_OPTED_IN = ("the tasks are opted in to FIS's ECS actions (the SSM sidecar) only in a chaos "
+             "deployment: enable_task_fault_injection=true")
 OPTIONAL_TEMPLATES = {
-    Fault.BROWNOUT: "the tasks are opted in to FIS's ECS actions only with "
-                    "enable_task_fault_injection=true and aws_api_access=nat",
+    Fault.BROWNOUT: _OPTED_IN,
+    Fault.AWS_SLOW: _OPTED_IN,
     Fault.WORKER_CRASH: "the order-worker, and so its template, exists only with "
                         "enable_degradation=true",
 }
 # Faults whose template holds the database outage for db_outage_seconds.
-HELD_FOR_OUTAGE_SECONDS = frozenset({Fault.DB_OUTAGE, Fault.AWS_OUTAGE})
+HELD_FOR_OUTAGE_SECONDS = frozenset({Fault.DB_OUTAGE, Fault.AWS_OUTAGE, Fault.FLEET_CRASH})
 # How long an experiment may take before the driver stops it, when nothing says better: a
-# failover, a reboot or a rotation takes minutes; a stop-task seconds.
+# failover, a reboot or a rotation takes minutes; a stop-task seconds; a rolling deployment
+# as long as new tasks take to pass their health checks and the old ones to drain.
 EXPERIMENT_TIMEOUTS = {Fault.FAILOVER: 600.0, Fault.READER_LOSS: 900.0,
-                       Fault.CREDENTIAL_ROTATION: 1200.0, Fault.WORKER_CRASH: 300.0}
+                       Fault.CREDENTIAL_ROTATION: 1200.0, Fault.WORKER_CRASH: 300.0,
+                       Fault.ROLLING_DEPLOY: 1200.0}
 
 # FIS experiment states (GetExperiment's state.status).
 STARTING = frozenset({"pending", "initiating"})
@@ -111,6 +127,9 @@ class Deployment:
     queue_url: str
     dlq_url: str
     brownout_seconds: float | None = None
+    aws_slow_seconds: float | None = None
+    ecs_cluster: str | None = None
+    ecs_services: dict[str, str] = field(default_factory=dict)  # service -> ECS service name
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any]) -> Deployment:
@@ -130,23 +149,43 @@ class Deployment:
             outage_seconds = float(values["fis_db_outage_seconds"])
         except (TypeError, ValueError) as exc:
             raise LabError("output fis_db_outage_seconds must be a number") from exc
-        brownout_seconds = values.get("fis_brownout_seconds")
-        try:
-            brownout = None if brownout_seconds is None else float(brownout_seconds)
-        except (TypeError, ValueError) as exc:
-            raise LabError("output fis_brownout_seconds must be a number") from exc
+        brownout, aws_slow = (_seconds(values, name) for name in ("fis_brownout_seconds",
+                                                                   "fis_aws_slow_seconds"))
+        templates = values[TEMPLATES_OUTPUT]
+        if not isinstance(templates, dict):
+            raise LabError(f"output {TEMPLATES_OUTPUT} must be a map, not {templates!r}")
+        services = values.get("ecs_service_names") or {}
+        if not isinstance(services, dict):
+            raise LabError(f"output ecs_service_names must be a map, not {services!r}")
+        cluster = values.get("ecs_cluster_name")
         return cls(
             alb_url=alb_url,
             region=str(values["region"]),
             enable_proxy=values["enable_proxy"],
             enable_degradation=values["enable_degradation"],
-            templates={fault: str(values[name]) for fault, name in TEMPLATE_OUTPUTS.items()
-                       if values.get(name) is not None},
+            templates={Fault(name): str(template) for name, template in templates.items()
+                       if name in FIS_FAULTS and template is not None},
             outage_seconds=outage_seconds,
             queue_url=str(values["order_queue_url"]),
             dlq_url=str(values["order_dlq_url"]),
             brownout_seconds=brownout,
+            aws_slow_seconds=aws_slow,
+            ecs_cluster=None if cluster is None else str(cluster),
+            ecs_services={str(k): str(v) for k, v in services.items()},
         )
+
+    def service(self, fault: Fault | str) -> tuple[str, str]:
+        """The ECS cluster and service a deployment fault redeploys; a LabError that says why
+        when the outputs lack them."""
+        known = Fault(fault)
+        wanted = DEPLOYMENT_FAULTS[known]
+        service = self.ecs_services.get(wanted)
+        if self.ecs_cluster is None or service is None:
+            raise LabError(f"this deployment does not say which ECS service {known} redeploys: "
+                           f"terraform outputs ecs_cluster_name and ecs_service_names "
+                           f"[\"{wanted}\"] are missing; is infra/ deployed with this version "
+                           f"of the code? (terraform -chdir=infra apply)")
+        return self.ecs_cluster, service
 
     def template(self, fault: Fault | str) -> str:
         """The FIS template of ``fault``; a LabError that says why when there is none."""
@@ -156,7 +195,7 @@ class Deployment:
             why = OPTIONAL_TEMPLATES.get(known, "is infra/ deployed with this version of the "
                                                 "code? (terraform -chdir=infra apply)")
             raise LabError(f"this deployment has no {known} template: terraform output "
-                           f"{TEMPLATE_OUTPUTS[known]} is null; {why}")
+                           f"{TEMPLATES_OUTPUT} has no {known.value!r}; {why}")
         return template
 
 
@@ -250,17 +289,22 @@ class AwsTarget:
     # Faults: FIS experiments ------------------------------------------------------------
 
     async def inject(self, fault: Fault, hold: float, say: Say) -> None:
-        implementation(TEMPLATE_OUTPUTS, fault, self.name)
+        implementation(FAULTS, fault, self.name)
         fault = Fault(fault)
-        template = self.deployment.template(fault)
         if fault in self._running:
             raise LabError(f"a {fault} experiment ({self._running[fault].experiment_id}) is "
                            f"still running: restore it first")
+        if fault in DEPLOYMENT_FAULTS:
+            await self._force_new_deployment(fault, say)
+            return
+        template = self.deployment.template(fault)
         held = dict.fromkeys(HELD_FOR_OUTAGE_SECONDS, self.deployment.outage_seconds)
         variables = dict.fromkeys(HELD_FOR_OUTAGE_SECONDS, "db_outage_seconds")
-        if self.deployment.brownout_seconds is not None:
-            held[Fault.BROWNOUT] = self.deployment.brownout_seconds
-            variables[Fault.BROWNOUT] = "brownout_seconds"
+        for timed, seconds, variable in (
+                (Fault.BROWNOUT, self.deployment.brownout_seconds, "brownout_seconds"),
+                (Fault.AWS_SLOW, self.deployment.aws_slow_seconds, "aws_slow_seconds")):
+            if seconds is not None:
+                held[timed], variables[timed] = seconds, variable
         if fault in held and hold and abs(hold - held[fault]) > 1:
             say(f"[aws] note: the FIS template holds the {fault} {held[fault]:g}s (Terraform "
                 f"variable {variables[fault]}), not the {hold:g}s asked for; FIS ends it itself")
@@ -298,11 +342,15 @@ class AwsTarget:
 
     async def restore(self, fault: Fault, say: Say) -> None:
         """Wait for the experiment to end (FIS and the outage runbook restore the fault
-        themselves). Past its deadline the experiment is stopped. Idempotent."""
-        implementation(TEMPLATE_OUTPUTS, fault, self.name)
+        themselves). Past its deadline the experiment is stopped. Idempotent. A forced
+        deployment cannot be stopped: its restore waits for the rollout to complete."""
+        implementation(FAULTS, fault, self.name)
         fault = Fault(fault)
         outcome = self._running.get(fault)
         if outcome is None:
+            return
+        if fault in DEPLOYMENT_FAULTS:
+            await self._await_rollout(fault, outcome, say)
             return
         deadline = time.monotonic() + self._timeout_for(fault)
         async with self._client("fis") as fis:
@@ -336,7 +384,67 @@ class AwsTarget:
             return self.deployment.outage_seconds + 900.0
         if fault is Fault.BROWNOUT:
             return (self.deployment.brownout_seconds or 3600.0) + 300.0
+        if fault is Fault.AWS_SLOW:
+            return (self.deployment.aws_slow_seconds or 3600.0) + 300.0
         return EXPERIMENT_TIMEOUTS.get(fault, 900.0)
+
+    # rolling-deploy: ECS, not FIS ----------------------------------------------------------
+
+    async def _force_new_deployment(self, fault: Fault, say: Say) -> None:
+        """``aws ecs update-service --force-new-deployment``: ECS starts a new task for every
+        running one (same task definition), then drains and stops the old ones, within the
+        service's minimum healthy and maximum percent."""
+        cluster, service = self.deployment.service(fault)
+        async with self._client("ecs") as ecs:
+            try:
+                response = await self._call(ecs.update_service(
+                    cluster=cluster, service=service, forceNewDeployment=True))
+            except AWS_ERRORS as exc:
+                raise LabError(f"ECS could not start a new deployment of {service} in "
+                               f"{cluster}: {_describe(exc)}") from exc
+        primary = _primary_deployment(response.get("service", {}))
+        if primary is None:
+            raise LabError(f"ECS started no deployment of {service} in {cluster} (no PRIMARY "
+                           f"deployment in its answer)")
+        outcome = ExperimentOutcome(fault, str(primary["id"]), f"{cluster}/{service}")
+        outcome.status = _ROLLOUT_STATUS.get(str(primary.get("rolloutState")), "running")
+        self.outcomes.append(outcome)
+        self._running[fault] = outcome
+        say(f"[aws] ECS deployment {outcome.experiment_id} of {service} started (forced: every "
+            f"task replaced): {outcome.status}")
+
+    async def _await_rollout(self, fault: Fault, outcome: ExperimentOutcome, say: Say) -> None:
+        cluster, service = outcome.template_id.split("/", 1)
+        deadline = time.monotonic() + self._timeout_for(fault)
+        async with self._client("ecs") as ecs:
+            while outcome.status not in TERMINAL:
+                if time.monotonic() > deadline:
+                    del self._running[fault]
+                    raise LabError(f"ECS deployment {outcome.experiment_id} of {service} did "
+                                   f"not complete within {self._timeout_for(fault):g}s: "
+                                   f"{outcome.reason or outcome.status} (a deployment cannot "
+                                   f"be stopped; ECS keeps rolling it)")
+                await asyncio.sleep(self.poll_seconds)
+                try:
+                    response = await self._call(ecs.describe_services(cluster=cluster,
+                                                                      services=[service]))
+                except AWS_ERRORS as exc:
+                    raise LabError(f"could not read ECS service {service}: "
+                                   f"{_describe(exc)}") from exc
+                found = [d for s in response.get("services", [])
+                         for d in s.get("deployments", []) if d.get("id") == outcome.experiment_id]
+                if not found:
+                    outcome.status, outcome.reason = "failed", "replaced by a newer deployment"
+                    break
+                outcome.status = _ROLLOUT_STATUS.get(str(found[0].get("rolloutState")),
+                                                     "running")
+                outcome.reason = str(found[0].get("rolloutStateReason") or "")
+        del self._running[fault]
+        if outcome.status != "completed":
+            raise LabError(f"ECS deployment {outcome.experiment_id} of {service} "
+                           f"{outcome.status}: {outcome.reason or 'no reason given'} (the "
+                           f"deployment circuit breaker rolls a failed one back)")
+        say(f"[aws] ECS deployment {outcome.experiment_id} of {service} completed")
 
     async def _stop(self, fis: Any, outcome: ExperimentOutcome, say: Say) -> None:
         say(f"[aws] FIS experiment {outcome.experiment_id} still {outcome.status}: stopping it")
@@ -420,6 +528,24 @@ class AwsTarget:
         """One AWS call, bounded as a whole (connect + read timeouts times the retries)."""
         async with asyncio.timeout(self.call_timeout * 4):
             return await call
+
+
+# An ECS deployment's rolloutState, as the FIS experiment states the restore already follows.
+_ROLLOUT_STATUS = {"IN_PROGRESS": "running", "COMPLETED": "completed", "FAILED": "failed"}
+
+
+def _primary_deployment(service: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return next((d for d in service.get("deployments", []) if d.get("status") == "PRIMARY"),
+                None)
+
+
+def _seconds(values: Mapping[str, Any], name: str) -> float | None:
+    """An optional duration output (null in an older deployment)."""
+    value = values.get(name)
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError) as exc:
+        raise LabError(f"output {name} must be a number") from exc
 
 
 def _describe(exc: BaseException) -> str:
