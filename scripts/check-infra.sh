@@ -44,14 +44,19 @@ if ! BC_SKIP_MAPPING=TRUE "$venv/bin/checkov" --skip-download --framework terraf
 fi
 
 # The switch combinations whose plans differ: the three deployments of the experiments
-# (every AFTER; the db-outage BEFORE; the failover BEFORE), degradation without the proxy, and
-# the other branches of the network and the entry (interface endpoints, HTTPS, three AZs).
+# (every AFTER; the db-outage BEFORE; the failover BEFORE) and degradation without the proxy,
+# as a lab deploys them (plain HTTP, said explicitly: HTTPS is required otherwise); the
+# production shape (HTTPS, NAT, three AZs); and a chaos deployment (the fault-injection
+# sidecar, the ALB validating a bearer token).
+lab="image_tag=t allow_plain_http_for_lab=true"
+cert="certificate_arn=arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
 var_sets=(
-    "image_tag=t"
-    "image_tag=t enable_degradation=false"
-    "image_tag=t enable_proxy=false enable_degradation=false"
-    "image_tag=t enable_proxy=false"
-    "image_tag=t aws_api_access=endpoints az_count=3 domain_name=shop.example.com certificate_arn=arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000"
+    "$lab"
+    "$lab enable_degradation=false"
+    "$lab enable_proxy=false enable_degradation=false"
+    "$lab enable_proxy=false"
+    "image_tag=t aws_api_access=nat az_count=3 domain_name=shop.example.com $cert"
+    "image_tag=t enable_task_fault_injection=true $cert"
 )
 
 echo "== terraform validate and plan"
