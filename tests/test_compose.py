@@ -8,6 +8,7 @@ configuration and the AWS init script are run for real (the local pgbouncer, mot
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import json
 import os
 import pwd
@@ -142,6 +143,17 @@ def test_no_shop_service_connects_as_the_owner(service: str) -> None:
     assert settings["SHOP_MIGRATE"] == "false"
     assert SERVICES[service]["depends_on"]["migrate"]["condition"] == \
         "service_completed_successfully"
+
+
+@pytest.mark.parametrize("service", ["catalog", "orders"])
+def test_forwarded_headers_are_believed_from_the_stacks_network_only(service: str) -> None:
+    """uvicorn takes X-Forwarded-For from FORWARDED_ALLOW_IPS' networks only: here the stack's
+    own subnet, where nginx (the load balancer) is; never "*"."""
+    trusted = env(service)["FORWARDED_ALLOW_IPS"]
+    subnet = COMPOSE["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert trusted == subnet == "${CHAOS_SHOP_SUBNET:-172.28.240.0/24}"
+    network = ipaddress.ip_network(subnet.split(":-")[1].rstrip("}"))
+    assert network.is_private and network.num_addresses <= 256
 
 
 def test_the_migrate_step_runs_the_orders_image_as_the_owner_once() -> None:

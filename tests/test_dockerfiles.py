@@ -170,6 +170,13 @@ def test_cmd_is_exec_form_and_runs_a_module_that_exists(image: Image) -> None:
         assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
         for flag in ("--proxy-headers", "--no-access-log", "--timeout-graceful-shutdown"):
             assert flag in cmd
+        # X-Forwarded-For believed from the load balancer's networks only: uvicorn reads them
+        # from FORWARDED_ALLOW_IPS, this machine by default; never "*" (anyone may claim any
+        # client address)
+        assert "--forwarded-allow-ips" not in cmd
+        trusted = re.search(r"^FORWARDED_ALLOW_IPS=(\S+)$",
+                            "\n".join(s.args for s in steps if s.keyword == "ENV"), re.M)
+        assert trusted and trusted[1] == "127.0.0.1"
     else:
         assert cmd[:2] == ["python", "-m"]
         assert (code / cmd[2] / "__main__.py").exists()
