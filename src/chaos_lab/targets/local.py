@@ -276,4 +276,4 @@ class LocalTarget(WriterChecks):
                 await asyncio.to_thread(queue_depth, moto, resources.dlq_url))
 
     async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record] | None:
-        return await fetch_from(self.lab.primary.dsn(), query, *args)
+        return await fetch_from(self.lab.primary.dsn(with_password=True), query, *args)
