@@ -265,7 +265,8 @@ class Bench:
         gunicorn = [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "sync", "-b",
                     "127.0.0.1:{port}", "--log-level", "warning", "chaos_lab.bench.baseline:app"]
         baseline = self._serve("baseline", gunicorn,
-                               {"BENCH_DB": f"127.0.0.1:{bouncer.port}:shop:shop_reader"},
+                               {"BENCH_DB": f"127.0.0.1:{bouncer.port}:shop:shop_reader",
+                                "BENCH_DB_PASSWORD_FILE": str(lab.password_file("shop"))},
                                "/products")
         urls = {"baseline": baseline, "shop": shop, "ceiling": ceiling}
         for url in urls.values():  # warm up: connections, imports, caches
