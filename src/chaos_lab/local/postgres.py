@@ -11,8 +11,8 @@ standard input, never on a command line or in clear.
 
 from __future__ import annotations
 
-import getpass
 import os
+import pwd
 import secrets
 import shutil
 import subprocess
@@ -74,8 +74,8 @@ host all all 127.0.0.1/32 scram-sha-256
 def ident() -> str:
     """pg_ident.conf: the operating-system users that may be the superuser: the one that runs
     the nodes, and the one that runs the lab (the same but as root)."""
-    users = dict.fromkeys([SERVICE_USER if os.geteuid() == 0 else getpass.getuser(),
-                           getpass.getuser()])
+    me = pwd.getpwuid(os.geteuid()).pw_name  # not $USER: whoever we really are
+    users = dict.fromkeys([SERVICE_USER if os.geteuid() == 0 else me, me])
     return "".join(f"lab {user} {SUPERUSER}\n" for user in users)
 
 
