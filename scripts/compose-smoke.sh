@@ -10,9 +10,10 @@
 # 1. up: with a Docker engine that reaches a registry, plain `docker compose up -d --build
 #    --wait`; without one (as root), ../shared/tools/compose-standins/up, which installs
 #    Debian's Docker, builds local stand-ins for the upstream images and brings the stack up
-#    (COMPOSE_SMOKE_MODE=plain|standins forces either); each database role with a password
-#    of its own, then least privilege checked on the writer: the catalog's role cannot write
-#    the products, the orders' role can take stock but not change a price;
+#    (COMPOSE_SMOKE_MODE=plain|standins forces either); every password of the stack its own,
+#    random, made for this run (in its environment: never on a command line, never in a file
+#    of the repository), then least privilege checked on the writer: the catalog's role cannot
+#    write the products, the orders' role can take stock but not change a price;
 # 2. `chaos-shop experiment run failover --target compose --preset short`;
 # 3. down and up again without -v: after that (odd) failover the nodes have swapped roles, and
 #    PgBouncer must route writes to the new writer: an order must be confirmed (201);
@@ -39,6 +40,13 @@ timed() {  # timed LABEL COMMAND...: run it, remember how long it took
     "$@"
     TIMINGS+=("$(printf '%-28s %4ss' "$label" $((SECONDS - start)))")
 }
+
+# Each password docker-compose.yml requires (.env.example lists them), random, for this run,
+# before the first compose command (compose reads none of its commands without them).
+new_password() { python3 -c 'import secrets; print(secrets.token_hex(16))'; }
+for variable in $(sed -n 's/^\([A-Z_]*_PASSWORD\)=.*/\1/p' .env.example); do
+    export "$variable=$(new_password)"
+done
 
 engine_up() { docker info >/dev/null 2>&1; }
 standins_usable() { [ -x "$STANDINS" ] && [ "$(id -u)" = 0 ]; }
@@ -105,10 +113,6 @@ CHAOS=$ROOT/.venv/bin/chaos-shop
 PY=$ROOT/.venv/bin/python
 
 # 1. up ---------------------------------------------------------------------------------------
-new_password() { "$PY" -c 'import secrets; print(secrets.token_hex(16))'; }
-export POSTGRES_PASSWORD=${POSTGRES_PASSWORD:-$(new_password)}
-export POSTGRES_ORDERS_PASSWORD=${POSTGRES_ORDERS_PASSWORD:-$(new_password)}
-export POSTGRES_CATALOG_PASSWORD=${POSTGRES_CATALOG_PASSWORD:-$(new_password)}
 # With a registry the observability profile comes up too (Prometheus + Grafana: step 5's
 # screenshot); the stand-ins have no image for either.
 up_plain() {
@@ -121,9 +125,9 @@ docker compose ps --format '   {{.Service}}: {{.Status}}'
 
 # Least privilege: each role logs in with its own password (over TCP, as PgBouncer does), and
 # only the owner may change the catalog. SQL as ROLE on the writer (`postgres` at first start).
-as_role() {  # as_role ROLE PASSWORD SQL
-    docker compose exec -T -e PGPASSWORD="$2" postgres psql -h 127.0.0.1 -U "$1" -d shop \
-        -v ON_ERROR_STOP=1 -XAtqc "$3" 2>&1
+as_role() {  # as_role ROLE PASSWORD SQL: the password through the environment (-e NAME)
+    PGPASSWORD="$2" docker compose exec -T -e PGPASSWORD postgres psql -h 127.0.0.1 -U "$1" \
+        -d shop -v ON_ERROR_STOP=1 -XAtqc "$3" 2>&1
 }
 denied() {  # denied ROLE PASSWORD SQL: the statement is refused for lack of a privilege
     local out

@@ -17,14 +17,19 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# The project's virtualenv, from the locks (scripts/lock.sh): every file checked against its
+# sha256 (--require-hashes), then the project itself, editable, with nothing more fetched
+# (--no-deps, and --no-build-isolation: the build backend is the locked one). Done again
+# when pyproject.toml or a lock changes (the stamp is their hash).
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
+stamp=.venv/.installed-$(cat pyproject.toml requirements/build.txt requirements/dev.txt | sha1sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
-  echo "setup: installing the project into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  echo "setup: installing the project into .venv (requirements/dev.txt, hashes required)"
+  .venv/bin/python -m pip install -q --require-hashes -r requirements/build.txt
+  .venv/bin/python -m pip install -q --require-hashes -r requirements/dev.txt
+  .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

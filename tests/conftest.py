@@ -69,12 +69,13 @@ def postgres(work_dir: Path) -> Iterator[PostgresNode]:
 
 @pytest.fixture(scope="session")
 async def migrated(postgres: PostgresNode) -> str:
-    conn = await asyncpg.connect(postgres.dsn())
+    """The owner's URL, its password in it (the node's roles authenticate: SCRAM)."""
+    conn = await asyncpg.connect(postgres.dsn(with_password=True))
     try:
         await apply_migrations(conn)
     finally:
         await conn.close()
-    return postgres.dsn()
+    return postgres.dsn(with_password=True)
 
 
 @pytest.fixture

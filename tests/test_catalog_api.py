@@ -1,6 +1,9 @@
 """The catalog's HTTP contract against a real PostgreSQL."""
 
 import asyncio
+import os
+import re
+import socket
 from types import SimpleNamespace
 
 import asyncpg
@@ -19,7 +22,11 @@ async def test_lists_the_ten_seeded_products(shop_db: str) -> None:
     assert body["count"] == 10 and body["source"] == "database"
     hub = next(p for p in body["products"] if p["id"] == 2)
     assert hub == {"id": 2, "name": "USB-C Hub", "price": 34.99, "stock": 150}
-    assert body["served_by"] and body["db_latency_ms"] >= 0
+    assert body["db_latency_ms"] >= 0
+    # the answering process by a random id, never its address, host name or pid
+    assert re.fullmatch(r"[0-9a-f]{8}", body["served_by"])
+    assert socket.gethostname() not in body["served_by"]
+    assert str(os.getpid()) not in body["served_by"]
 
 
 async def test_one_product_404_and_422(shop_db: str) -> None:

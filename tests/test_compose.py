@@ -8,8 +8,10 @@ configuration and the AWS init script are run for real (the local pgbouncer, mot
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import json
 import os
+import pwd
 import re
 import subprocess
 from collections.abc import Iterator
@@ -43,10 +45,12 @@ COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 SHOP = {"catalog": 8000, "orders": 8000, "order-worker": 8081}  # service: container port
 STATEFUL = ("postgres", "postgres-replica", "pgbouncer", "moto")
-# ${VAR:-}: from the environment, never a value in the file; empty when unset, so that ps,
-# logs and down work without it (the containers that use it refuse to start without it). An
-# app role's password may default to the owner's: ${VAR:-${POSTGRES_PASSWORD:-}}.
-SECRET = re.compile(r"^\$\{(?P<var>[A-Z_]+):-(\$\{POSTGRES_PASSWORD:-\})?\}$")
+# ${VAR:?message}: from the environment (or .env), never a value in the file, required (compose
+# refuses to run without it and says which), and never a fallback to another password.
+SECRET = re.compile(r"^\$\{(?P<var>[A-Z_]+_PASSWORD):\?(?P<message>[^}$]+)\}$")
+# Each password of the stack, its own variable, listed in .env.example.
+PASSWORDS = {"POSTGRES_PASSWORD", "POSTGRES_OWNER_PASSWORD", "POSTGRES_ORDERS_PASSWORD",
+             "POSTGRES_CATALOG_PASSWORD", "PGBOUNCER_ADMIN_PASSWORD", "GRAFANA_ADMIN_PASSWORD"}
 OWNER = "shop"  # owns the tables (initdb/10-shop.sh); only the migrate step logs in as it
 # Each shop service's database role, and the variable its password comes from.
 LATENCY = "latency-proxy"
@@ -131,7 +135,8 @@ def test_no_shop_service_connects_as_the_owner(service: str) -> None:
     assert {m for m in mounts if m.startswith("/run/chaos-shop")} == {str(folder)}
     assert mounts[str(folder)] in [v.split(":")[0] for v in SERVICES["secrets"]["volumes"]
                                    if v.split(":")[1] == str(folder)]
-    assert SECRET.match(env("secrets")[password_var])
+    secret = SECRET.match(env("secrets")[password_var])
+    assert secret and secret["var"] == password_var
     # written before PgBouncer starts, which the services wait for
     assert SERVICES["pgbouncer"]["depends_on"]["secrets"]["condition"] == \
         "service_completed_successfully"
@@ -139,6 +144,17 @@ def test_no_shop_service_connects_as_the_owner(service: str) -> None:
     assert settings["SHOP_MIGRATE"] == "false"
     assert SERVICES[service]["depends_on"]["migrate"]["condition"] == \
         "service_completed_successfully"
+
+
+@pytest.mark.parametrize("service", ["catalog", "orders"])
+def test_forwarded_headers_are_believed_from_the_stacks_network_only(service: str) -> None:
+    """uvicorn takes X-Forwarded-For from FORWARDED_ALLOW_IPS' networks only: here the stack's
+    own subnet, where nginx (the load balancer) is; never "*"."""
+    trusted = env(service)["FORWARDED_ALLOW_IPS"]
+    subnet = COMPOSE["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert trusted == subnet == "${CHAOS_SHOP_SUBNET:-172.28.240.0/24}"
+    network = ipaddress.ip_network(subnet.split(":-")[1].rstrip("}"))
+    assert network.is_private and network.num_addresses <= 256
 
 
 def test_the_migrate_step_runs_the_orders_image_as_the_owner_once() -> None:
@@ -150,7 +166,8 @@ def test_the_migrate_step_runs_the_orders_image_as_the_owner_once() -> None:
     url = urlsplit(settings["SHOP_DATABASE_URL"])
     assert (url.username, url.password, url.hostname, url.port, url.path) == (
         OWNER, None, "pgbouncer", 6432, f"/{WRITER_DB}")
-    assert settings["SHOP_DATABASE_PASSWORD"] == "${POSTGRES_PASSWORD:-}"
+    secret = SECRET.match(settings["SHOP_DATABASE_PASSWORD"])
+    assert secret and secret["var"] == "POSTGRES_OWNER_PASSWORD"  # the owner's own
     assert "SHOP_MIGRATE" not in settings  # it migrates: that is all it does
     assert spec["depends_on"] == {"pgbouncer": {"condition": "service_healthy"}}
     # nothing else logs in as the owner through PgBouncer
@@ -173,8 +190,9 @@ def test_moto_is_the_labs_patched_emulator() -> None:
     (the lab's SQS fix), the moto the lab and the tests use (tests/test_dockerfiles.py lints
     the Dockerfile itself)."""
     for service in ("moto", "aws-init"):
-        assert SERVICES[service]["build"] == {"context": ".",
-                                              "dockerfile": "deploy/compose/moto/Dockerfile"}
+        build = SERVICES[service]["build"]
+        assert (build["context"], build["dockerfile"]) == (".", "deploy/compose/moto/Dockerfile")
+        assert set(build.get("args", {})) <= {"PYTHON_IMAGE"}  # the base image, pinnable
     text = dockerfile("moto")
     assert "COPY src/chaos_lab/local/moto_server.py /opt/chaos-shop/moto_server.py" in text
     assert '"/opt/chaos-shop/moto_server.py", "-H", "0.0.0.0", "-p", "5000"' in text
@@ -221,11 +239,16 @@ def test_dependencies_wait_for_health_or_completion() -> None:
 
 
 def test_images_are_pinned() -> None:
+    """By exact tag, the default of the variable a digest pin replaces (scripts/pin_images.py,
+    tests/test_supply_chain.py)."""
     for service, spec in SERVICES.items():
         assert ("image" in spec) != ("build" in spec), service
         if "image" in spec:
-            _, _, tag = spec["image"].partition(":")
-            assert tag and tag != "latest" and re.search(r"\d+\.\d+", tag), spec["image"]
+            image = re.fullmatch(r"\$\{[A-Z_]+_IMAGE:-(?P<name>[^:}]+):(?P<tag>[^}]+)\}",
+                                 spec["image"])
+            assert image, spec["image"]
+            tag = image["tag"]
+            assert tag != "latest" and re.search(r"\d+\.\d+", tag), spec["image"]
 
 
 def test_secrets_come_from_the_environment() -> None:
@@ -234,12 +257,39 @@ def test_secrets_come_from_the_environment() -> None:
             if name.endswith("_PASSWORD_FILE"):  # a path on a volume, no secret itself
                 assert value.startswith("/run/chaos-shop/"), f"{service}: {name}"
             elif "PASSWORD" in name:
-                assert SECRET.match(value), f"{service}: {name} must be ${{VAR:-}}"
+                secret = SECRET.match(value)
+                assert secret, f"{service}: {name} must be ${{VAR:?message}}"
+                assert secret["var"] in secret["message"], "the message names it"
             if name == "AWS_SECRET_ACCESS_KEY":  # moto's placeholder, never a real key
                 assert value == "testing" and "moto" in env(service)["AWS_ENDPOINT_URL"]
     text = (ROOT / "docker-compose.yml").read_text()
-    assert set(re.findall(r"\$\{(\w*PASSWORD)[^}]*\}", text)) == {
-        "POSTGRES_PASSWORD", "POSTGRES_ORDERS_PASSWORD", "POSTGRES_CATALOG_PASSWORD"}
+    # every mention of a password variable requires it: no default, no fallback to another
+    mentions = re.findall(r"\$\{(\w*PASSWORD)(\W[^}]*)?\}", text)
+    assert {variable for variable, _ in mentions} == PASSWORDS
+    assert all(rest.startswith(":?") for _, rest in mentions), mentions
+    assert not re.search(r"PASSWORD:-", text), "a password with a default or a fallback"
+
+
+def test_the_env_example_lists_every_password_with_no_value() -> None:
+    """.env.example names each variable docker-compose.yml requires, with a placeholder that
+    compose refuses (empty), so that a copy of it as it is starts nothing; .env is ignored by
+    git and kept out of the build context."""
+    example = (ROOT / ".env.example").read_text()
+    assigned = dict(re.findall(r"^([A-Z_]+)=(.*)$", example, re.M))
+    assert set(assigned) == PASSWORDS
+    assert all(value == "" for value in assigned.values()), "placeholders only, empty"
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=ROOT, check=False,
+                             timeout=10)
+    assert ignored.returncode == 0, ".env must be ignored by git"
+    assert ".env" in (ROOT / ".dockerignore").read_text().splitlines()
+
+
+def test_no_compose_comment_names_a_file_that_does_not_exist() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    comments = "\n".join(line.split("#", 1)[1] for line in text.splitlines() if "#" in line)
+    for path in re.findall(r"\b((?:deploy|src|services|scripts|docs|infra)/[\w./-]+\w)", comments):
+        assert (ROOT / path).exists(), f"docker-compose.yml names {path}, which does not exist"
 
 
 def test_the_locust_services_are_under_a_profile() -> None:
@@ -280,17 +330,22 @@ def test_postgres_nodes_are_peers() -> None:
     primary, replica = env("postgres"), env("postgres-replica")
     assert (primary["NODE_ROLE"], primary["PEER_HOST"]) == ("primary", "postgres-replica")
     assert (replica["NODE_ROLE"], replica["PEER_HOST"]) == ("replica", "postgres")
-    assert SECRET.match(primary["POSTGRES_PASSWORD"]) and SECRET.match(
-        replica["POSTGRES_PASSWORD"])
+    for node in (primary, replica):
+        secret = SECRET.match(node["POSTGRES_PASSWORD"])
+        assert secret and secret["var"] == "POSTGRES_PASSWORD"  # the superuser's
     init = (DEPLOY / "postgres" / "initdb" / "10-shop.sh").read_text()
     assert f"CREATE ROLE {OWNER} LOGIN" in init and f"CREATE DATABASE shop OWNER {OWNER}" in init
     assert "host replication all all scram-sha-256" in init
-    # the app roles, each with its password (the writer's first start; a replica's base backup
-    # brings them along), given to the node that runs the init
-    for role, variable in set(ROLES.values()):
-        assert f"CREATE ROLE {role} LOGIN PASSWORD" in init
-        assert f"${{{variable}:-$POSTGRES_PASSWORD}}" in init
-        assert primary[variable] == f"${{{variable}:-${{POSTGRES_PASSWORD:-}}}}"
+    # the owner and the app roles, each with its own password (the writer's first start; a
+    # replica's base backup brings them along), given to the node that runs the init, read by
+    # psql from its environment (never its command line), none falling back to another
+    for role, variable in {(OWNER, "POSTGRES_OWNER_PASSWORD"), *ROLES.values()}:
+        assert re.search(rf"\\getenv (\w+) {variable}\n(.*\n)*CREATE ROLE {role} LOGIN "
+                         rf"PASSWORD :'\1';", init), role
+        assert f": \"${{{variable}:?set {variable}}}\"" in init
+        secret = SECRET.match(primary[variable])
+        assert secret and secret["var"] == variable
+    assert " -v password" not in init and "_password=" not in init
 
 
 @pytest.mark.parametrize("script", sorted(str(p.relative_to(ROOT))
@@ -302,22 +357,31 @@ def test_shell_scripts_parse(script: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("script", ["postgres/node.sh", "pgbouncer/start.sh",
-                                    "secrets/write.sh"])
-def test_the_containers_that_use_the_password_refuse_to_start_without_it(script: str) -> None:
+@pytest.mark.parametrize(("script", "variables"), [
+    ("postgres/node.sh", ["POSTGRES_PASSWORD"]),
+    ("pgbouncer/start.sh", ["POSTGRES_OWNER_PASSWORD", "PGBOUNCER_ADMIN_PASSWORD"]),
+    ("secrets/write.sh", ["POSTGRES_ORDERS_PASSWORD", "POSTGRES_CATALOG_PASSWORD"]),
+])
+def test_the_containers_that_use_a_password_refuse_to_start_without_it(
+        script: str, variables: list[str], tmp_path: Path) -> None:
+    """Each checks its own variables (as compose does), each one alone missing."""
     shell = "bash" if script.endswith("node.sh") else "sh"
-    result = subprocess.run([shell, str(DEPLOY / script)], capture_output=True, text=True,
-                            env={"PATH": "/usr/bin:/bin", "PEER_HOST": "nowhere",
-                                 "POSTGRES_PASSWORD": "", "PGDATA": "/nonexistent"},
-                            timeout=10, check=False)
-    assert result.returncode == 1
-    assert "POSTGRES_PASSWORD is not set: export it before docker compose up" in result.stderr
+    for missing in variables:
+        given = {v: "x" for v in variables if v != missing}
+        result = subprocess.run([shell, str(DEPLOY / script)], capture_output=True, text=True,
+                                env={"PATH": "/usr/bin:/bin", "PEER_HOST": "nowhere",
+                                     "PGDATA": "/nonexistent", "SECRETS_DIR": str(tmp_path),
+                                     missing: "", **given},
+                                timeout=10, check=False)
+        assert result.returncode == 1, (missing, result.stderr)
+        assert f"{missing} is not set: set it (.env.example) before docker compose up" in \
+            result.stderr
 
 
 def test_pgbouncer_endpoints_point_at_the_postgres_services(tmp_path: Path) -> None:
     settings = env("pgbouncer")
     assert (settings["WRITER_HOST"], settings["READER_HOST"]) == NODES
-    assert SECRET.match(settings["POSTGRES_PASSWORD"])
+    assert "POSTGRES_PASSWORD" not in settings, "PgBouncer never has the superuser's password"
     mount = next(v for v in SERVICES["pgbouncer"]["volumes"] if "deploy/compose/pgbouncer" in v)
     assert Path(ROUTE).parent == Path(mount.split(":")[1])
     subprocess.run(["sh", str(DEPLOY / "pgbouncer" / "route.sh"), settings["WRITER_HOST"],
@@ -334,11 +398,12 @@ def test_pgbouncer_endpoints_point_at_the_postgres_services(tmp_path: Path) -> N
 
 
 # Plays the host's psql for start.sh: the node named by FAKE_WRITER is the writer, the other
-# one is in recovery; a missing password is an error, as it would be.
+# one is in recovery; anyone but the owner with its password is refused, as it would be.
 FAKE_PSQL = """#!/bin/sh
 [ "$PGPASSWORD" = 'pa"ss' ] || { echo "no password" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     [ "$1" = -h ] && host=$2
+    [ "$1" = -U ] && [ "$2" != shop ] && { echo "not the owner: $2" >&2; exit 2; }
     shift
 done
 [ "$host" = "$FAKE_WRITER" ] && echo t || echo f
@@ -346,8 +411,8 @@ done
 
 
 def test_pgbouncer_knows_the_owner_the_app_roles_and_its_admin(tmp_path: Path) -> None:
-    """start.sh writes every user with its password to the auth file (a pgbouncer that prints
-    it stands in for the real one): the app roles' own passwords, or the owner's by default."""
+    """start.sh writes every user with its own password to the auth file (a pgbouncer that
+    prints it stands in for the real one): none falls back to another's."""
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     (fake_bin / "psql").write_text(FAKE_PSQL)
@@ -355,47 +420,69 @@ def test_pgbouncer_knows_the_owner_the_app_roles_and_its_admin(tmp_path: Path) -
     for tool in fake_bin.iterdir():
         tool.chmod(0o755)
     settings = env("pgbouncer")
-    for variable in ("POSTGRES_ORDERS_PASSWORD", "POSTGRES_CATALOG_PASSWORD"):
-        assert settings[variable] == f"${{{variable}:-${{POSTGRES_PASSWORD:-}}}}"
+    for variable in ("POSTGRES_OWNER_PASSWORD", "POSTGRES_ORDERS_PASSWORD",
+                     "POSTGRES_CATALOG_PASSWORD", "PGBOUNCER_ADMIN_PASSWORD"):
+        secret = SECRET.match(settings[variable])
+        assert secret and secret["var"] == variable
+
+    def start(**passwords: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["sh", str(DEPLOY / "pgbouncer" / "start.sh")], capture_output=True, text=True,
+            timeout=10, check=False,
+            env={"PATH": f"{fake_bin}:/usr/bin:/bin", "POSTGRES_OWNER_PASSWORD": 'pa"ss',
+                 "PGBOUNCER_ADMIN_PASSWORD": 'adm"in', "PGBOUNCER_RUN_DIR": str(tmp_path),
+                 "FAKE_WRITER": "postgres", **passwords})
 
     def users(**passwords: str) -> dict[str, str]:
-        result = subprocess.run(
-            ["sh", str(DEPLOY / "pgbouncer" / "start.sh")], capture_output=True, text=True,
-            timeout=10, check=True,
-            env={"PATH": f"{fake_bin}:/usr/bin:/bin", "POSTGRES_PASSWORD": 'pa"ss',
-                 "PGBOUNCER_RUN_DIR": str(tmp_path), "FAKE_WRITER": "postgres", **passwords})
+        result = start(**passwords)
+        assert result.returncode == 0, result.stderr
         rows = [re.fullmatch(r'"(\w+)" "((?:[^"]|"")*)"', line)
                 for line in result.stdout.splitlines() if line.startswith('"')]
         assert all(rows), result.stdout
+        assert (tmp_path / "userlist.txt").stat().st_mode & 0o777 == 0o600
         return {row[1]: row[2].replace('""', '"') for row in rows if row}
 
     secrets = tmp_path / "secrets"
     assert users(POSTGRES_ORDERS_PASSWORD="o", POSTGRES_CATALOG_PASSWORD='c"',
                  SECRETS_DIR=str(secrets)) == {
-        OWNER: 'pa"ss', ORDERS_USER: "o", CATALOG_USER: 'c"', "pgbouncer": 'pa"ss'}
-    assert users(SECRETS_DIR=str(secrets)) == {
-        OWNER: 'pa"ss', ORDERS_USER: 'pa"ss', CATALOG_USER: 'pa"ss', "pgbouncer": 'pa"ss'}
-    # the services' password files win over the environment (a rotation survives a restart)
+        OWNER: 'pa"ss', ORDERS_USER: "o", CATALOG_USER: 'c"', "pgbouncer": 'adm"in'}
+    # no fallback: an app role without its password is no start at all
+    refused = start(POSTGRES_ORDERS_PASSWORD="o", SECRETS_DIR=str(secrets))
+    assert refused.returncode == 1 and "no password for shop_catalog" in refused.stderr
+    # PgBouncer's copy of the password files wins over the environment (a rotation survives
+    # a restart)
     for role, password in ((ORDERS_USER, "o2"), (CATALOG_USER, 'c"2')):
         (secrets / role).mkdir(parents=True)
-        (secrets / role / "password").write_text(password + "\n")
+        (secrets / role / "password.pgbouncer").write_text(password + "\n")
     assert users(POSTGRES_ORDERS_PASSWORD="o", SECRETS_DIR=str(secrets)) == {
-        OWNER: 'pa"ss', ORDERS_USER: "o2", CATALOG_USER: 'c"2', "pgbouncer": 'pa"ss'}
+        OWNER: 'pa"ss', ORDERS_USER: "o2", CATALOG_USER: 'c"2', "pgbouncer": 'adm"in'}
 
 
 def test_the_password_files_are_written_once_and_rewritten_on_rotation(tmp_path: Path) -> None:
+    """Two copies of each role's password, each 0600 and (as root, as the one-shot runs)
+    owned by its one reader: the services' user (10001) and PgBouncer's."""
     def write(*args: str, **passwords: str) -> dict[str, str]:
         subprocess.run(["sh", str(DEPLOY / "secrets" / "write.sh"), *args], check=True,
                        capture_output=True, timeout=10,
-                       env={"PATH": "/usr/bin:/bin", "POSTGRES_PASSWORD": "owner",
-                            "SECRETS_DIR": str(tmp_path), **passwords})
-        files = {role: tmp_path / role / "password" for role in (ORDERS_USER, CATALOG_USER)}
-        assert all(f.stat().st_mode & 0o777 == 0o444 for f in files.values())
-        return {role: f.read_text() for role, f in files.items()}
+                       env={"PATH": "/usr/bin:/bin", "SECRETS_DIR": str(tmp_path),
+                            "PGBOUNCER_USER": "postgres", **passwords})
+        read = {}
+        for role in (ORDERS_USER, CATALOG_USER):
+            service, bouncer = tmp_path / role / "password", tmp_path / role / "password.pgbouncer"
+            for file in (service, bouncer):
+                assert file.stat().st_mode & 0o777 == 0o600, file
+            assert service.read_text() == bouncer.read_text()
+            if os.geteuid() == 0:
+                assert (service.stat().st_uid, service.stat().st_gid) == (10001, 10001)
+                assert bouncer.stat().st_uid == pwd.getpwnam("postgres").pw_uid
+            read[role] = service.read_text()
+        return read
 
-    assert write(POSTGRES_ORDERS_PASSWORD="o") == {ORDERS_USER: "o\n", CATALOG_USER: "owner\n"}
+    assert write(POSTGRES_ORDERS_PASSWORD="o", POSTGRES_CATALOG_PASSWORD="c") == {
+        ORDERS_USER: "o\n", CATALOG_USER: "c\n"}
     # a later start keeps them (the database kept its roles' passwords too)
-    assert write(POSTGRES_ORDERS_PASSWORD="x") == {ORDERS_USER: "o\n", CATALOG_USER: "owner\n"}
+    assert write(POSTGRES_ORDERS_PASSWORD="x", POSTGRES_CATALOG_PASSWORD="y") == {
+        ORDERS_USER: "o\n", CATALOG_USER: "c\n"}
     assert write("--rotate", POSTGRES_ORDERS_PASSWORD="n1", POSTGRES_CATALOG_PASSWORD="n2") == {
         ORDERS_USER: "n1\n", CATALOG_USER: "n2\n"}
 
@@ -406,7 +493,9 @@ def start_pgbouncer_script(root: Path, writer: str, *extra: str) -> list[str]:
     fake_bin.mkdir(parents=True, exist_ok=True)
     (fake_bin / "psql").write_text(FAKE_PSQL)
     (fake_bin / "psql").chmod(0o755)
-    return as_service_user(["env", "POSTGRES_PASSWORD=pa\"ss", f"PGBOUNCER_RUN_DIR={root}",
+    return as_service_user(["env", "POSTGRES_OWNER_PASSWORD=pa\"ss",
+                            "PGBOUNCER_ADMIN_PASSWORD=adm\"in", "POSTGRES_ORDERS_PASSWORD=o",
+                            "POSTGRES_CATALOG_PASSWORD=c", f"PGBOUNCER_RUN_DIR={root}",
                             f"PGBOUNCER_INI={root / 'pgbouncer.ini'}", f"FAKE_WRITER={writer}",
                             f"PATH={fake_bin}:/usr/sbin:/usr/bin:/bin", *extra,
                             "sh", str(DEPLOY / "pgbouncer" / "start.sh")])
@@ -443,7 +532,7 @@ def test_pgbouncer_routes_to_the_node_that_is_the_writer_when_it_starts(
     result = subprocess.run(
         ["psql", "-h", "127.0.0.1", "-p", str(compose_pgbouncer), "-U", "pgbouncer",
          "-d", "pgbouncer", "-XAtqc", "SHOW DATABASES"],
-        env={"PGPASSWORD": 'pa"ss', "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+        env={"PGPASSWORD": 'adm"in', "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
         timeout=10, check=True)
     hosts = {row.split("|")[0]: row.split("|")[1] for row in result.stdout.splitlines()}
     assert hosts[READER_DB] == reader
@@ -527,16 +616,18 @@ def test_docker_compose_accepts_the_file() -> None:
     command = _compose_command()
     if command is None:
         pytest.skip("no docker compose v2 here (neither the docker plugin nor docker-compose)")
-    for profile in ([], ["--profile", "load"]):
-        result = subprocess.run(
-            [*command, "-f", str(ROOT / "docker-compose.yml"), *profile, "config", "-q"],
-            capture_output=True, text=True, timeout=60, check=False,
-            env={"POSTGRES_PASSWORD": "checking", "PATH": os.environ["PATH"],
-                 "HOME": str(Path.home())})
+    base = {"PATH": os.environ["PATH"], "HOME": str(Path.home())}
+    passwords = {variable: "checking" for variable in PASSWORDS}
+    # --project-directory: a .env of the working tree must not stand in for the variables
+    project = ["-f", str(ROOT / "docker-compose.yml"), "--project-directory", str(ROOT / "tests")]
+    for profile in ([], ["--profile", "load"], ["--profile", "observability"]):
+        result = subprocess.run([*command, *project, *profile, "config", "-q"],
+                                capture_output=True, text=True, timeout=60, check=False,
+                                env={**base, **passwords})
         assert result.returncode == 0, result.stderr
-    # without the password the file still reads (ps, logs, down); the containers refuse
-    # (test_the_containers_that_use_the_password_refuse_to_start_without_it)
-    result = subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-                            capture_output=True, text=True, timeout=60, check=False,
-                            env={"PATH": os.environ["PATH"], "HOME": str(Path.home())})
-    assert result.returncode == 0, result.stderr
+    # each password is required: without one, compose refuses and names it
+    for variable in sorted(PASSWORDS):
+        result = subprocess.run([*command, *project, "config", "-q"], capture_output=True,
+                                text=True, timeout=60, check=False,
+                                env={**base, **passwords, variable: ""})
+        assert result.returncode != 0 and variable in result.stderr, (variable, result.stderr)

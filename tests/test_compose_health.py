@@ -29,7 +29,8 @@ async def test_deep_health_is_unhealthy_until_the_schema_is_ready(
         postgres: PostgresNode, read_only_database: str) -> None:
     async with serve(orders_app, ready=False, SHOP_ENABLE_DEGRADATION="false",
                      SHOP_MIGRATE_MAX_BACKOFF_SECONDS="0.5",
-                     SHOP_DATABASE_URL=postgres.dsn(database=read_only_database)) as client:
+                     SHOP_DATABASE_URL=postgres.dsn(database=read_only_database,
+                                                   with_password=True)) as client:
         deep = await client.get("/health/deep")
         order = await client.post("/orders", json={"product_id": 2, "quantity": 1})
         assert deep.status_code == 503, deep.text

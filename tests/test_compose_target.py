@@ -97,7 +97,8 @@ def docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
     monkeypatch.setenv("FAKE_LOG", str(log))
     monkeypatch.setenv("FAKE_STATE", str(state))
-    monkeypatch.setenv("POSTGRES_PASSWORD", "s3cret")
+    monkeypatch.setenv("POSTGRES_OWNER_PASSWORD", "0wner")
+    monkeypatch.setenv("PGBOUNCER_ADMIN_PASSWORD", "s3cret")
     return log
 
 
@@ -347,6 +348,7 @@ async def test_db_outage_disables_and_restores_pgbouncer_endpoints(docker: Path,
         [*admin, "-XAtq", "-c", "RESUME shop", "-c", "ENABLE shop",
          "-c", "RESUME shop_reader", "-c", "ENABLE shop_reader"],
     ]
+    # PgBouncer's admin console's own password, in the environment
     assert all(env["PGPASSWORD"] == "s3cret" for env in envs(docker))
 
 
@@ -550,13 +552,32 @@ async def test_a_hanging_docker_is_a_lab_error(docker: Path, healthy_port: int,
 
 
 async def test_no_docker_or_no_password_is_a_clear_lab_error(
-        docker: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        docker: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     with pytest.raises(LabError, match="not found"):
         await ComposeTarget(ROOT, docker="/nonexistent/docker").inject("failover", 0, print)
 
-    monkeypatch.delenv("POSTGRES_PASSWORD")
-    with pytest.raises(LabError, match="POSTGRES_PASSWORD"):
-        await ComposeTarget(ROOT).inject("db-outage", 0, print)
+    # a project without a .env, and nothing in the environment
+    monkeypatch.delenv("PGBOUNCER_ADMIN_PASSWORD")
+    bare = ComposeTarget(tmp_path, compose_file=str(ROOT / "docker-compose.yml"))
+    with pytest.raises(LabError, match="PGBOUNCER_ADMIN_PASSWORD is not set"):
+        await bare.inject("db-outage", 0, print)
+    monkeypatch.delenv("POSTGRES_OWNER_PASSWORD")
+    with pytest.raises(LabError, match="POSTGRES_OWNER_PASSWORD is not set"):
+        assert bare.password
+
+
+def test_the_passwords_come_from_the_environment_else_the_projects_env_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As compose reads them: the environment wins over .env."""
+    for name in ("POSTGRES_OWNER_PASSWORD", "PGBOUNCER_ADMIN_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / ".env").write_text("# the stack's passwords\nPOSTGRES_OWNER_PASSWORD='o w'\n"
+                                   "export PGBOUNCER_ADMIN_PASSWORD=adm=in\nEMPTY=\n")
+    target = ComposeTarget(tmp_path)
+    assert (target.password, target.admin_password) == ("o w", "adm=in")
+    monkeypatch.setenv("PGBOUNCER_ADMIN_PASSWORD", "from-env")
+    assert target.admin_password == "from-env"
+    assert compose_target.dotenv(tmp_path / "none") == {}
 
 
 async def test_unknown_fault_is_refused(docker: Path, target: ComposeTarget) -> None:

@@ -42,8 +42,8 @@ def dlq_depth(moto_url: str, aws: ShopResources) -> int:
 async def test_outage_under_traffic_loses_nothing(cluster: Cluster, moto_url: str,
                                                   aws: ShopResources,
                                                   aws_env: dict[str, str]) -> None:
-    env = {**aws_env, **FAST, "SHOP_DATABASE_URL": cluster.bouncer.dsn(),
-           "SHOP_DATABASE_READER_URL": cluster.bouncer.dsn(reader=True)}
+    env = {**aws_env, **FAST, "SHOP_DATABASE_URL": cluster.bouncer.dsn(with_password=True),
+           "SHOP_DATABASE_READER_URL": cluster.bouncer.dsn(reader=True, with_password=True)}
     async with serve(orders_app, **env) as orders, serve(catalog_app, **env) as catalog, \
             serve(worker_app, **env):
         stop, log = asyncio.Event(), []

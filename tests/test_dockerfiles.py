@@ -91,9 +91,18 @@ def index(instructions: list[Instruction], keyword: str, pattern: str) -> int:
     raise AssertionError(f"no {keyword} matching {pattern!r}")
 
 
+def base_image(steps: list[Instruction]) -> str:
+    """The exact tag the image is built from by default: ``ARG PYTHON_IMAGE=<tag>`` before
+    ``FROM ${PYTHON_IMAGE}`` (scripts/pin_images.py may pass a digest-pinned one instead)."""
+    assert steps[0].keyword == "ARG" and steps[1].keyword == "FROM", "ARG PYTHON_IMAGE, FROM"
+    variable, _, default = steps[0].args.partition("=")
+    assert variable == "PYTHON_IMAGE" and steps[1].args == "${PYTHON_IMAGE}", steps[:2]
+    return default
+
+
 @pytest.mark.parametrize("image", IMAGES, ids=IDS)
 def test_base_image_is_a_pinned_slim_python_the_project_supports(image: Image) -> None:
-    base = only(parse(image.dockerfile), "FROM").args
+    base = base_image(parse(image.dockerfile))
     name, _, tag = base.partition(":")
     assert name == "python" and tag and tag != "latest", base
     match = re.fullmatch(r"(3)\.(\d+)-slim-(bookworm|trixie)", tag)
@@ -104,18 +113,23 @@ def test_base_image_is_a_pinned_slim_python_the_project_supports(image: Image) -
 
 
 @pytest.mark.parametrize("image", IMAGES, ids=IDS)
-def test_dependencies_are_installed_in_a_layer_before_the_code(image: Image) -> None:
+def test_dependencies_are_installed_from_the_lock_in_a_layer_before_the_code(
+        image: Image) -> None:
     steps = parse(image.dockerfile)
-    copy_project = index(steps, "COPY", r"^pyproject\.toml\s")
-    install_deps = index(steps, "RUN", r"pip install -r requirements\.txt")
+    copy_locks = index(steps, "COPY", r"^requirements/")
+    install_deps = index(steps, "RUN", r"pip install --require-hashes -r requirements/service\.txt")
     copy_code = min(index(steps, "COPY", r"^src/"), index(steps, "COPY", r"^services/"))
-    install_code = index(steps, "RUN", r"pip install --no-deps \.")
-    assert copy_project < install_deps < copy_code < install_code
-    # the dependency list is pyproject.toml's, read at build time (one source of truth)
-    assert "tomllib" in steps[install_deps].args and "dependencies" in steps[install_deps].args
-    # nothing but pyproject.toml reaches the image before the dependencies are installed
+    install_code = index(steps, "RUN", r"pip install --no-deps --no-build-isolation \.$")
+    assert copy_locks < install_deps < copy_code < install_code
+    # pip and the build backend first, then the runtime lock, each file checked (sha256)
+    assert steps[copy_locks].args == "requirements/build.txt requirements/service.txt requirements/"
+    assert steps[install_deps].args == (
+        "pip install --require-hashes -r requirements/build.txt "
+        "&& pip install --require-hashes -r requirements/service.txt")
+    # nothing but the locks reaches the image before the dependencies are installed
     assert [s.args for s in steps[:install_deps] if s.keyword in ("COPY", "ADD")] == [
-        "pyproject.toml ./"]
+        steps[copy_locks].args]
+    assert index(steps, "COPY", r"^pyproject\.toml ") > install_deps
 
 
 @pytest.mark.parametrize("image", IMAGES, ids=IDS)
@@ -156,6 +170,13 @@ def test_cmd_is_exec_form_and_runs_a_module_that_exists(image: Image) -> None:
         assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
         for flag in ("--proxy-headers", "--no-access-log", "--timeout-graceful-shutdown"):
             assert flag in cmd
+        # X-Forwarded-For believed from the load balancer's networks only: uvicorn reads them
+        # from FORWARDED_ALLOW_IPS, this machine by default; never "*" (anyone may claim any
+        # client address)
+        assert "--forwarded-allow-ips" not in cmd
+        trusted = re.search(r"^FORWARDED_ALLOW_IPS=(\S+)$",
+                            "\n".join(s.args for s in steps if s.keyword == "ENV"), re.M)
+        assert trusted and trusted[1] == "127.0.0.1"
     else:
         assert cmd[:2] == ["python", "-m"]
         assert (code / cmd[2] / "__main__.py").exists()
@@ -178,25 +199,28 @@ def test_the_emulator_image_is_the_labs_moto() -> None:
     """moto's server with the lab's patch module, the moto pyproject.toml pins, on the same
     base as the services, unprivileged; exec-form CMD running the copied module."""
     steps = parse(MOTO)
-    services_base = only(parse(IMAGES[0].dockerfile), "FROM").args
-    assert only(steps, "FROM").args == services_base
+    assert base_image(steps) == base_image(parse(IMAGES[0].dockerfile))
     install = index(steps, "RUN", r"pip install ")
-    pinned = re.search(r'"moto\[server\]==([\d.]+)"', steps[install].args)
-    assert pinned, "pin moto exactly"
+    # moto from its lock (the lab's version: tests/test_supply_chain.py), every file checked
+    assert steps[install].args.startswith("pip install --require-hashes -r requirements/moto.txt ")
+    lock = (ROOT / "requirements" / "moto.txt").read_text()
+    pinned = re.search(r"^moto==([\d.]+) ", lock, re.M)
+    assert pinned, "moto pinned in requirements/moto.txt"
     lab = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"]["lab"]
     wanted = next(d for d in lab if d.startswith("moto"))
     assert Requirement(wanted).specifier.contains(pinned[1]), (wanted, pinned[1])
     copied = [s.args.split() for s in steps if s.keyword == "COPY"]
-    assert copied == [["src/chaos_lab/local/moto_server.py", "/opt/chaos-shop/moto_server.py"],
+    assert copied == [["requirements/moto.txt", "requirements/"],
+                      ["src/chaos_lab/local/moto_server.py", "/opt/chaos-shop/moto_server.py"],
                       ["src/chaos_lab/local/latency_proxy.py", "/opt/chaos-shop/latency_proxy.py"]]
-    assert install < index(steps, "COPY", "")  # the code changes more often than moto
+    assert install < index(steps, "COPY", r"^src/")  # the code changes more often than moto
     cmd = only(steps, "CMD").exec_form
     assert cmd == ["python", "/opt/chaos-shop/moto_server.py", "-H", "0.0.0.0", "-p", "5000"]
     assert only(steps, "EXPOSE").args == "5000"
     user = [s for s in steps if s.keyword == "USER"][-1].args.split(":")[0]
     assert user.isdigit() and user != "0" and f"--uid {user}" in steps[install].args
-    module = (ROOT / copied[0][0]).read_text()
+    module = (ROOT / copied[1][0]).read_text()
     assert "from moto.server import main" in module and 'if __name__ == "__main__":' in module
 
 
@@ -215,13 +239,14 @@ def compose_build_args(service: str) -> dict[str, str]:
 @pytest.mark.parametrize("image", IMAGES, ids=IDS)
 def test_ships_the_rds_ca_bundle_readable_by_the_service_user(image: Image) -> None:
     steps = parse(image.dockerfile)
-    arg = only(steps, "ARG").args
+    arg = steps[index(steps, "ARG", r"^RDS_CA_BUNDLE=")].args
     assert arg == f"RDS_CA_BUNDLE={RDS_CA_BUNDLE_URL}", "the default downloads the real bundle"
     add = index(steps, "ADD", r"^\$\{RDS_CA_BUNDLE\} ")
     assert steps[add].args == f"${{RDS_CA_BUNDLE}} {RDS_CA_BUNDLE_PATH}"
-    assert index(steps, "ARG", "") < add
+    assert index(steps, "ARG", r"^RDS_CA_BUNDLE=") < add
+    assert index(steps, "ARG", r"^RDS_CA_BUNDLE_SHA256=$") < add
     # The dependencies' layer stays cached when the bundle changes; the code's is rebuilt.
-    assert index(steps, "RUN", r"pip install -r requirements\.txt") < add < \
+    assert index(steps, "RUN", r"pip install --require-hashes") < add < \
         index(steps, "COPY", r"^src/")
     # A downloaded file is 0600 root and the legacy builder has no ADD --chmod: the next step
     # makes it readable by the unprivileged user, after adding Amazon's root CAs (RDS Proxy's

@@ -26,8 +26,8 @@ async def order_traffic(client: httpx.AsyncClient, stop: asyncio.Event,
 
 def settings_for(cluster: Cluster, **extra: str) -> dict[str, str]:
     return {
-        "SHOP_DATABASE_URL": cluster.bouncer.dsn(),
-        "SHOP_DATABASE_READER_URL": cluster.bouncer.dsn(reader=True),
+        "SHOP_DATABASE_URL": cluster.bouncer.dsn(with_password=True),
+        "SHOP_DATABASE_READER_URL": cluster.bouncer.dsn(reader=True, with_password=True),
         "SHOP_ENABLE_DEGRADATION": "false",
         "SHOP_MIGRATE_MAX_BACKOFF_SECONDS": "0.5",
         **extra,

@@ -229,13 +229,16 @@ async def test_poller_survives_an_unexpected_error_in_its_ping(
     not a connection error ("permission denied for database"): the poller logs it, waits, and
     drains the queue once the database lets it in again."""
     role = f"worker_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(postgres.dsn(user="postgres"))
+    # the superuser, through the node's socket (peer: the only way in as it)
+    admin = await asyncpg.connect(host=str(postgres.root), port=postgres.port, user="postgres",
+                                  database="shop")
     database = await db.fetchval("SELECT current_database()")
-    await admin.execute(f"CREATE ROLE {role} LOGIN")
+    await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'w0rker'")
     await admin.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {role}")
     await admin.execute(f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role}")
     await admin.execute(f"GRANT EXECUTE ON FUNCTION place_order(uuid, int, int, text) TO {role}")
-    env = {**aws_env, **FAST, "SHOP_DATABASE_URL": postgres.dsn(user=role),
+    env = {**aws_env, **FAST, "SHOP_DATABASE_URL": postgres.dsn(user=role).replace(
+               f"{role}@", f"{role}:w0rker@"),
            "SHOP_RETRY_BUDGET_SECONDS": "0.5"}
     orders = {str(uuid.uuid4()): product for product in (1, 2, 4)}
     try:

@@ -23,8 +23,10 @@ from support import serve
 async def test_each_service_runs_as_its_own_role(postgres: PostgresNode, shop_db: str) -> None:
     """The services, with SHOP_MIGRATE=false, under their roles: orders and the catalog do
     their whole job."""
-    as_orders = {"SHOP_DATABASE_URL": postgres.dsn(user=ORDERS_USER), "SHOP_MIGRATE": "false"}
-    as_catalog = {"SHOP_DATABASE_URL": postgres.dsn(user=CATALOG_USER), "SHOP_MIGRATE": "false"}
+    as_orders = {"SHOP_DATABASE_URL": postgres.dsn(user=ORDERS_USER, with_password=True),
+                 "SHOP_MIGRATE": "false"}
+    as_catalog = {"SHOP_DATABASE_URL": postgres.dsn(user=CATALOG_USER, with_password=True),
+                  "SHOP_MIGRATE": "false"}
     async with serve(orders_app, **as_orders) as orders, \
             serve(catalog_app, **as_catalog) as catalog:
         placed = await orders.post("/orders", json={"product_id": 2, "quantity": 1})
@@ -54,7 +56,7 @@ async def test_each_service_runs_as_its_own_role(postgres: PostgresNode, shop_db
 ])
 async def test_roles_cannot_do_more(postgres: PostgresNode, shop_db: str, user: str,
                                     statement: str) -> None:
-    conn = await asyncpg.connect(postgres.dsn(user=user))
+    conn = await asyncpg.connect(postgres.dsn(user=user, with_password=True))
     try:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.execute(statement)
@@ -64,7 +66,7 @@ async def test_roles_cannot_do_more(postgres: PostgresNode, shop_db: str, user: 
 
 async def test_orders_role_places_orders(postgres: PostgresNode, shop_db: str,
                                          db: asyncpg.Connection) -> None:
-    conn = await asyncpg.connect(postgres.dsn(user=ORDERS_USER))
+    conn = await asyncpg.connect(postgres.dsn(user=ORDERS_USER, with_password=True))
     try:
         order = await place_order(conn, uuid.uuid4(), 3, 2, "least-privilege")
     finally:
@@ -82,10 +84,8 @@ async def test_migrate_command_applies_the_schema_and_sets_role_passwords(
                                                              "password": "rotated-by-deploy"}))
     hash_before = await asyncio.to_thread(postgres.psql, "SELECT rolpassword FROM pg_authid "
                                           f"WHERE rolname = '{ORDERS_USER}'", "postgres")
-    env = {**aws_env, "SHOP_DATABASE_URL": postgres.dsn(database=database),
+    env = {**aws_env, "SHOP_DATABASE_URL": postgres.dsn(database=database, with_password=True),
            "SHOP_ROLE_SECRETS": json.dumps({ORDERS_USER: secret["ARN"]})}
-    hba = postgres.data / "pg_hba.conf"
-    original_hba = hba.read_text()
     # The owner sets the services' passwords: on RDS the master user may (rds_superuser).
     await asyncio.to_thread(postgres.psql, "ALTER ROLE shop CREATEROLE", "postgres")
     try:
@@ -100,9 +100,8 @@ async def test_migrate_command_applies_the_schema_and_sets_role_passwords(
         hash_after = await asyncio.to_thread(postgres.psql, "SELECT rolpassword FROM pg_authid "
                                              f"WHERE rolname = '{ORDERS_USER}'", "postgres")
         assert hash_after != hash_before and hash_after.startswith("SCRAM-SHA-256$")
-        # The verifier made client-side is one PostgreSQL accepts: log in with the password.
-        hba.write_text(f"host all {ORDERS_USER} 127.0.0.1/32 scram-sha-256\n{original_hba}")
-        await asyncio.to_thread(postgres.psql, "SELECT pg_reload_conf()", "postgres")
+        # The verifier made client-side is one PostgreSQL accepts: log in with the password
+        # (every role authenticates over TCP, SCRAM: chaos_lab.local.postgres).
         conn = await asyncpg.connect(postgres.dsn(database=database, user=ORDERS_USER),
                                      password="rotated-by-deploy")
         await conn.close()
@@ -110,10 +109,9 @@ async def test_migrate_command_applies_the_schema_and_sets_role_passwords(
             await asyncpg.connect(postgres.dsn(database=database, user=ORDERS_USER),
                                   password="shop")
     finally:
-        hba.write_text(original_hba)
-        await asyncio.to_thread(postgres.psql, "SELECT pg_reload_conf()", "postgres")
-        await asyncio.to_thread(postgres.psql, f"ALTER ROLE {ORDERS_USER} PASSWORD 'shop'",
-                                "postgres")
+        # the password its file has, as the other tests expect
+        await asyncio.to_thread(postgres.set_password, ORDERS_USER,
+                                postgres.password(ORDERS_USER))
         await asyncio.to_thread(postgres.psql, "ALTER ROLE shop NOCREATEROLE", "postgres")
 
 

@@ -3,7 +3,7 @@
 import asyncio
 from pathlib import Path
 
-from chaos_lab.local.postgres import PostgresNode
+from chaos_lab.local.postgres import USER, PostgresNode
 from chaos_lab.processes import free_port
 from orders.main import app as orders_app
 from shop.db import Endpoint, apply_migrations, migration_files
@@ -13,7 +13,11 @@ from support import eventually, serve
 
 async def test_service_started_before_postgres_migrates_when_it_appears(work_dir: Path) -> None:
     node = PostgresNode("late", work_dir / "pg-late", free_port())
-    env = {"SHOP_DATABASE_URL": node.dsn(), "SHOP_MIGRATE_MAX_BACKOFF_SECONDS": "0.5"}
+    # the owner's password file: there once the node is (it may be already: the nodes of one
+    # folder share their passwords), read again at each attempt until then
+    env = {"SHOP_DATABASE_URL": node.dsn(),
+           "SHOP_DATABASE_PASSWORD_FILE": str(node.password_file(USER)),
+           "SHOP_MIGRATE_MAX_BACKOFF_SECONDS": "0.5"}
     try:
         async with serve(orders_app, ready=False, **env) as client:
             health = await client.get("/health")
@@ -42,7 +46,7 @@ async def test_replicas_starting_together_migrate_once(postgres: PostgresNode) -
     migration, the others find them applied, none fails."""
     postgres.psql("DROP DATABASE IF EXISTS race", database="postgres")
     postgres.psql("CREATE DATABASE race OWNER shop", database="postgres")
-    url = postgres.dsn(database="race")
+    url = postgres.dsn(database="race", with_password=True)
     endpoints = [Endpoint("writer", url, Settings(database_url=url)) for _ in range(4)]
     for endpoint in endpoints:
         await endpoint.open()

@@ -12,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 PG_BIN = Path(os.environ.get("SHOP_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -42,25 +42,61 @@ class ToolMissing(LabError):
 
 
 def run(cmd: Sequence[str], *, timeout: float = 60, service_user: bool = False,
-        env: dict[str, str] | None = None,
-        missing: str = "") -> subprocess.CompletedProcess[str]:
+        env: dict[str, str] | None = None, missing: str = "", stdin: str | None = None,
+        secrets: Iterable[str] = ()) -> subprocess.CompletedProcess[str]:
     """The lab's one way to run a command to completion. Whatever goes wrong is a LabError
     that says what and why (never a traceback): not installed (``ToolMissing``, with the
-    ``missing`` hint), not finished within ``timeout``, or a non-zero exit with its output."""
+    ``missing`` hint), not finished within ``timeout``, or a non-zero exit with its output.
+
+    A password never goes on a command line (``ps`` shows it to every local user): it goes in
+    ``env`` or ``stdin``, neither of which an error repeats. ``secrets`` are values the
+    command's own output might echo back (a statement quoted in an error): the error shows
+    ``***`` in their place, and so does any value of ``env`` whose name says PASSWORD."""
     full = as_service_user(cmd) if service_user else list(cmd)
-    shown = " ".join(cmd)
+    hidden = [value for value in (*secrets, *(v for k, v in (env or {}).items()
+                                               if "PASSWORD" in k.upper()))
+              if value]
+    shown = _redacted(" ".join(cmd), hidden)
     try:
         result = subprocess.run(full, capture_output=True, text=True, timeout=timeout,
-                                env={**os.environ, **(env or {})}, check=False)
+                                env={**os.environ, **(env or {})}, input=stdin, check=False)
     except FileNotFoundError as exc:
         raise ToolMissing(f"{cmd[0]} is not installed (not found on PATH)"
                           + (f": {missing}" if missing else "")) from exc
     except subprocess.TimeoutExpired as exc:
         raise LabError(f"{shown} did not finish within {timeout:g}s") from exc
     if result.returncode != 0:
-        raise LabError(f"{shown} failed ({result.returncode}): "
-                       f"{(result.stderr or result.stdout).strip()[-2000:]}")
+        output = _redacted((result.stderr or result.stdout).strip(), hidden)[-2000:]
+        raise LabError(f"{shown} failed ({result.returncode}): {output}")
     return result
+
+
+def _redacted(text: str, secrets: Sequence[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def write_secret(path: Path, value: str, *, service_user: bool = False) -> None:
+    """A password file: 0600 from the moment it exists (``os.open`` with the mode, whatever
+    the umask), in a folder only its owner may enter, replaced in one rename (a reader never
+    sees half of it). ``service_user``: owned by ``postgres`` when we are root, for the
+    processes that run as it (PgBouncer's auth file)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.new")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+    if service_user and os.geteuid() == 0:
+        entry = pwd.getpwnam(SERVICE_USER)
+        os.chown(tmp, entry.pw_uid, entry.pw_gid)
+    tmp.replace(path)
+
+
+def read_secret(path: Path) -> str:
+    """A password file's first line."""
+    return path.read_text().strip()
 
 
 _handed_out: set[int] = set()

@@ -8,6 +8,7 @@ import functools
 import gc
 import logging
 import os
+import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -30,7 +31,11 @@ from shop.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-SERVED_BY = f"{socket.gethostname()}/{os.getpid()}"
+# Which process answered, as every database answer names it: a random id of this process, not
+# its host name (on Fargate the host name can be the task's private IP) nor anything derived
+# from it (a hash of host and pid is reversed by trying the subnet's addresses). The process
+# logs the pairing once at start, for its operators.
+SERVED_BY = secrets.token_hex(4)
 MAX_BODY_BYTES = 16 * 1024
 
 
@@ -159,6 +164,8 @@ def create_app(
 
     @asynccontextmanager
     async def started_then_frozen(app: FastAPI) -> AsyncIterator[None]:
+        log.info("%s answers as served_by=%s (host %s, pid %d)", title, SERVED_BY,
+                 socket.gethostname(), os.getpid())
         async with lifespan(app):
             # What start-up made (modules, the app, pools, clients) lives as long as the
             # process: out of the collector's sight, a full collection no longer walks it.

@@ -11,10 +11,10 @@
 set -euo pipefail
 
 : "${PEER_HOST:?set PEER_HOST}"
-# docker-compose.yml passes an empty password when none is exported (so that ps, logs and
-# down work without it); the database itself refuses to start without one.
+# The superuser's password (docker-compose.yml requires it; this says so again for a node
+# started another way): replication between the nodes logs in with it.
 if [ -z "${POSTGRES_PASSWORD:-}" ]; then
-    echo "node: POSTGRES_PASSWORD is not set: export it before docker compose up" >&2
+    echo "node: POSTGRES_PASSWORD is not set: set it (.env.example) before docker compose up" >&2
     exit 1
 fi
 ROLE="${NODE_ROLE:-primary}"

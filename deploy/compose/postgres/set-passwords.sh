@@ -7,9 +7,9 @@
 set -euo pipefail
 : "${POSTGRES_ORDERS_PASSWORD:?set POSTGRES_ORDERS_PASSWORD}"
 : "${POSTGRES_CATALOG_PASSWORD:?set POSTGRES_CATALOG_PASSWORD}"
-psql -v ON_ERROR_STOP=1 -U postgres -d postgres -XAtq \
-    -v orders_password="$POSTGRES_ORDERS_PASSWORD" \
-    -v catalog_password="$POSTGRES_CATALOG_PASSWORD" <<'SQL'
+psql -v ON_ERROR_STOP=1 -U postgres -d postgres -XAtq <<'SQL'
+\getenv orders_password POSTGRES_ORDERS_PASSWORD
+\getenv catalog_password POSTGRES_CATALOG_PASSWORD
 ALTER ROLE shop_orders PASSWORD :'orders_password';
 ALTER ROLE shop_catalog PASSWORD :'catalog_password';
 SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity

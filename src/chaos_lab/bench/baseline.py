@@ -3,12 +3,16 @@
 A synchronous Flask app under gunicorn sync workers, one persistent pg8000 connection per
 worker, pinged with ``SELECT 1`` before each use and reopened when the ping fails.
 
-    BENCH_DB=host:port:user:database gunicorn -w 2 chaos_lab.bench.baseline:app
+    BENCH_DB=host:port:user:database BENCH_DB_PASSWORD_FILE=path \
+        gunicorn -w 2 chaos_lab.bench.baseline:app
+
+(the user's password in a file, as the lab keeps it: never in the environment's listing)
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pg8000.native
@@ -27,8 +31,9 @@ def connection() -> pg8000.native.Connection:
         except Exception:  # the reference's check: any error means a new connection
             _connection = None
     host, port, user, database = os.environ["BENCH_DB"].split(":")
+    password = Path(os.environ["BENCH_DB_PASSWORD_FILE"]).read_text().strip()
     _connection = pg8000.native.Connection(user, host=host, port=int(port), database=database,
-                                           timeout=5)
+                                           password=password, timeout=5)
     return _connection
 
 

@@ -267,7 +267,8 @@ class Bench:
         gunicorn = [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "sync", "-b",
                     "127.0.0.1:{port}", "--log-level", "warning", "chaos_lab.bench.baseline:app"]
         baseline = self._serve("baseline", gunicorn,
-                               {"BENCH_DB": f"127.0.0.1:{bouncer.port}:shop:shop_reader"},
+                               {"BENCH_DB": f"127.0.0.1:{bouncer.port}:shop:shop_reader",
+                                "BENCH_DB_PASSWORD_FILE": str(lab.password_file("shop"))},
                                "/products")
         urls = {"baseline": baseline, "shop": shop, "ceiling": ceiling}
         for url in urls.values():  # warm up: connections, imports, caches
@@ -325,14 +326,15 @@ class Bench:
             [str(PG_BIN / "pgbench"), "-h", "127.0.0.1", "-p", str(self.lab.primary.port),
              "-U", "shop", "-n", "-c", str(self.connections), "-j", "2",
              "-T", str(int(self.seconds)), "-f", str(script), "shop"],
-            service_user=True, timeout=self.seconds + 60)
+            service_user=True, timeout=self.seconds + 60,
+            env={"PGPASSWORD": self.lab.primary.password()})
         found = re.search(r"^tps = ([\d.]+)", out.stdout, re.MULTILINE)
         if found is None:
             raise LabError(f"pgbench printed no tps: {out.stdout[-500:]}")
         return float(found.group(1))
 
     async def _set_stock(self, stock: int) -> None:
-        conn = await asyncpg.connect(self.lab.primary.dsn(), timeout=5)
+        conn = await asyncpg.connect(self.lab.primary.dsn(with_password=True), timeout=5)
         try:
             # One transaction: an order still in flight waits for it, then counts.
             async with conn.transaction():
@@ -344,7 +346,7 @@ class Bench:
     async def _oversold(self) -> bool:
         """Stock below zero, or stock that does not add up to the confirmed orders."""
         rows = await fetch_from(
-            self.lab.primary.dsn(),
+            self.lab.primary.dsn(with_password=True),
             "SELECT count(*) AS bad FROM products p WHERE p.stock < 0 OR p.stock <> $1 - "
             "(SELECT coalesce(sum(quantity), 0) FROM orders o "
             " WHERE o.product_id = p.id AND o.status = 'confirmed')", BIG_STOCK)
@@ -435,7 +437,7 @@ class Bench:
         self.say(f"drain: {queued} of {count} orders queued; starting the worker")
         start = time.monotonic()
         await asyncio.to_thread(lab.start_worker)
-        conn = await asyncpg.connect(lab.primary.dsn(), timeout=5)
+        conn = await asyncpg.connect(lab.primary.dsn(with_password=True), timeout=5)
         try:
             while time.monotonic() - start < 300:
                 done = await conn.fetchval(

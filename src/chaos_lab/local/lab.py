@@ -27,7 +27,7 @@ import httpx
 from chaos_lab.local.aws import MotoServer, ShopResources, create_resources, purge, queue_depth
 from chaos_lab.local.latency_proxy import write_delay
 from chaos_lab.local.pgbouncer import READER_DB, WRITER_DB, PgBouncer
-from chaos_lab.local.postgres import APP_USERS, CATALOG_USER, ORDERS_USER, PostgresNode
+from chaos_lab.local.postgres import APP_USERS, CATALOG_USER, ORDERS_USER, ROLES, USER, PostgresNode
 from chaos_lab.model import Switches
 from chaos_lab.processes import (
     LabError,
@@ -38,6 +38,7 @@ from chaos_lab.processes import (
     run,
     spawn,
     wait_until,
+    write_secret,
 )
 from chaos_lab.targets.base import RESILIENT
 from shop.db import reset_catalog
@@ -122,23 +123,22 @@ class Lab:
         return PgBouncer(self.root / "pgbouncer", self.s.ports["pgbouncer"],
                          self.primary.port, self.replica.port, self.passwords())
 
-    # The app roles' passwords: one file per role, the services' source
-    # (SHOP_DATABASE_PASSWORD_FILE) as a Secrets Manager secret is on AWS.
+    # The roles' passwords: one file per role (0600, in a folder only the lab's user may
+    # enter), the services' source (SHOP_DATABASE_PASSWORD_FILE) as a Secrets Manager secret
+    # is on AWS, and the nodes' and PgBouncer's (chaos_lab.local.postgres, .pgbouncer), whose
+    # admin console's password is there too.
 
     def password_file(self, role: str) -> Path:
         return self.root / "secrets" / f"{role}.password"
 
     def passwords(self) -> dict[str, str]:
+        """The app roles' passwords, as their files have them now."""
         return {role: self.password_file(role).read_text().strip() for role in APP_USERS
                 if self.password_file(role).exists()}
 
     def write_passwords(self, passwords: dict[str, str]) -> None:
-        folder = self.root / "secrets"
-        folder.mkdir(exist_ok=True)
         for role, password in passwords.items():
-            tmp = self.password_file(role).with_suffix(".tmp")
-            tmp.write_text(password + "\n")
-            tmp.replace(self.password_file(role))
+            write_secret(self.password_file(role), password + "\n")
 
     # The latency proxy between the services and PgBouncer (the brownout's).
 
@@ -195,9 +195,10 @@ class Lab:
                  "catalog", *ORDERS_FLEET, "worker", "entry"]
         self.state = LabState(ports={name: free_port() for name in names})
         self.save()
-        log("postgres: primary node-a (the app roles authenticate: SCRAM)")
-        self.write_passwords({role: secrets.token_urlsafe(16) for role in APP_USERS})
-        self.node("node-a").init_primary(self.passwords())
+        log("postgres: primary node-a (every role with its own random password, SCRAM)")
+        self.write_passwords({role: secrets.token_urlsafe(16) for role in ROLES})
+        write_secret(self.bouncer.admin_password_file, secrets.token_urlsafe(16))
+        self.node("node-a").init_primary()
         log("postgres: streaming replica node-b")
         self.node("node-b").init_replica(self.node("node-a"))
         log("pgbouncer: writer and reader endpoints")
@@ -284,7 +285,8 @@ class Lab:
     def migrate(self) -> None:
         """The schema, as its owner, before the services (which may not change it) start."""
         run([sys.executable, "-m", "shop.migrate", "--timeout", "60"], timeout=90,
-            env={"SHOP_DATABASE_URL": self.bouncer.dsn()})
+            env={"SHOP_DATABASE_URL": self.bouncer.dsn(),
+                 "SHOP_DATABASE_PASSWORD_FILE": str(self.password_file(USER))})
 
     def start_worker(self) -> None:
         env = self.service_env(self.s.service_settings)
@@ -376,7 +378,7 @@ class Lab:
 
     async def reset(self) -> None:
         """Seeded stock, no orders, empty queues and tables: a clean start for an experiment."""
-        conn = await asyncpg.connect(self.primary.dsn(), timeout=5)
+        conn = await asyncpg.connect(self.primary.dsn(with_password=True), timeout=5)
         try:
             await reset_catalog(conn)
         finally:

@@ -4,28 +4,37 @@ The writer endpoint is the database alias ``shop`` and the reader endpoint ``sho
 (the RDS Proxy default and READ_ONLY endpoints). A failover repoints them (rewrite + reload);
 an outage disables the writer and reader aliases and kills their connections, which is what
 deregistering the proxy's target does on AWS.
+
+Every client gives its password (SCRAM), the admin console's user (``pgbouncer``) included,
+whose password is a random one in the ``secrets`` folder (0600), as the roles' are; PgBouncer's
+own auth file is 0600 too, its own.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
-from chaos_lab.local.postgres import APP_USERS, DATABASE, PASSWORD, USER
+from chaos_lab.local.postgres import DATABASE, ROLES, USER
 from chaos_lab.processes import (
     LabError,
     give_to_service_user,
     port_open,
+    read_secret,
     run,
     spawn,
     stop_process,
     wait_until,
+    write_secret,
 )
 
 WRITER_DB = DATABASE
 READER_DB = f"{DATABASE}_reader"
+ADMIN_USER = "pgbouncer"  # the admin console's (SHOW, RELOAD, PAUSE, KILL, RESUME, ...)
 
 INI = """[databases]
 {writer} = host=127.0.0.1 port={writer_port} dbname={database}
@@ -35,14 +44,14 @@ INI = """[databases]
 listen_addr = 127.0.0.1
 listen_port = {port}
 unix_socket_dir = {root}
-; The clients are trusted; PgBouncer itself logs in to PostgreSQL (SCRAM for the app roles)
-; with the passwords of this userlist, re-read on RELOAD as RDS Proxy re-reads its secret.
-; Not SCRAM towards the clients as well: PgBouncer 1.18 refuses a wrong client password with
-; SQLSTATE 08P01, not 28P01, so a service could not tell a rotated password from a lost
-; connection and would never read its password file again.
-auth_type = trust
+; Every client gives its password (SCRAM), and PgBouncer logs in to PostgreSQL (SCRAM) with
+; the same one, from this userlist (0600), re-read on RELOAD as RDS Proxy re-reads its secret.
+; PgBouncer 1.18 refuses a wrong client password with SQLSTATE 08P01 ("SASL authentication
+; failed"), not 28P01: the shop reads that as a refused password too (shop.db.is_auth_error)
+; and goes back to its password's source, as after a rotation it must.
+auth_type = scram-sha-256
 auth_file = {root}/userlist.txt
-admin_users = postgres
+admin_users = {admin}
 ; session pooling: a client connection is tied to one server connection, so when the node
 ; behind it dies the client's socket dies too, as a direct connection to a database endpoint
 ; would. What survives a failover is then up to the application, which is what we measure.
@@ -74,9 +83,25 @@ class PgBouncer:
     def ini(self) -> Path:
         return self.root / "pgbouncer.ini"
 
-    def dsn(self, reader: bool = False, user: str = USER) -> str:
+    @property
+    def secrets_dir(self) -> Path:
+        """The passwords' folder, shared with the nodes beside it (chaos_lab.local.postgres)."""
+        return self.root.parent / "secrets"
+
+    @property
+    def admin_password_file(self) -> Path:
+        return self.secrets_dir / f"{ADMIN_USER}.password"
+
+    def password(self, user: str) -> str:
+        """A role's password: the one it was given (``passwords``), else its file's."""
+        if user in self.passwords:
+            return self.passwords[user]
+        return read_secret(self.secrets_dir / f"{user}.password")
+
+    def dsn(self, reader: bool = False, user: str = USER, *, with_password: bool = False) -> str:
         database = READER_DB if reader else WRITER_DB
-        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
+        auth = f"{user}:{quote(self.password(user), safe='')}" if with_password else user
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
 
     @staticmethod
     def binary() -> str:
@@ -87,15 +112,21 @@ class PgBouncer:
         self.ini.write_text(INI.format(
             writer=WRITER_DB, reader=READER_DB, database=DATABASE, port=self.port,
             writer_port=self.writer_port, reader_port=self.reader_port, root=self.root,
+            admin=ADMIN_USER,
         ))
         self._write_userlist()
 
     def _write_userlist(self) -> None:
-        users = "".join(f'"{user}" "{_quoted(self.passwords.get(user, PASSWORD))}"\n'
-                        for user in (USER, *APP_USERS))
-        tmp = self.root / "userlist.txt.tmp"
-        tmp.write_text(f'{users}"postgres" ""\n')
-        tmp.replace(self.root / "userlist.txt")
+        """Each role with its password, and the admin console's user with its own (a new
+        random one the first time); 0600, PgBouncer's."""
+        if not self.admin_password_file.exists():
+            write_secret(self.admin_password_file, secrets.token_urlsafe(16))
+        users = {**{role: self.password(role) for role in ROLES},
+                 ADMIN_USER: read_secret(self.admin_password_file)}
+        write_secret(self.root / "userlist.txt",
+                     "".join(f'"{user}" "{_quoted(password)}"\n'
+                             for user, password in users.items()),
+                     service_user=True)
 
     def set_passwords(self, passwords: dict[str, str]) -> None:
         """New passwords for the app roles, re-read at once (RELOAD); the endpoints as they
@@ -155,9 +186,11 @@ class PgBouncer:
         self.admin("RELOAD")
 
     def admin(self, command: str) -> str:
-        """A command on the admin console (SHOW, RELOAD, PAUSE, KILL, RESUME, ...)."""
-        out = run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                   "-d", "pgbouncer", "-Atqc", command], timeout=15)
+        """A command on the admin console (SHOW, RELOAD, PAUSE, KILL, RESUME, ...), as its
+        user, the password in psql's environment."""
+        out = run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", ADMIN_USER,
+                   "-d", "pgbouncer", "-Atqc", command], timeout=15,
+                  env={"PGPASSWORD": read_secret(self.admin_password_file)})
         return out.stdout
 
 

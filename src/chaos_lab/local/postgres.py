@@ -1,29 +1,47 @@
-"""A PostgreSQL node from the local binaries: a primary, or a streaming replica of one."""
+"""A PostgreSQL node from the local binaries: a primary, or a streaming replica of one.
+
+Nobody else on this machine gets in without a password: the superuser (``postgres``) only
+through the node's own unix socket, and only as the operating-system user that runs the node
+(peer authentication, pg_ident.conf's ``lab`` map; plus root, who may become that user
+anyway); every role over TCP with its password (SCRAM). The roles' passwords are random, one
+file each (0600) in the ``secrets`` folder beside the nodes' folders, where the lab keeps the
+services' password files too; a password reaches PostgreSQL as a SCRAM verifier on psql's
+standard input, never on a command line or in clear.
+"""
 
 from __future__ import annotations
 
+import os
+import pwd
+import secrets
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from chaos_lab.processes import (
     PG_BIN,
+    SERVICE_USER,
     LabError,
     give_to_service_user,
     port_open,
+    read_secret,
     run,
     wait_until,
+    write_secret,
 )
+from shop.migrate import scram_verifier
 
 DATABASE = "shop"
 USER = "shop"  # owns the tables, runs the migrations
-PASSWORD = "shop"
+SUPERUSER = "postgres"  # the node's own operating-system user, through the socket only
 # Least privilege (migration 0004): what the services run as.
 ORDERS_USER = "shop_orders"  # the orders service and the order-worker
 CATALOG_USER = "shop_catalog"  # the catalog: read only
 APP_USERS = (ORDERS_USER, CATALOG_USER)
+ROLES = (USER, *APP_USERS)  # the roles that log in, each with its password
 
 CONFIG = """
 listen_addresses = '127.0.0.1'
@@ -42,19 +60,23 @@ wal_keep_size = 256MB
 logging_collector = off
 """
 
+# No ``trust`` anywhere: the superuser through the socket as the node's own OS user (peer,
+# mapped), replication the same way (a replica streams over its primary's socket); everyone
+# over TCP with a password, SCRAM, so that a rotated password is refused until the new one
+# reaches its source.
 HBA = """
-local all all trust
-{password_roles}host all all 127.0.0.1/32 trust
-host replication all 127.0.0.1/32 trust
+local all postgres peer map=lab
+local replication postgres peer map=lab
+host all all 127.0.0.1/32 scram-sha-256
 """
 
 
-def hba(password_roles: Iterable[str] = ()) -> str:
-    """Trust on the loopback, except for ``password_roles``: they authenticate (SCRAM), so
-    that a rotated password is refused until the new one reaches its source."""
-    roles = ",".join(password_roles)
-    return HBA.format(password_roles=f"host all {roles} 127.0.0.1/32 scram-sha-256\n"
-                      if roles else "")
+def ident() -> str:
+    """pg_ident.conf: the operating-system users that may be the superuser: the one that runs
+    the nodes, and the one that runs the lab (the same but as root)."""
+    me = pwd.getpwuid(os.geteuid()).pw_name  # not $USER: whoever we really are
+    users = dict.fromkeys([SERVICE_USER if os.geteuid() == 0 else me, me])
+    return "".join(f"lab {user} {SUPERUSER}\n" for user in users)
 
 
 @dataclass
@@ -73,45 +95,76 @@ class PostgresNode:
     def log(self) -> Path:
         return self.root / "postgres.log"
 
-    def dsn(self, database: str = DATABASE, user: str = USER) -> str:
-        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
+    @property
+    def secrets_dir(self) -> Path:
+        """The roles' password files: beside the nodes' folders, shared by the nodes there."""
+        return self.root.parent / "secrets"
 
-    def _pg(self, tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return run([str(PG_BIN / tool), *args], service_user=True, timeout=timeout)
+    def password_file(self, role: str) -> Path:
+        return self.secrets_dir / f"{role}.password"
 
-    def _configure(self, password_roles: Iterable[str] = ()) -> None:
+    def password(self, role: str = USER) -> str:
+        return read_secret(self.password_file(role))
+
+    def dsn(self, database: str = DATABASE, user: str = USER, *,
+            with_password: bool = False) -> str:
+        """The node over TCP as ``user``; ``with_password``: its password in the URL, for a
+        client of the lab's own that has no other way to be given it."""
+        auth = f"{user}:{quote(self.password(user), safe='')}" if with_password else user
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
+
+    def _pg(self, tool: str, *args: str, timeout: float = 60, stdin: str | None = None,
+            secrets: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+        return run([str(PG_BIN / tool), *args], service_user=True, timeout=timeout,
+                   stdin=stdin, secrets=secrets)
+
+    def _configure(self) -> None:
         conf = CONFIG.format(port=self.port, socket_dir=self.root)
         with (self.data / "postgresql.auto.conf").open("a") as f:
             f.write(conf)
-        (self.data / "pg_hba.conf").write_text(hba(password_roles))
+        (self.data / "pg_hba.conf").write_text(HBA)
+        (self.data / "pg_ident.conf").write_text(ident())
 
     def init_primary(self, passwords: Mapping[str, str] | None = None) -> None:
         """initdb, start, and create the shop's roles and database (empty: the app migrates;
-        migration 0004 grants the services' roles what they may do). The app roles named in
-        ``passwords`` get those and must give them over TCP (the others: trust). A replica's
-        base backup copies the rule."""
+        migration 0004 grants the services' roles what they may do). Each role's password:
+        from ``passwords``, else the one its file has (the nodes of one folder share them),
+        else a new random one; written to its file (0600) first. A replica's base backup
+        copies the roles and the rules."""
         passwords = dict(passwords or {})
+        for role in ROLES:
+            if role in passwords or not self.password_file(role).exists():
+                write_secret(self.password_file(role),
+                             passwords.get(role) or secrets.token_urlsafe(16))
         self._fresh_root()
-        self._pg("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                 "--no-sync", "-E", "UTF8")
-        self._configure(passwords)
+        self._pg("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth-local=peer",
+                 "--auth-host=scram-sha-256", "--no-sync", "-E", "UTF8")
+        self._configure()
         self.start()
-        self.psql(f"CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'", database="postgres")
+        for role in ROLES:
+            self.set_password(role, self.password(role), create=True)
         self.psql(f"CREATE DATABASE {DATABASE} OWNER {USER}", database="postgres")
-        for role in APP_USERS:
-            self.set_password(role, passwords.get(role, PASSWORD), create=True)
 
     def set_password(self, role: str, password: str, create: bool = False) -> None:
-        """(Create and) give ``role`` this password; sessions already open go on."""
-        quoted = password.replace("'", "''")
+        """(Create and) give ``role`` this password; sessions already open go on. Sent as a
+        SCRAM verifier on psql's standard input: the password is on no command line, in no
+        server log, and no error can repeat it."""
+        verifier = scram_verifier(password)
         verb = "CREATE" if create else "ALTER"
-        self.psql(f"{verb} ROLE {role} LOGIN PASSWORD '{quoted}'", database="postgres")
+        self._pg("psql", *self._superuser("postgres"), "-v", "ON_ERROR_STOP=1", "-Atq",
+                 stdin=f"{verb} ROLE {role} LOGIN PASSWORD '{verifier}';\n", timeout=30,
+                 secrets=(password, verifier))
+
+    def _superuser(self, database: str) -> tuple[str, ...]:
+        """psql's connection options: the node's own socket, as the superuser (peer)."""
+        return ("-h", str(self.root), "-p", str(self.port), "-U", SUPERUSER, "-d", database)
 
     def init_replica(self, primary: PostgresNode) -> None:
-        """A streaming replica from a base backup of ``primary``, then started."""
+        """A streaming replica from a base backup of ``primary`` over its socket (replication
+        is the superuser's, by peer), then started."""
         self._fresh_root()
-        self._pg("pg_basebackup", "-h", "127.0.0.1", "-p", str(primary.port), "-U",
-                 "postgres", "-D", str(self.data), "-R", "-X", "stream", "--no-sync",
+        self._pg("pg_basebackup", "-h", str(primary.root), "-p", str(primary.port), "-U",
+                 SUPERUSER, "-D", str(self.data), "-R", "-X", "stream", "--no-sync",
                  "--checkpoint=fast", timeout=300)
         self._set_port()
         self.start()
@@ -176,6 +229,8 @@ class PostgresNode:
         self.init_replica(new_primary)
 
     def psql(self, sql: str, database: str = DATABASE) -> str:
-        out = self._pg("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                       "-d", database, "-v", "ON_ERROR_STOP=1", "-Atqc", sql, timeout=30)
+        """SQL as the superuser, on the node's socket. Never a password in ``sql``: it would be
+        on a command line (``set_password`` sends one properly)."""
+        out = self._pg("psql", *self._superuser(database), "-v", "ON_ERROR_STOP=1", "-Atqc",
+                       sql, timeout=30)
         return out.stdout

@@ -36,8 +36,11 @@ before its inject; the defaults are the lab's.
 
 The compose nodes keep their service names (``postgres``, ``postgres-replica``) while their
 roles swap: which one is the writer is asked of the nodes themselves. Host ports are the ones
-docker-compose.yml publishes on 127.0.0.1; the database password is the ``POSTGRES_PASSWORD``
-that ``docker compose up`` was given.
+docker-compose.yml publishes on 127.0.0.1. Of the stack's passwords this target needs two, the
+ones ``docker compose up`` was given: the owner's (``POSTGRES_OWNER_PASSWORD``: the checks and
+the reset read and write the tables) and PgBouncer's admin console's
+(``PGBOUNCER_ADMIN_PASSWORD``), each from the environment, else from the project's ``.env``,
+as compose reads them.
 """
 
 from __future__ import annotations
@@ -72,6 +75,9 @@ WORKER = "order-worker"
 LATENCY = ("latency-proxy", "python", "/opt/chaos-shop/latency_proxy.py", "set")
 SET_PASSWORDS = "/etc/chaos-shop/postgres/set-passwords.sh"
 USERLIST = "/etc/chaos-shop/pgbouncer/userlist.sh"
+# The passwords this target logs in with (the owner's, PgBouncer's admin console's).
+OWNER_PASSWORD = "POSTGRES_OWNER_PASSWORD"
+ADMIN_PASSWORD = "PGBOUNCER_ADMIN_PASSWORD"
 # The app roles, and the variable that hands each one's password to the containers.
 APP_ROLES = {"shop_orders": "POSTGRES_ORDERS_PASSWORD",
              "shop_catalog": "POSTGRES_CATALOG_PASSWORD"}
@@ -137,11 +143,21 @@ class ComposeTarget(WriterChecks):
 
     @property
     def password(self) -> str:
-        password = os.environ.get("POSTGRES_PASSWORD")
-        if not password:
-            raise LabError("POSTGRES_PASSWORD is not set: export the password the compose "
-                           "stack was started with")
-        return password
+        """The owner's: the tables the invariants read and the reset rewrites."""
+        return self._secret(OWNER_PASSWORD)
+
+    @property
+    def admin_password(self) -> str:
+        """PgBouncer's admin console's."""
+        return self._secret(ADMIN_PASSWORD)
+
+    def _secret(self, name: str) -> str:
+        """A variable as compose reads it: the environment first, then the project's .env."""
+        value = os.environ.get(name) or dotenv(self.project_dir / ".env").get(name)
+        if not value:
+            raise LabError(f"{name} is not set: export the one the compose stack was started "
+                           "with, or keep it in .env beside docker-compose.yml (.env.example)")
+        return value
 
     # Commands -----------------------------------------------------------------------------
 
@@ -169,7 +185,7 @@ class ComposeTarget(WriterChecks):
         on_error = ["-v", "ON_ERROR_STOP=1"] if stop_on_error else []
         return self._run(["psql", "-h", "127.0.0.1", "-p", str(self.ports.pgbouncer), "-U",
                           "pgbouncer", "-d", "pgbouncer", *on_error, "-XAtq", *args],
-                         env={"PGPASSWORD": self.password, "PGCONNECT_TIMEOUT": "5"},
+                         env={"PGPASSWORD": self.admin_password, "PGCONNECT_TIMEOUT": "5"},
                          timeout=min(30, self.command_timeout))
 
     def route(self, writer: str, reader: str) -> None:
@@ -470,6 +486,23 @@ FAULTS: dict[Fault, tuple[Callable[[ComposeTarget, Say], None],
     Fault.WORKER_CRASH: (ComposeTarget._crash_worker, ComposeTarget._restart_worker),
     Fault.READER_LOSS: (ComposeTarget._lose_reader, ComposeTarget._rejoin),
 }
+
+
+def dotenv(path: Path) -> dict[str, str]:
+    """``NAME=value`` lines of a compose .env file (comments, blank lines and ``export``
+    skipped, one pair of surrounding quotes removed); empty when there is no file."""
+    if not path.is_file():
+        return {}
+    values = {}
+    for line in path.read_text().splitlines():
+        name, sep, value = line.strip().removeprefix("export ").partition("=")
+        if not sep or name.startswith("#"):
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name.strip()] = value
+    return values
 
 
 def _env_names(variables: dict[str, str]) -> list[str]:

@@ -374,4 +374,4 @@ class LocalTarget(WriterChecks):
                                        self.lab.resources.status_table)
 
     async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record] | None:
-        return await fetch_from(self.lab.primary.dsn(), query, *args)
+        return await fetch_from(self.lab.primary.dsn(with_password=True), query, *args)

@@ -9,11 +9,16 @@
 # cluster-wide: a replica's base backup brings them along, passwords included.
 set -euo pipefail
 
-# The roles' passwords default to POSTGRES_PASSWORD, as in docker-compose.yml and PgBouncer's
-# start.sh; set at this first start only (changed later: ALTER ROLE, or down -v).
-psql -v ON_ERROR_STOP=1 -U postgres -d postgres -v password="$POSTGRES_PASSWORD" \
-    -v orders_password="${POSTGRES_ORDERS_PASSWORD:-$POSTGRES_PASSWORD}" \
-    -v catalog_password="${POSTGRES_CATALOG_PASSWORD:-$POSTGRES_PASSWORD}" <<'SQL'
+# Each role's password is its own variable (docker-compose.yml requires each; none falls back
+# to another), set at this first start only (changed later: ALTER ROLE, or down -v). They
+# reach psql through its environment (\getenv), never its command line.
+: "${POSTGRES_OWNER_PASSWORD:?set POSTGRES_OWNER_PASSWORD}"
+: "${POSTGRES_ORDERS_PASSWORD:?set POSTGRES_ORDERS_PASSWORD}"
+: "${POSTGRES_CATALOG_PASSWORD:?set POSTGRES_CATALOG_PASSWORD}"
+psql -v ON_ERROR_STOP=1 -U postgres -d postgres <<'SQL'
+\getenv password POSTGRES_OWNER_PASSWORD
+\getenv orders_password POSTGRES_ORDERS_PASSWORD
+\getenv catalog_password POSTGRES_CATALOG_PASSWORD
 CREATE ROLE shop LOGIN PASSWORD :'password';
 CREATE ROLE shop_orders LOGIN PASSWORD :'orders_password';
 CREATE ROLE shop_catalog LOGIN PASSWORD :'catalog_password';
