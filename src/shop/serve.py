@@ -23,8 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("app", help="the ASGI app, e.g. orders.main:app")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--forwarded-allow-ips", default="127.0.0.1",
-                        help="proxies whose X-Forwarded-* headers are trusted")
+    parser.add_argument("--forwarded-allow-ips", default=None, help=(
+        "proxies whose X-Forwarded-* headers are trusted (default: $FORWARDED_ALLOW_IPS, "
+        "else 127.0.0.1)"))
     args = parser.parse_args(argv)
     config = uvicorn.Config(args.app, host=args.host, port=args.port, workers=1,
                             access_log=False, forwarded_allow_ips=args.forwarded_allow_ips,
