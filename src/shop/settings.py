@@ -7,6 +7,7 @@ endpoint come from the standard ``AWS_*`` variables that botocore reads itself.
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, PostgresDsn, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,9 +43,18 @@ class Settings(BaseSettings):
     # and whatever is not done by the deadline is answered (503, or 202 when an order may
     # exist) instead of waited for.
     request_budget_seconds: float = Field(4.0, gt=0)
-    # Requests one process works on at once; beyond that it sheds at once with 503, so an
-    # overload queues nowhere (health and metrics are never shed).
+    # Requests one process works on at once: "adaptive" (shop.admission: a limit that follows
+    # the admitted requests' latency) under the ceiling max_concurrent_requests, or "static"
+    # (the ceiling alone). Beyond it a request is shed at once with 503 and Retry-After, as is
+    # one that queued longer than max_queue_seconds before it reached the process (health and
+    # metrics are never shed).
+    admission: Literal["adaptive", "static"] = "adaptive"
+    # The admitted requests' average latency the adaptive limit holds at capacity: well under
+    # the latency promised (the orders' p99 goal is 250 ms); what a process does at normal
+    # load stays far below it (a hot product's group commit: 12 ms at p50).
+    admission_target_ms: float = Field(50.0, gt=0)
     max_concurrent_requests: int = Field(512, ge=1)
+    max_queue_seconds: float = Field(0.5, gt=0)
     db_connect_timeout: float = Field(1.5, gt=0)
     db_command_timeout: float = Field(2.0, gt=0)
     db_acquire_timeout: float = Field(1.5, gt=0)

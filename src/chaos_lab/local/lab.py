@@ -69,6 +69,7 @@ http {{
         listen 127.0.0.1:{port};
         proxy_http_version 1.1;
         proxy_set_header Connection "";
+        proxy_set_header X-Request-Start "t=${{msec}}";
         proxy_connect_timeout 2s;
         proxy_read_timeout 10s;
         location /products {{ proxy_pass http://catalog; }}
