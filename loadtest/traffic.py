@@ -198,8 +198,11 @@ def schedule(profile: TrafficProfile) -> list[tuple[float, Kind]]:
 
 async def generate(base_url: str, profile: TrafficProfile,
                    on_status: Callable[[str], None] = print, credential: str | None = None,
-                   transport: httpx.AsyncBaseTransport | None = None) -> TrafficResults:
-    results = TrafficResults()
+                   transport: httpx.AsyncBaseTransport | None = None,
+                   results: TrafficResults | None = None) -> TrafficResults:
+    """Run the traffic; each try goes into ``results`` as it ends (pass one to watch them
+    live). Cancelled, it cancels the requests in flight and keeps what ended."""
+    results = TrafficResults() if results is None else results
     client = Client(profile, credential)
     limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
     async with httpx.AsyncClient(base_url=base_url, timeout=profile.timeout, limits=limits,
@@ -207,22 +210,28 @@ async def generate(base_url: str, profile: TrafficProfile,
         started = time.monotonic()
         pending: set[asyncio.Task[None]] = set()
         next_status = profile.status_every
-        for n, (at, kind) in enumerate(schedule(profile)):
-            delay = at - (time.monotonic() - started)
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = time.monotonic() - started
-            if now >= next_status:
-                on_status(results.status_line(now))
-                next_status += profile.status_every
-            task = asyncio.create_task(client.request(http, kind, n, started,
-                                                      results.outcomes.append))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-        if pending:
-            await asyncio.wait(pending)
-        on_status(results.status_line(time.monotonic() - started))
-    results.outcomes.sort(key=lambda o: o.at)
+        try:
+            for n, (at, kind) in enumerate(schedule(profile)):
+                delay = at - (time.monotonic() - started)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                now = time.monotonic() - started
+                if now >= next_status:
+                    on_status(results.status_line(now))
+                    next_status += profile.status_every
+                task = asyncio.create_task(client.request(http, kind, n, started,
+                                                          results.outcomes.append))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            if pending:
+                await asyncio.wait(pending)
+            on_status(results.status_line(time.monotonic() - started))
+        finally:  # cancelled: the requests in flight go too, before the client closes
+            for task in list(pending):
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+            results.outcomes.sort(key=lambda o: o.at)
     return results
 
 

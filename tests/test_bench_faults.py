@@ -12,7 +12,7 @@ def _run(name: str, fault: str, p50: float | None, p99: float | None, failed: in
          lost: int = 0, aborted: str | None = None) -> RunResult:
     run = RunResult(name, "AFTER", Switches().model_dump(), fault, 6, 0,
                     counts={"read_fail": failed}, failed=failed, accepted=20, lost=lost,
-                    aborted=aborted,
+                    status="aborted" if aborted else "completed", reason=aborted,
                     p50_during_fault_ms=p50, p99_during_fault_ms=p99)
     hypothesis = Hypothesis(max_failed_requests=3, max_p99_latency_ms=3000,
                             max_recovery_seconds=10)

@@ -25,6 +25,8 @@ from rich.table import Table
 from chaos_lab import experiment as experiments
 from chaos_lab import report
 from chaos_lab.bench import BenchPart
+from chaos_lab.experiment import COMPLETED, FAILED, HALTED, INTERRUPTED
+from chaos_lab.journal import Journal
 from chaos_lab.local.lab import DEFAULT_DIR, Lab
 from chaos_lab.model import (
     EXPERIMENTS_DIR,
@@ -120,8 +122,8 @@ def experiment_run(
     name: Annotated[str, typer.Argument(help="a catalog name (see `experiment list`) or a "
                                              "path to an experiment file (.yaml)")],
     settings: Annotated[SettingsChoice, typer.Option(
-        help="resilient (AFTER) or fragile (the file's BEFORE settings)")]
-    = SettingsChoice.resilient,
+        help="resilient (the AFTER run) or fragile (the BEFORE run: the file's fragile "
+             "settings)")] = SettingsChoice.resilient,
     compare: Annotated[bool, typer.Option(help="run the fragile settings, then the "
                                                "resilient ones; only AFTER decides the "
                                                "verdict")] = False,
@@ -133,13 +135,12 @@ def experiment_run(
 ) -> None:
     """Run an experiment and judge its hypothesis: exit 0 when it holds, 1 when violated."""
     spec = _experiment(name, preset, scale, target)
-
-    def go() -> None:
-        shop = _target(target, directory)
-        if not _run_one(shop, spec, compare, settings, report_dir):
-            raise typer.Exit(1)
-
-    _guard(go)
+    journal = _session(target, spec, "compare" if compare else settings.value, report_dir,
+                       directory)
+    _say(f"verdict: {'PASS' if journal.passed else 'FAIL'} ({spec.name}, {spec.preset} "
+         f"preset{'' if journal.status == COMPLETED else ', ' + journal.status})")
+    if not journal.passed:
+        raise typer.Exit(1)
 
 
 @app.command("gameday")
@@ -160,18 +161,18 @@ def gameday(
         raise typer.Exit(2)
     # Every file is checked before anything runs: a typo fails in a second, not in an hour.
     specs = [_experiment(str(path), preset, scale, target) for path in paths.values()]
-
-    def go() -> None:
-        shop = _target(target, directory)
-        results = []
-        for spec in specs:
-            runs = _runs(shop, spec, compare, SettingsChoice.resilient, report_dir)
-            results.append((spec.name, spec.fault.value, runs))
-        console.print(report.gameday_table(results))
-        if not all(experiments.verdict(runs) for *_, runs in results):
-            raise typer.Exit(1)
-
-    _guard(go)
+    journals = []
+    for spec in specs:
+        journal = _session(target, spec, "compare" if compare else "resilient", report_dir,
+                           directory)
+        journals.append(journal)
+        if journal.status in (FAILED, HALTED, INTERRUPTED):
+            _say(f"gameday stopped: {spec.name} ended {journal.status}")
+            break
+    console.print(report.gameday_table([(j.experiment, j.runs[0].fault if j.runs else "-",
+                                         j.runs) for j in journals]))
+    if len(journals) < len(specs) or not all(j.passed for j in journals):
+        raise typer.Exit(1)
 
 
 def _experiment(name: str, preset: str, scale: float, target: str) -> Experiment:
@@ -186,27 +187,50 @@ def _experiment(name: str, preset: str, scale: float, target: str) -> Experiment
         raise typer.Exit(2) from exc
 
 
-def _runs(shop: Target, spec: Experiment, compare: bool, settings: SettingsChoice,
-          report_dir: Path) -> list[experiments.RunResult]:
-    if compare:
-        runs = asyncio.run(experiments.compare(shop, spec, say=_say))
-    elif settings is SettingsChoice.fragile:
-        runs = [asyncio.run(experiments.run(shop, spec, spec.fragile, "BEFORE", _say))]
+def _session(target: str, spec: Experiment, settings: str, report_dir: Path,
+             directory: Path) -> Journal:
+    """One experiment's runs (settings: resilient, fragile or compare) with its journal,
+    opened before anything runs and ended whatever happens; the table and the report's
+    paths printed. Ctrl-C is exit 130 once the fault is restored and the journal written; a
+    lab error exit 1."""
+    journal = Journal.open(report_dir, spec, target)
+    _say(f"journal: {journal.path}")
+    try:
+        shop = _target(target, directory)
+        asyncio.run(_runs(shop, spec, settings, journal))
+        journal.end()
+    except KeyboardInterrupt:
+        journal.end(INTERRUPTED, "interrupted (Ctrl-C)")
+        _report(journal)
+        raise typer.Exit(130) from None
+    except LabError as exc:
+        journal.end(FAILED, str(exc))
+        _report(journal)
+        console.print(f"[red]lab error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from exc
+    except BaseException as exc:
+        journal.end(FAILED, f"{type(exc).__name__}: {exc}")
+        _report(journal)
+        raise
+    _report(journal)
+    return journal
+
+
+async def _runs(shop: Target, spec: Experiment, settings: str, journal: Journal) -> None:
+    if settings == "compare":
+        await experiments.compare(shop, spec, say=_say, journal=journal)
+    elif settings == SettingsChoice.fragile:
+        await experiments.run(shop, spec, spec.fragile, "BEFORE", _say, journal=journal)
     else:
-        runs = [asyncio.run(experiments.run(shop, spec, RESILIENT_SWITCHES, "AFTER", _say))]
-    console.print(report.table(runs))
-    folder = report.write(runs, report_dir)
-    _say(f"journal: {folder / 'result.json'}, {folder / 'junit.xml'}; "
-         f"timeline: {folder / 'timeline.png'}")
-    return runs
+        await experiments.run(shop, spec, RESILIENT_SWITCHES, "AFTER", _say, journal=journal)
 
 
-def _run_one(shop: Target, spec: Experiment, compare: bool, settings: SettingsChoice,
-             report_dir: Path) -> bool:
-    runs = _runs(shop, spec, compare, settings, report_dir)
-    passed = experiments.verdict(runs)
-    _say(f"verdict: {'PASS' if passed else 'FAIL'} ({spec.name}, {spec.preset} preset)")
-    return passed
+def _report(journal: Journal) -> None:
+    if journal.runs:
+        console.print(report.table(journal.runs))
+    files = [journal.path] + [journal.folder / name for name in ("junit.xml", "timeline.png")
+                              if (journal.folder / name).exists()]
+    _say(f"journal ({journal.status}): " + ", ".join(str(f) for f in files))
 
 
 @app.command("bench")

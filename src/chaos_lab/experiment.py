@@ -1,15 +1,22 @@
-"""The experiment runner, in the spirit of chaostoolkit: the experiment is data (a file under
-``experiments/``, see ``chaos_lab.model``); a run applies the switches, checks the steady state
-before (and injects nothing when it is not met), starts the traffic, injects the fault on time,
+"""The experiment runner, in the spirit of chaostoolkit: the experiment is data (a file of the
+catalog, see ``chaos_lab.model``); a run applies the settings, checks the steady state before
+(and injects nothing when it is not met), starts the traffic, injects the fault on time,
 restores it (the rollback always runs), waits for the queue to drain, checks the invariants
-through the public API, and judges every tolerance of the hypothesis: the verdict."""
+through the public API, and judges every tolerance of the hypothesis: the verdict.
+
+Every run ends with a status (``STATUSES``): completed (the verdict says whether its hypothesis
+held), aborted (the steady state before was not met, or a guardrail of the file's ``abort:``
+block was breached), halted (``chaos-shop halt``), interrupted (Ctrl-C) or failed (an error,
+e.g. an inject that raised). Whatever the end, the fault is restored before the run returns or
+raises, and the run is in its journal (``chaos_lab.journal``) with what it measured so far."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import httpx
 
@@ -29,10 +36,14 @@ from chaos_lab.model import (
     judge,
     load,
 )
+from chaos_lab.processes import LabError
 from chaos_lab.stats import percentile
 from chaos_lab.surge import offer_surge
 from chaos_lab.targets.base import Say, Target
 from loadtest.traffic import Outcome, TrafficResults, generate
+
+if TYPE_CHECKING:
+    from chaos_lab.journal import Journal
 
 # Kept for the bench (src/chaos_lab/bench), which restarts the lab with these settings.
 NO_DEGRADATION = Switches(proxy=True, degradation=False).env()
@@ -49,17 +60,24 @@ def experiment(name: str, preset: str = "default", scale: float = 1.0) -> Experi
 # One run ----------------------------------------------------------------------------------
 
 
+# How a run ended (chaostoolkit's journal statuses, and halted for `chaos-shop halt`).
+RUNNING, COMPLETED, FAILED, ABORTED, HALTED, INTERRUPTED = (
+    "running", "completed", "failed", "aborted", "halted", "interrupted")
+STATUSES = (RUNNING, COMPLETED, FAILED, ABORTED, HALTED, INTERRUPTED)
+
+
 @dataclass
 class RunResult:
     experiment: str
-    label: str  # BEFORE or AFTER
-    settings: dict[str, bool]  # the switches
+    label: str  # BEFORE (the fragile settings) or AFTER (the resilient settings)
+    switches: dict[str, bool]  # the settings' switches: proxy, degradation
     fault: str
     fault_at: float
     hold: float
     preset: str = "default"
     gating: bool = True  # its verdict decides the exit code (not BEFORE in a comparison)
-    aborted: str | None = None  # why the fault was not injected (steady state not met)
+    status: str = COMPLETED  # one of STATUSES (the runner's start RUNNING)
+    reason: str | None = None  # why it ended other than completed (the error when failed)
     counts: dict[str, int] = field(default_factory=dict)  # every try, by outcome
     failed: int = 0  # requests whose last try failed
     retries: int = 0
@@ -94,8 +112,23 @@ class RunResult:
     drain_ceiling: float | None = None  # the worker's, quiet, measured before (recovery-storm)
 
     @property
+    def settings(self) -> str:
+        """fragile (BEFORE) or resilient (AFTER): the settings the run was made with."""
+        return "fragile" if self.label == "BEFORE" else "resilient"
+
+    @property
+    def aborted(self) -> str | None:
+        """Why the run was aborted (the steady state before, a guardrail); None if it was not."""
+        return self.reason if self.status == ABORTED else None
+
+    @property
     def passed(self) -> bool:
-        return self.aborted is None and bool(self.checks) and all(c.passed for c in self.checks)
+        return self.status == COMPLETED and bool(self.checks) and all(c.passed
+                                                                       for c in self.checks)
+
+    def end(self, status: str, reason: str | None = None) -> None:
+        assert status in STATUSES, status
+        self.status, self.reason = status, reason
 
     @property
     def failed_requests(self) -> int:
@@ -105,6 +138,7 @@ class RunResult:
         data = asdict(self)
         for series in ("timeline", "latency", "breakers"):
             data.pop(series)
+        data["settings"] = self.settings
         data["verdict"] = "pass" if self.passed else "fail"
         if self.surge is not None:
             data["surge"]["goodput_ratio"] = self.surge.goodput_ratio
@@ -112,9 +146,15 @@ class RunResult:
 
 
 def verdict(runs: list[RunResult]) -> bool:
-    """The runs that gate (AFTER; a lone fragile run) all hold their hypothesis, and no run
-    was aborted for want of a steady state."""
-    return all(r.aborted is None for r in runs) and all(r.passed for r in runs if r.gating)
+    """The runs that gate (AFTER; a lone fragile run) all hold their hypothesis; no run
+    failed, was halted or interrupted, or found the shop unsteady before. A BEFORE stopped by
+    its guardrail does not gate: the fragile settings hurting is the point."""
+    for run in runs:
+        if run.status in (RUNNING, FAILED, HALTED, INTERRUPTED):
+            return False
+        if run.status == ABORTED and not run.steady_before:
+            return False
+    return bool(runs) and all(r.passed for r in runs if r.gating)
 
 
 class BreakerWatch:
@@ -148,24 +188,134 @@ class BreakerWatch:
         return str(state) if state else None
 
 
+@dataclass(frozen=True)
+class Stop:
+    """Why a run stops before its end: a guardrail breached (aborted), a halt (halted)."""
+
+    status: str  # ABORTED or HALTED
+    reason: str
+    check: Check | None = None  # the guardrail, what it measured and its limit
+
+
+@runtime_checkable
+class Stops(Protocol):
+    """What the runner asks once a second, besides the guardrails: should it stop?"""
+
+    def stop_requested(self) -> Stop | None: ...
+
+    def fault_on(self, spec: Experiment) -> None:
+        """The fault is being injected (persisted, for a halt from elsewhere)."""
+
+    def fault_off(self) -> None:
+        """The fault is restored."""
+
+
+@dataclass
+class _Live:
+    """What a run has so far, shared between its steps and its watchers."""
+
+    started: float = 0.0  # time.monotonic() when the traffic started
+    results: TrafficResults | None = None  # the traffic's tries as they end
+    watch: BreakerWatch | None = None
+    injected_at: float | None = None  # seconds since the traffic started
+    fault_end: float | None = None
+    injecting: asyncio.Task[None] | None = None
+    restoring: asyncio.Task[None] | None = None
+
+
 async def run(target: Target, spec: Experiment, switches: Switches, label: str,
-              say: Say = print, gating: bool = True) -> RunResult:
-    say(f"[{label}] {spec.name}: restarting the services ({switches})")
+              say: Say = print, gating: bool = True, journal: Journal | None = None,
+              stops: Stops | None = None) -> RunResult:
+    """One run: BEFORE (``switches`` are the fragile settings') or AFTER. It is added to
+    ``journal`` (saved at its start and its end) as soon as it begins. A halt (``stops``) or
+    a guardrail ends it early (halted, aborted), the fault restored at once; an error or
+    Ctrl-C (cancellation) too, and the exception goes on after the restore."""
+    result = RunResult(experiment=spec.name, label=label, switches=switches.model_dump(),
+                       fault=spec.fault.value, fault_at=spec.fault_at, hold=spec.hold,
+                       preset=spec.preset, gating=gating, target=target.name, status=RUNNING)
+    live = _Live()
+    if journal is not None:
+        journal.add(result)
+    body = asyncio.create_task(_run(target, spec, switches, result, live, say, stops))
+    watcher = asyncio.create_task(_stop_when(spec, live, stops))
+    try:
+        await asyncio.wait({body, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # Ctrl-C (asyncio.run cancels the main task)
+        watcher.cancel()
+        say(f"[{label}] interrupted: restoring the fault (Ctrl-C again leaves it in place; "
+            f"`chaos-shop halt` restores it then)")
+        await _wind_down(body, say)
+        _measure_so_far(result, live)
+        result.end(INTERRUPTED, "interrupted (Ctrl-C); the fault was restored")
+        _save(journal)
+        raise
+    if body.done():
+        watcher.cancel()
+        try:
+            body.result()
+        except Exception as exc:
+            _measure_so_far(result, live)
+            result.end(FAILED, _describe(exc))
+            _save(journal)
+            raise
+        _save(journal)
+        return result
+    stop = watcher.result()
+    say(f"[{label}] {stop.status.upper()}: {stop.reason}; restoring the fault now")
+    await _wind_down(body, say)
+    _measure_so_far(result, live)
+    result.end(stop.status, stop.reason)
+    result.checks = [stop.check] if stop.check is not None else []
+    _save(journal)
+    return result
+
+
+def _save(journal: Journal | None) -> None:
+    if journal is not None:
+        journal.save()
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"
+
+
+async def _wind_down(body: asyncio.Task[None], say: Say) -> None:
+    """Cancel the run's steps and wait for them to end: their ``finally`` restores the fault
+    (waiting first for an inject in progress to return)."""
+    body.cancel()
+    try:
+        await body
+    except asyncio.CancelledError:
+        pass
+    except Exception as exc:  # the restore itself failed: say so, the status says the rest
+        say(f"the restore failed: {_describe(exc)}; `chaos-shop halt` tries again")
+
+
+async def _stop_when(spec: Experiment, live: _Live, stops: Stops | None) -> Stop:
+    """Once a second: a halt asked for, or a guardrail breached while the traffic runs."""
+    while True:
+        await asyncio.sleep(1)
+        if stops is not None and (stop := stops.stop_requested()) is not None:
+            return stop
+
+
+async def _run(target: Target, spec: Experiment, switches: Switches, result: RunResult,
+               live: _Live, say: Say, stops: Stops | None) -> None:
+    """The run's steps, start to verdict; the fault always restored on the way out."""
+    label = result.label
+    say(f"[{label}] {spec.name}: restarting the services ({result.settings} settings: "
+        f"{switches})")
     await target.apply(switches, say)
     await target.reset()
     profile = spec.profile
-    stock_start = await _stock(target, profile.product_id)
-    result = RunResult(experiment=spec.name, label=label, settings=switches.model_dump(),
-                       fault=spec.fault.value, fault_at=spec.fault_at, hold=spec.hold,
-                       preset=spec.preset, gating=gating, target=target.name,
-                       stock_start=stock_start)
+    result.stock_start = await _stock(target, profile.product_id)
     unsteady = await _unsteady(target)
     if unsteady:
-        result.aborted = (f"steady state before not met ({'; '.join(unsteady)}): the fault "
-                          f"was not injected")
+        result.end(ABORTED, f"steady state before not met ({'; '.join(unsteady)}): the fault "
+                            f"was not injected")
         result.checks = [Check("steady_state_before", "is", True, False, False)]
         say(f"[{label}] {result.aborted}")
-        return result
+        return
     result.steady_before = True
     if spec.fault is Fault.RECOVERY_STORM and switches.degradation:
         say(f"[{label}] the worker's drain ceiling, quiet, before the storm")
@@ -173,50 +323,104 @@ async def run(target: Target, spec: Experiment, switches: Switches, label: str,
     say(f"[{label}] steady state before: ok; traffic {profile.reads_per_second:g} reads/s + "
         f"{profile.writes_per_second:g} writes/s for {profile.duration:g}s, {spec.fault} at "
         f"t={spec.fault_at:g}s" + (f" held {spec.hold:g}s" if spec.hold else ""))
-    started, started_epoch = time.monotonic(), time.time()
-    traffic = asyncio.create_task(generate(target.entry_url, profile, on_status=say))
-    watch = BreakerWatch(target.breaker_urls, started)
+    results = TrafficResults()
+    live.started, started_epoch = time.monotonic(), time.time()
+    live.results = results
+    started = live.started
+    traffic = asyncio.create_task(generate(target.entry_url, profile, on_status=say,
+                                           results=results))
+    live.watch = watch = BreakerWatch(target.breaker_urls, started)
     watching = asyncio.create_task(watch.run())
     drain: asyncio.Task[float | None] | None = None
-    restored = False
     report = None
     try:
         await asyncio.sleep(max(0.0, spec.fault_at - (time.monotonic() - started)))
         say(f"[{label}] >>> inject {spec.fault}")
-        injected_at = time.monotonic() - started
+        live.injected_at = time.monotonic() - started
+        if stops is not None:
+            stops.fault_on(spec)
         if isinstance(target, TakesFaultOptions):
             target.fault_options(spec.fault, spec.options)
-        await target.inject(spec.fault, spec.hold, say)
+        live.injecting = asyncio.create_task(target.inject(spec.fault, spec.hold, say))
+        await asyncio.shield(live.injecting)  # a stop waits for it, then restores
         if spec.fault is Fault.SURGE:  # the fault is the traffic itself
             report = await offer_surge(target.entry_url, _surge_options(spec), say)
         if spec.hold:
-            await asyncio.sleep(max(0.0, started + injected_at + spec.hold - time.monotonic()))
-            say(f"[{label}] <<< restore {spec.fault}")
-            restored = True
-            await target.restore(spec.fault, say)
+            await asyncio.sleep(max(0.0, started + live.injected_at + spec.hold
+                                    - time.monotonic()))
+            await _restore(target, spec, live, say, label, stops)
             if switches.degradation:
                 drain = asyncio.create_task(wait_for_drain(target, spec.drain_timeout))
             if spec.fault is Fault.RECOVERY_STORM:  # the backlog drains while a surge hits
                 report = await offer_surge(target.entry_url, _surge_options(spec), say)
-        fault_end = time.monotonic() - started
-        results = await traffic
+        live.fault_end = time.monotonic() - started
+        await traffic
         drained = await drain if drain else None
     finally:
         for task in (traffic, drain, watching):
             if task is not None and not task.done():
                 task.cancel()
-        if not restored:  # the rollback always runs
-            say(f"[{label}] rollback: restore {spec.fault}")
-            await target.restore(spec.fault, say)
+        await _restore(target, spec, live, say, label, stops, rollback=True)
     say(results.results_block())
-    result.fault_window = (round(injected_at, 1), round(fault_end + FAULT_TAIL, 1))
+    result.fault_window = (round(live.injected_at, 1), round(live.fault_end + FAULT_TAIL, 1))
     result.breakers = watch.changes
     audited = []
     if report is not None:  # the surge's answers are audited with the customers'
         result.surge = surge.figures(report, results, started_epoch)
         audited = surge.as_outcomes(report, started_epoch)
     await verify(target, spec, switches, result, results, drained, say, audited)
-    return result
+    result.end(COMPLETED)
+
+
+async def _restore(target: Target, spec: Experiment, live: _Live, say: Say, label: str,
+                   stops: Stops | None, rollback: bool = False) -> None:
+    """Restore the fault once (the rollback, a stop and the hold's end share one restore);
+    nothing when it was never injected. An inject still in progress (a thread) is waited
+    for first: restoring under it would race it."""
+    if live.injecting is None:
+        return
+    if live.restoring is None:
+        if not live.injecting.done():
+            say(f"[{label}] the inject is still in progress: restoring once it returns")
+            with suppress(Exception):
+                await asyncio.shield(live.injecting)
+        say(f"[{label}] {'rollback: ' if rollback else ''}<<< restore {spec.fault}")
+
+        async def restore() -> None:
+            await target.restore(spec.fault, say)
+            if stops is not None:
+                stops.fault_off()
+
+        live.restoring = asyncio.create_task(restore())
+    await asyncio.shield(live.restoring)
+
+
+def _measure_so_far(result: RunResult, live: _Live) -> None:
+    """What the traffic showed until the run stopped (aborted, halted, failed,
+    interrupted): the counts, the timelines, the latency while the fault was on. The
+    invariants after are not checked: the run did not get there."""
+    if live.results is None:
+        return
+    now = time.monotonic() - live.started
+    if live.injected_at is not None:
+        result.fault_window = (round(live.injected_at, 1),
+                               round((live.fault_end or now) + FAULT_TAIL, 1))
+    if live.watch is not None:
+        result.breakers = live.watch.changes
+    traffic_figures(result, live.results)
+
+
+def traffic_figures(result: RunResult, results: TrafficResults) -> None:
+    """Counts, failures, retries, timelines and the latency during the fault."""
+    result.counts = results.counts
+    result.failed = results.failed_requests()
+    result.retries = results.retries
+    result.recovery_seconds = recovery_seconds(results, result.fault_at)
+    result.timeline = timeline(results)
+    result.latency = latency(results)
+    if result.fault_window is not None:
+        result.p50_during_fault_ms = percentile_between(results, 50, *result.fault_window)
+        result.p99_during_fault_ms = percentile_between(results, 99, *result.fault_window)
 
 
 def _surge_options(spec: Experiment) -> SurgeOptions:
@@ -255,9 +459,6 @@ async def verify(target: Target, spec: Experiment, switches: Switches, result: R
     result.decided = {s: states.count(s)
                       for s in ("confirmed", "rejected", "failed", "pending", "missing")}
     result.accepted = len(accepted)
-    result.counts = results.counts
-    result.failed = results.failed_requests()
-    result.retries = results.retries
     result.confirmed_quantity = result.decided["confirmed"] * spec.quantity
     result.stock_end = await _stock(target, spec.product_id)
     db_confirmed = await target.confirmed_in_db(spec.product_id)
@@ -268,12 +469,7 @@ async def verify(target: Target, spec: Experiment, switches: Switches, result: R
         else result.stock_start - result.stock_end == confirmed * spec.quantity)
     result.unacknowledged_confirmed = max(0, confirmed - result.decided["confirmed"])
     result.queue, result.dlq = await _depths(target) or (-1, -1)  # -1: no answer
-    result.recovery_seconds = recovery_seconds(results, spec.fault_at)
-    result.timeline = timeline(results)
-    result.latency = latency(results)
-    if result.fault_window is not None:
-        result.p50_during_fault_ms = percentile_between(results, 50, *result.fault_window)
-        result.p99_during_fault_ms = percentile_between(results, 99, *result.fault_window)
+    traffic_figures(result, results)
     result.checks = judge(spec.hypothesis, Measured(
         failed_requests=result.failed_requests, lost_orders=result.lost,
         false_answers=result.false_answers, surge=result.surge,
@@ -345,10 +541,16 @@ def percentile_between(results: TrafficResults, q: float, start: float,
     return percentile(window, q) if window else None
 
 
-async def compare(target: Target, spec: Experiment, say: Say = print) -> list[RunResult]:
-    """BEFORE (the fragile switches; failing is the point, it does not gate) then AFTER."""
-    before = await run(target, spec, spec.fragile, "BEFORE", say, gating=False)
-    after = await run(target, spec, RESILIENT_SWITCHES, "AFTER", say)
+async def compare(target: Target, spec: Experiment, say: Say = print,
+                  journal: Journal | None = None, stops: Stops | None = None) -> list[RunResult]:
+    """BEFORE (the fragile settings; failing is the point, it does not gate) then AFTER (the
+    resilient settings), unless BEFORE was halted."""
+    before = await run(target, spec, spec.fragile, "BEFORE", say, gating=False,
+                       journal=journal, stops=stops)
+    if before.status == HALTED:
+        return [before]
+    after = await run(target, spec, RESILIENT_SWITCHES, "AFTER", say, journal=journal,
+                      stops=stops)
     return [before, after]
 
 

@@ -4,17 +4,19 @@ tolerance per run), and a PNG timeline (outcomes, latency, breakers)."""
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree as ET
 
 from matplotlib.figure import Figure
+from rich.markup import escape
 from rich.table import Table
 
 from chaos_lab.experiment import RunResult, verdict
 from chaos_lab.model import Check
+
+if TYPE_CHECKING:
+    from chaos_lab.journal import Journal
 
 ROWS: list[tuple[str, str]] = [  # every try
     ("reads ok (database)", "read_ok"),
@@ -44,7 +46,7 @@ def table(runs: list[RunResult]) -> Table:
     out = Table(title=title)
     out.add_column("")
     for run in runs:
-        out.add_column(f"{run.label}\n{_switches(run)}", justify="right")
+        out.add_column(f"{heading(run)}\n{_switches(run)}", justify="right")
     for name, key in ROWS:
         out.add_row(name, *(str(r.counts.get(key, 0)) for r in runs))
     out.add_row("retries (same key and body)", *(str(r.retries) for r in runs))
@@ -123,9 +125,26 @@ def _judged(check: Check) -> str:
     return f"{check.shown(check.measured)} {mark}"
 
 
+def heading(run: RunResult) -> str:
+    """A run's name in tables: BEFORE: fragile settings, AFTER: resilient settings."""
+    return f"{run.label}: {run.settings} settings"
+
+
+def ended_early(run: RunResult) -> str | None:
+    """How a run that did not get to its verdict ended, in a few words; None if it did."""
+    if run.status == "completed":
+        return None
+    if run.status == "aborted" and not run.steady_before:
+        return "aborted: steady state before not met"
+    return f"{run.status}: {run.reason}" if run.reason else run.status
+
+
 def _run_verdict(run: RunResult) -> str:
-    if run.aborted:
-        return "[red]ABORTED[/red] (steady state before not met)"
+    early = ended_early(run)
+    if early is not None:
+        status, _, why = early.partition(": ")
+        expected = "" if run.gating else " (not gating: BEFORE)"
+        return f"[red]{status.upper()}[/red]{expected}" + (f" ({escape(why)})" if why else "")
     if run.passed:
         return "[green]holds[/green]"
     return "[red]VIOLATED[/red]" + ("" if run.gating else " (expected: BEFORE)")
@@ -135,7 +154,8 @@ def gameday_table(results: list[tuple[str, str, list[RunResult]]]) -> Table:
     """One row per experiment: its fault, each run's verdict with what it violated."""
     out = Table(title="gameday: " + ("PASS" if all(verdict(r) for *_, r in results)
                                      else "FAIL"))
-    for column in ("experiment", "fault", "BEFORE (fragile)", "AFTER (resilient)", "verdict"):
+    for column in ("experiment", "fault", "BEFORE: fragile settings",
+                   "AFTER: resilient settings", "verdict"):
         out.add_column(column)
     for name, fault, runs in results:
         by_label = {r.label: r for r in runs}
@@ -147,8 +167,9 @@ def gameday_table(results: list[tuple[str, str, list[RunResult]]]) -> Table:
 def _brief(run: RunResult | None) -> str:
     if run is None:
         return "-"
-    if run.aborted:
-        return "[red]aborted[/red]: steady state before not met"
+    early = ended_early(run)
+    if early is not None:
+        return f"[red]{escape(early)}[/red]"
     failed = [f"{c.title} {c.shown(c.measured)}" for c in run.checks if not c.passed]
     return "[green]holds[/green]" if not failed else "[red]violated[/red]: " + ", ".join(failed)
 
@@ -165,29 +186,27 @@ def _yes(value: bool | None) -> str:
 
 
 def _switches(run: RunResult) -> str:
-    return " ".join(f"{name}={str(on).lower()}" for name, on in run.settings.items())
+    return " ".join(f"{name}={str(on).lower()}" for name, on in run.switches.items())
 
 
 def write(runs: list[RunResult], report_dir: Path) -> Path:
-    """result.json + junit.xml + timeline.png under ``report_dir/<experiment>-<time>/``;
-    returns that folder."""
-    folder = report_dir / f"{runs[0].experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
-    suffix = 1
-    while folder.exists():  # two runs in the same second (gameday): never overwrite
-        suffix += 1
-        folder = folder.with_name(f"{folder.name.split('~')[0]}~{suffix}")
-    folder.mkdir(parents=True)
-    (folder / "result.json").write_text(json.dumps(journal(runs), indent=2))
-    junit(runs).write(folder / "junit.xml", encoding="unicode", xml_declaration=True)
-    plot(runs, folder / "timeline.png")
-    return folder
+    """A journal of finished runs (their status theirs) and the rest of the report, under
+    ``report_dir/<experiment>-<time>/``; returns that folder. The CLI keeps its journal from
+    the start instead (``Journal.open``)."""
+    from chaos_lab.journal import Journal, new_folder
+
+    first = runs[0]
+    journal = Journal(new_folder(report_dir, first.experiment), first.experiment, first.preset,
+                      first.target, runs=list(runs))
+    journal.end()
+    return journal.folder
 
 
-def journal(runs: list[RunResult]) -> dict[str, Any]:
-    return {"experiment": runs[0].experiment, "preset": runs[0].preset,
-            "target": runs[0].target, "verdict": "pass" if verdict(runs) else "fail",
-            "runs": [{**r.summary(), "timeline": r.timeline, "latency": r.latency,
-                      "breakers": r.breakers} for r in runs]}
+def write_rest(journal: Journal) -> None:
+    """What goes beside a journal that has ended: junit.xml, timeline.png."""
+    junit(journal.runs).write(journal.folder / "junit.xml", encoding="unicode",
+                              xml_declaration=True)
+    plot(journal.runs, journal.folder / "timeline.png")
 
 
 def junit(runs: list[RunResult]) -> ET.ElementTree[ET.Element]:
@@ -198,8 +217,11 @@ def junit(runs: list[RunResult]) -> ET.ElementTree[ET.Element]:
     for run in runs:
         name = f"{run.experiment}.{run.label}"
         failures = sum(1 for c in run.checks if not c.passed) if run.gating else 0
-        suite = ET.SubElement(suites, "testsuite", name=name, tests=str(len(run.checks)),
-                              failures=str(failures),
+        # a run that ended without its verdict (halted, interrupted, failed) is an error
+        unfinished = run.status not in ("completed", "aborted")
+        suite = ET.SubElement(suites, "testsuite", name=name,
+                              tests=str(len(run.checks) + unfinished),
+                              failures=str(failures), errors=str(int(unfinished)),
                               skipped=str(0 if run.gating else
                                           sum(1 for c in run.checks if not c.passed)))
         properties = ET.SubElement(suite, "properties")
@@ -214,8 +236,8 @@ def junit(runs: list[RunResult]) -> ET.ElementTree[ET.Element]:
             evidence = (f"{check.title}: measured {check.shown(check.measured)}, tolerance "
                         f"{check.expected} ({_switches(run)}, {run.preset} preset, "
                         f"{run.target})")
-            if run.aborted:
-                evidence += f"; {run.aborted}"
+            if run.status != "completed":
+                evidence += f"; {run.status}: {run.reason}"
             if check.passed:
                 ET.SubElement(case, "system-out").text = evidence
             elif run.gating:
@@ -223,6 +245,10 @@ def junit(runs: list[RunResult]) -> ET.ElementTree[ET.Element]:
             else:
                 ET.SubElement(case, "skipped", message="expected of the fragile settings: "
                                                       + evidence)
+        if unfinished:
+            case = ET.SubElement(suite, "testcase", classname=name, name="run_status")
+            ET.SubElement(case, "error", message=f"the run ended {run.status}: {run.reason}",
+                          type=f"Run{run.status.capitalize()}")
     ET.indent(suites)
     return ET.ElementTree(suites)
 
@@ -251,8 +277,9 @@ def plot(runs: list[RunResult], path: Path) -> None:
             ax.set_ylabel(f"{kind}s per second")
             ax.legend(loc="upper right", fontsize=7)
             if row == 0:
-                ax.set_title(f"{run.experiment} {run.label} ({_switches(run)}): "
-                             + ("holds" if run.passed else "VIOLATED"))
+                ax.set_title(f"{run.experiment} {heading(run)} ({_switches(run)}): "
+                             + (run.status.upper() if run.status != "completed"
+                                else "holds" if run.passed else "VIOLATED"), fontsize=9)
         _plot_latency(axes[2][column], run, window)
         axes[2][column].set_xlabel("seconds since the traffic started")
     fig.tight_layout()

@@ -37,8 +37,10 @@ class FaultRow:
 
     @classmethod
     def of(cls, run: RunResult) -> FaultRow:
-        if run.aborted:
+        if run.status == "aborted" and not run.steady_before:
             verdict = "aborted (steady state before not met)"
+        elif run.status != "completed":
+            verdict = f"{run.status} ({run.reason})"
         elif run.passed:
             verdict = "holds"
         else:

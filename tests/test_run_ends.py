@@ -1,0 +1,248 @@
+"""Every end of a run leaves a journal with its status, and the fault restored: completed,
+failed (an inject that raises), interrupted (Ctrl-C), halted, aborted by a guardrail.
+
+No lab: a fake shop (an HTTP server in a thread that answers like the shop's entry) and a
+target that scripts what its faults do."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chaos_lab import experiment as experiments
+from chaos_lab.experiment import RESILIENT_SWITCHES, Stop
+from chaos_lab.journal import Journal, git_revision, tool_version
+from chaos_lab.model import Experiment, Fault, Switches, load
+from chaos_lab.processes import LabError
+
+EXPERIMENT = """\
+name: scripted
+description: a short db-outage against a fake shop
+fault: {name: db-outage, hold: 1}
+timing: {fault_at: 1, duration: 3}
+traffic: {reads_per_second: 10, writes_per_second: 2, timeout: 1}
+fragile: {proxy: true, degradation: false}
+hypothesis: {max_failed_requests: 0, max_p99_latency_ms: 1000, max_recovery_seconds: 5,
+             max_false_answers: 1000, stock_consistent: false}
+"""
+
+
+class Shop(BaseHTTPRequestHandler):
+    """The entry and the services' health: 200 for reads, 201 for orders; ``slow`` seconds
+    late when the test says so, 503 when ``failing``."""
+
+    failing = False
+    slow = 0.0
+
+    def do_GET(self) -> None:
+        self._answer(200, {"products": [], "source": "database", "status": "ok"})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._answer(201, {"status": "confirmed", "source": "database"})
+
+    def _answer(self, status: int, body: dict[str, Any]) -> None:
+        if Shop.slow:
+            time.sleep(Shop.slow)
+        if Shop.failing:
+            status, body = 503, {"detail": "down"}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def shop_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Shop)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def healthy_shop() -> Iterator[None]:
+    Shop.failing, Shop.slow = False, 0.0
+    yield
+    Shop.failing, Shop.slow = False, 0.0
+
+
+class Scripted:
+    """A target whose inject does what the test says: nothing, raise, hang, break the shop."""
+
+    name = "scripted"
+
+    def __init__(self, entry_url: str, inject: str = "nothing") -> None:
+        self.entry_url = entry_url
+        self.health_urls = [f"{entry_url}/products"]
+        self.breaker_urls: dict[str, str] = {}
+        self.how = inject
+        self.calls: list[str] = []
+        self.injected = asyncio.Event()
+
+    async def apply(self, switches: Switches, say: Any) -> None:
+        self.calls.append("apply")
+
+    async def reset(self) -> None:
+        self.calls.append("reset")
+
+    async def inject(self, fault: Fault, hold: float, say: Any) -> None:
+        self.calls.append("inject")
+        self.injected.set()
+        if self.how == "raise":
+            raise LabError("the proxy's admin console did not answer")
+        if self.how == "break":
+            Shop.failing = True
+        if self.how == "hang":  # an inject that takes its time (a thread, on the lab)
+            await asyncio.sleep(2)
+            self.calls.append("inject returned")
+
+    async def restore(self, fault: Fault, say: Any) -> None:
+        self.calls.append("restore")
+        Shop.failing = False
+
+    async def queue_depths(self) -> tuple[int, int]:
+        return 0, 0
+
+    async def undecided_orders(self) -> int | None:
+        return 0
+
+    async def stock_in_db(self, product_id: int) -> int | None:
+        return 100
+
+    async def confirmed_in_db(self, product_id: int) -> int | None:
+        return 0
+
+    async def statuses_in_db(self, order_ids: list[str]) -> dict[str, str] | None:
+        return {}
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Experiment:
+    path = tmp_path / "scripted.yaml"
+    path.write_text(EXPERIMENT)
+    return load(path).resolve(source=path)
+
+
+def _journal(journal: Journal) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(journal.path.read_text())
+    return data
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+async def test_a_completed_run_has_a_journal_with_where_and_what_it_ran(
+        shop_url: str, spec: Experiment, tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path, spec, "scripted")
+    assert _journal(journal)["status"] == "running"  # written before anything runs
+    target = Scripted(shop_url)
+    result = await experiments.run(target, spec, RESILIENT_SWITCHES, "AFTER", quiet,  # type: ignore[arg-type]
+                                   journal=journal)
+    journal.end()
+    data = _journal(journal)
+    assert result.status == data["status"] == "completed" and data["runs"][0]["status"] \
+        == "completed"
+    assert target.calls == ["apply", "reset", "inject", "restore"]
+    assert data["started"] < data["ended"] and data["started"].endswith("Z")
+    assert data["duration_seconds"] >= 3
+    assert data["tool_version"] == tool_version() != "unknown"
+    revision = git_revision()
+    assert revision is not None, "the tests run from a checkout"
+    assert data["git_revision"] == revision[0] and len(data["git_revision"]) == 40
+    assert data["target"] == "scripted"
+    assert data["settings"] == {"resilient": {"proxy": True, "degradation": True}}
+    assert data["runs"][0]["settings"] == "resilient"
+    assert data["runs"][0]["switches"] == {"proxy": True, "degradation": True}
+    assert data["experiment_file"] == {
+        "path": str(spec.source),
+        "sha256": __import__("hashlib").sha256(EXPERIMENT.encode()).hexdigest()}
+    assert (journal.folder / "junit.xml").exists() and (journal.folder / "timeline.png").exists()
+
+
+async def test_an_inject_that_raises_is_a_failed_journal_with_the_error(
+        shop_url: str, spec: Experiment, tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path, spec, "scripted")
+    target = Scripted(shop_url, inject="raise")
+    with pytest.raises(LabError, match="admin console"):
+        await experiments.run(target, spec, RESILIENT_SWITCHES, "AFTER", quiet,  # type: ignore[arg-type]
+                              journal=journal)
+    assert target.calls[-1] == "restore", "the rollback ran"
+    journal.end()
+    data = _journal(journal)
+    assert data["status"] == "failed" and "admin console" in data["error"]
+    [run] = data["runs"]
+    assert run["status"] == "failed" and run["verdict"] == "fail"
+    assert run["timeline"], "what the traffic showed until then is kept"
+    assert data["verdict"] == "fail"
+    junit = (journal.folder / "junit.xml").read_text()
+    assert 'name="run_status"' in junit and "admin console" in junit
+
+
+async def test_ctrl_c_restores_and_is_an_interrupted_journal(
+        shop_url: str, spec: Experiment, tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path, spec, "scripted")
+    target = Scripted(shop_url, inject="break")
+    running = asyncio.create_task(experiments.run(
+        target, spec, RESILIENT_SWITCHES, "AFTER", quiet, journal=journal))  # type: ignore[arg-type]
+    await asyncio.wait_for(target.injected.wait(), 10)
+    running.cancel()  # what asyncio.run does on Ctrl-C
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert target.calls[-1] == "restore" and not Shop.failing
+    journal.end("interrupted", "interrupted (Ctrl-C)")
+    data = _journal(journal)
+    assert data["status"] == "interrupted" and data["runs"][0]["status"] == "interrupted"
+    assert data["verdict"] == "fail"
+
+
+class HaltAfter:
+    """Asks for a halt once the fault is on."""
+
+    def __init__(self) -> None:
+        self.on = self.off = False
+
+    def stop_requested(self) -> Stop | None:
+        return Stop("halted", "halted by a test") if self.on else None
+
+    def fault_on(self, spec: Experiment) -> None:
+        self.on = True
+
+    def fault_off(self) -> None:
+        self.off = True
+
+
+async def test_a_halt_waits_for_an_inject_in_progress_then_restores(
+        shop_url: str, spec: Experiment, tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path, spec, "scripted")
+    target, stops = Scripted(shop_url, inject="hang"), HaltAfter()
+    result = await experiments.run(target, spec, RESILIENT_SWITCHES, "AFTER", quiet,  # type: ignore[arg-type]
+                                   journal=journal, stops=stops)
+    assert result.status == "halted" and result.reason == "halted by a test"
+    assert target.calls == ["apply", "reset", "inject", "inject returned", "restore"]
+    assert stops.off, "the persisted fault is cleared once restored"
+    journal.end()
+    data = _journal(journal)
+    assert data["status"] == "halted" and data["reason"] == "halted by a test"
+    assert not experiments.verdict(journal.runs)
+
+
+async def test_a_halted_before_does_not_start_after(shop_url: str, spec: Experiment) -> None:
+    target, stops = Scripted(shop_url, inject="hang"), HaltAfter()
+    runs = await experiments.compare(target, spec, quiet, stops=stops)  # type: ignore[arg-type]
+    assert [r.label for r in runs] == ["BEFORE"] and runs[0].status == "halted"
