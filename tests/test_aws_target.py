@@ -530,3 +530,20 @@ async def test_rolling_deploy_without_the_service_outputs_says_why(
     with pytest.raises(LabError, match="ecs_service_names"):
         await aws.inject("rolling-deploy", 0, Said())
     assert not aws.outcomes
+
+
+async def test_a_stop_ends_the_fis_experiment_at_once(
+        outputs: dict[str, Any], moto_url: str, stepwise: None) -> None:
+    """A halted run or a breached guardrail: StopExperiment now, beside FIS's own stop
+    conditions; the restore that follows finds it stopped and says why, no error."""
+    aws = target(outputs, moto_url)
+    said = Said()
+    await aws.inject("failover", 0, said)
+    set_progression(moto_url, 1000)  # it would run on for a long time
+    await aws.stop("failover", said, why="guardrail max_failed_requests_in_window")
+    outcome = aws.outcomes[0]
+    assert outcome.status == "stopped" and not outcome.stopped_by_condition
+    await aws.restore("failover", said)
+    assert "stopped: guardrail max_failed_requests_in_window" in said.text()
+    await aws.stop("failover", said)  # idempotent: nothing running
+    assert await aws.stop_experiment(outcome.experiment_id, said) == "stopped"

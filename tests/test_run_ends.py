@@ -246,3 +246,77 @@ async def test_a_halted_before_does_not_start_after(shop_url: str, spec: Experim
     target, stops = Scripted(shop_url, inject="hang"), HaltAfter()
     runs = await experiments.compare(target, spec, quiet, stops=stops)  # type: ignore[arg-type]
     assert [r.label for r in runs] == ["BEFORE"] and runs[0].status == "halted"
+
+
+# Guardrails ---------------------------------------------------------------------------------
+
+GUARDED = EXPERIMENT.replace("fault: {name: db-outage, hold: 1}", "fault: {name: db-outage, "
+                             "hold: 6}").replace("duration: 3}", "duration: 9}")
+
+
+def _guarded(tmp_path: Path, abort: str) -> Experiment:
+    path = tmp_path / "guarded.yaml"
+    path.write_text(GUARDED + f"abort: {abort}\n")
+    return load(path).resolve(source=path)
+
+
+async def test_a_guardrail_on_failed_requests_restores_at_once_and_aborts(
+        shop_url: str, tmp_path: Path) -> None:
+    spec = _guarded(tmp_path, "{max_failed_requests_in_window: {requests: 2, seconds: 5}}")
+    journal = Journal.open(tmp_path, spec, "scripted")
+    target = Scripted(shop_url, inject="break")
+    started = time.monotonic()
+    result = await experiments.run(target, spec, RESILIENT_SWITCHES, "AFTER", quiet,  # type: ignore[arg-type]
+                                   journal=journal)
+    assert time.monotonic() - started < 8, "stopped before the hold (6 s) was over"
+    assert target.calls[-1] == "restore" and not Shop.failing
+    assert result.status == "aborted" and not result.passed
+    assert "max_failed_requests_in_window" in (result.reason or "")
+    [check] = result.checks
+    assert check.name == "guardrail_failed_requests_in_window" and check.tolerance == 2
+    assert isinstance(check.measured, int) and check.measured > 2
+    assert result.failed > 2 and result.timeline and result.fault_window is not None
+    journal.end()
+    data = _journal(journal)
+    assert data["status"] == "aborted" and "guardrail" in data["reason"]
+    assert 'name="guardrail_failed_requests_in_window"' in (journal.folder / "junit.xml"
+                                                            ).read_text()
+
+
+async def test_a_guardrail_on_latency(shop_url: str, tmp_path: Path) -> None:
+    spec = _guarded(tmp_path, "{max_p99_ms_in_window: {ms: 300, seconds: 3}}")
+    target = Scripted(shop_url, inject="nothing")
+    running = asyncio.create_task(experiments.run(
+        target, spec, RESILIENT_SWITCHES, "AFTER", quiet))  # type: ignore[arg-type]
+    await asyncio.wait_for(target.injected.wait(), 10)
+    Shop.slow = 0.5  # the shop gets slow under the fault
+    result = await running
+    assert result.status == "aborted" and "p99" in (result.reason or "")
+    [check] = result.checks
+    assert check.name == "guardrail_p99_in_window" and check.unit == " ms"
+    assert isinstance(check.measured, float) and check.measured > 300
+
+
+async def test_a_before_stopped_by_its_guardrail_does_not_gate(
+        shop_url: str, tmp_path: Path) -> None:
+    """The fragile settings hurting is the point: BEFORE aborted by its guardrail, then AFTER
+    runs and decides the verdict."""
+    spec = _guarded(tmp_path, "{max_failed_requests_in_window: {requests: 2, seconds: 5}}")
+    target = Scripted(shop_url, inject="break")
+    before = await experiments.run(target, spec, spec.fragile, "BEFORE", quiet,  # type: ignore[arg-type]
+                                   gating=False)
+    assert before.status == "aborted"
+    after = experiments.RunResult("guarded", "AFTER", RESILIENT_SWITCHES.model_dump(),
+                                  "db-outage", 1, 6, checks=[], steady_before=True)
+    after.checks = [experiments.Check("failed_requests", "<=", 0, 0, True)]
+    assert experiments.verdict([before, after])
+    assert not experiments.verdict([before, experiments.RunResult(
+        "guarded", "AFTER", {}, "db-outage", 1, 6, status="aborted", reason="guardrail")])
+
+
+def test_false_answers_cannot_be_a_guardrail(tmp_path: Path) -> None:
+    path = tmp_path / "guarded.yaml"
+    path.write_text(GUARDED + "abort: {max_false_answers: 0}\n")
+    with pytest.raises(LabError, match=r"abort\.max_false_answers: false answers cannot be a "
+                                       r"guardrail: they are known only after the drain"):
+        load(path)

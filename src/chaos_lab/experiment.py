@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import httpx
 
-from chaos_lab import surge
+from chaos_lab import guardrails, surge
 from chaos_lab.audit import audit as audit_answers
 from chaos_lab.model import (
     RESILIENT_SWITCHES,
@@ -39,7 +39,7 @@ from chaos_lab.model import (
 from chaos_lab.processes import LabError
 from chaos_lab.stats import percentile
 from chaos_lab.surge import offer_surge
-from chaos_lab.targets.base import Say, Target
+from chaos_lab.targets.base import Say, StopsAtOnce, Target
 from loadtest.traffic import Outcome, TrafficResults, generate
 
 if TYPE_CHECKING:
@@ -219,6 +219,8 @@ class _Live:
     watch: BreakerWatch | None = None
     injected_at: float | None = None  # seconds since the traffic started
     fault_end: float | None = None
+    traffic_over: bool = False  # the guardrails watch the traffic while it runs
+    stopping: bool = False  # a halt or a guardrail: the fault is to be ended at once
     injecting: asyncio.Task[None] | None = None
     restoring: asyncio.Task[None] | None = None
 
@@ -262,6 +264,7 @@ async def run(target: Target, spec: Experiment, switches: Switches, label: str,
         return result
     stop = watcher.result()
     say(f"[{label}] {stop.status.upper()}: {stop.reason}; restoring the fault now")
+    live.stopping = True
     await _wind_down(body, say)
     _measure_so_far(result, live)
     result.end(stop.status, stop.reason)
@@ -297,6 +300,11 @@ async def _stop_when(spec: Experiment, live: _Live, stops: Stops | None) -> Stop
         await asyncio.sleep(1)
         if stops is not None and (stop := stops.stop_requested()) is not None:
             return stop
+        if live.results is not None and not live.traffic_over:
+            breach = guardrails.breached(spec.abort, live.results.outcomes,
+                                         time.monotonic() - live.started)
+            if breach is not None:
+                return Stop(ABORTED, breach.reason, breach.check)
 
 
 async def _run(target: Target, spec: Experiment, switches: Switches, result: RunResult,
@@ -355,6 +363,7 @@ async def _run(target: Target, spec: Experiment, switches: Switches, result: Run
                 report = await offer_surge(target.entry_url, _surge_options(spec), say)
         live.fault_end = time.monotonic() - started
         await traffic
+        live.traffic_over = True
         drained = await drain if drain else None
     finally:
         for task in (traffic, drain, watching):
@@ -387,6 +396,8 @@ async def _restore(target: Target, spec: Experiment, live: _Live, say: Say, labe
         say(f"[{label}] {'rollback: ' if rollback else ''}<<< restore {spec.fault}")
 
         async def restore() -> None:
+            if live.stopping and isinstance(target, StopsAtOnce):  # FIS: StopExperiment
+                await target.stop(spec.fault, say)
             await target.restore(spec.fault, say)
             if stops is not None:
                 stops.fault_off()

@@ -303,7 +303,43 @@ class Hypothesis(_Strict):
     healthy_after: bool = True
 
 
-PRESET_PARTS = ("fault", "timing", "traffic", "hypothesis")
+class FailedInWindow(_Strict):
+    requests: int = Field(ge=0, description=(
+        "requests whose last try failed (5xx, timeout, refused), at most, in the window"))
+    seconds: float = Field(gt=0, le=600, description="the window: the last this many seconds")
+
+
+class P99InWindow(_Strict):
+    ms: float = Field(gt=0, description=(
+        "p99 latency of the tries answered (or timed out) in the window, at most"))
+    seconds: float = Field(gt=0, le=600, description="the window: the last this many seconds")
+
+
+class Abort(_Strict):
+    """Guardrails: limits past which the run stops, checked every second while the traffic
+    runs, against the tries as they end (chaos_lab.guardrails). A breach restores the fault at
+    once (on AWS the FIS experiment is stopped, beside its own stop conditions) and ends the
+    run aborted, with the reason. They see what is known live: failed requests and latency.
+    False answers are not known live: only once the queue has drained is every answer held
+    against the database (the hypothesis' max_false_answers judges them)."""
+
+    max_failed_requests_in_window: FailedInWindow | None = Field(None, description=(
+        "stop when more requests than this failed in the last seconds, e.g. "
+        "{requests: 5, seconds: 10}"))
+    max_p99_ms_in_window: P99InWindow | None = Field(None, description=(
+        "stop when the p99 latency of the last seconds is over this, e.g. "
+        "{ms: 3000, seconds: 10}"))
+
+
+# Unknown fields a file may well try, and why they are not there.
+NOT_HERE = {
+    ("abort", "max_false_answers"): (
+        "false answers cannot be a guardrail: they are known only after the drain, when the "
+        "audit holds every answer against the database; the hypothesis' max_false_answers "
+        "judges them. Live, a guardrail sees failed requests and latency"),
+}
+
+PRESET_PARTS = ("fault", "timing", "traffic", "hypothesis", "abort")
 
 
 class ExperimentFile(_Strict):
@@ -316,9 +352,12 @@ class ExperimentFile(_Strict):
     traffic: Traffic = Traffic()
     fragile: Switches = Field(description="the BEFORE settings")
     hypothesis: Hypothesis
+    abort: Abort = Field(default_factory=Abort, description=(
+        "guardrails: when to stop the run early (none by default)"))
     drain_timeout: float = Field(300.0, gt=0, description="seconds to wait for the queue")
     presets: dict[str, dict[str, dict[str, Any]]] = Field(
-        default_factory=dict, description="name -> overrides of fault/timing/traffic/hypothesis")
+        default_factory=dict, description=(
+            "name -> overrides of fault/timing/traffic/hypothesis/abort"))
 
     @model_validator(mode="after")
     def _fault_fits(self) -> ExperimentFile:
@@ -351,7 +390,7 @@ class ExperimentFile(_Strict):
             reads_per_second=traffic.reads_per_second * scale,
             writes_per_second=traffic.writes_per_second * scale,
             timeout=traffic.timeout, product_id=traffic.product_id, quantity=traffic.quantity,
-            fragile=chosen.fragile, hypothesis=chosen.hypothesis,
+            fragile=chosen.fragile, hypothesis=chosen.hypothesis, abort=chosen.abort,
             drain_timeout=chosen.drain_timeout, preset=preset, source=source)
 
 
@@ -387,6 +426,7 @@ class Experiment:
     preset: str = "default"
     source: Path | None = None
     options: FaultOptions = field(default_factory=FaultOptions)
+    abort: Abort = field(default_factory=Abort)
 
     @property
     def profile(self) -> TrafficProfile:
@@ -435,7 +475,8 @@ def _explain(path: Path, exc: ValidationError, prefix: str = "") -> str:
         if error["type"] == "missing":
             message = "missing (required)"
         elif error["type"] == "extra_forbidden":
-            message = "unknown field (a typo?)"
+            message = NOT_HERE.get(tuple(str(p) for p in error["loc"]),
+                                   "unknown field (a typo?)")
         lines.append(f"  {where}: {message}")
     return "\n".join(lines)
 

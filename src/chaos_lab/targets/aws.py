@@ -209,6 +209,7 @@ class ExperimentOutcome:
     status: str = "pending"
     reason: str = ""
     stopped_by_us: bool = False
+    stopped_because: str = ""  # a halt or a guardrail of the run: stopped on purpose
 
     @property
     def stopped_by_condition(self) -> bool:
@@ -361,6 +362,10 @@ class AwsTarget:
                 await asyncio.sleep(self.poll_seconds)
                 await self._refresh(fis, outcome)
         del self._running[fault]
+        if outcome.stopped_because and outcome.status == "stopped":
+            say(f"[aws] FIS experiment {outcome.experiment_id} ({fault}) stopped: "
+                f"{outcome.stopped_because}")
+            return
         if outcome.status == "failed":
             raise LabError(f"FIS experiment {outcome.experiment_id} ({fault}) failed: "
                            f"{outcome.reason or 'no reason given'} (see the FIS log group)")
@@ -375,6 +380,33 @@ class AwsTarget:
             say(self._stopped_message(outcome))
             return
         say(f"[aws] FIS experiment {outcome.experiment_id} ({fault}) {outcome.status}")
+
+    async def stop(self, fault: Fault, say: Say, why: str = "the run was halted or its "
+                                                             "guardrail breached") -> None:
+        """End the fault now, beside FIS's own stop conditions: StopExperiment (the restore
+        that follows finds it stopped). A forced deployment cannot be stopped: ECS rolls it
+        on, and the restore waits for it. Idempotent."""
+        outcome = self._running.get(Fault(fault))
+        if outcome is None or outcome.status in TERMINAL:
+            return
+        if Fault(fault) in DEPLOYMENT_FAULTS:
+            say(f"[aws] ECS deployment {outcome.experiment_id} cannot be stopped: waiting for "
+                f"its rollout")
+            return
+        outcome.stopped_because = why
+        async with self._client("fis") as fis:
+            await self._stop(fis, outcome, say)
+
+    async def stop_experiment(self, experiment_id: str, say: Say) -> str:
+        """StopExperiment of one FIS experiment by its id (``chaos-shop halt`` after the
+        runner died); its state afterwards. Stopping one that has ended does nothing."""
+        outcome = ExperimentOutcome("unknown", experiment_id, "unknown",
+                                    stopped_because="halted")
+        async with self._client("fis") as fis:
+            await self._refresh(fis, outcome)
+            if outcome.status not in TERMINAL:
+                await self._stop(fis, outcome, say)
+        return outcome.status
 
     def _timeout_for(self, fault: Fault) -> float:
         if self.experiment_timeout is not None:

@@ -10,7 +10,7 @@ cannot tell (queue depths, the database's stock where it is reachable).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import asyncpg
 
@@ -70,6 +70,15 @@ class Target(Protocol):
     async def statuses_in_db(self, order_ids: list[str]) -> dict[str, str] | None:
         """Order statuses straight from the writer, for when the API does not answer;
         None when not reachable."""
+
+
+@runtime_checkable
+class StopsAtOnce(Protocol):
+    """A target whose restore waits for the fault to end by itself (FIS ends its experiments)
+    and that can end it at once instead, when a run is halted or a guardrail breached."""
+
+    async def stop(self, fault: Fault, say: Say) -> None:
+        """End the fault now (``restore`` follows); idempotent."""
 
 
 class WriterChecks:
