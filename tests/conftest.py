@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import asyncpg
@@ -20,7 +22,7 @@ from chaos_lab.local.pgbouncer import PgBouncer
 from chaos_lab.local.postgres import PostgresNode
 from chaos_lab.processes import free_port, give_to_service_user
 from shop.db import apply_migrations, reset_catalog
-from support import cure
+from support import FakeShop, cure
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -156,3 +158,21 @@ def aws(moto_url: str) -> ShopResources:
 @pytest.fixture
 def aws_env(moto_url: str, aws: ShopResources) -> dict[str, str]:
     return aws.settings(moto_url)
+
+
+@pytest.fixture(scope="session")
+def fake_shop() -> Iterator[str]:
+    """A fake shop (support.FakeShop) served in a thread, for the session."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeShop)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def shop_url(fake_shop: str) -> Iterator[str]:
+    """The fake shop's entry, healthy at the test's start and end: the runner's tests'."""
+    FakeShop.failing, FakeShop.slow = False, 0.0
+    yield fake_shop
+    FakeShop.failing, FakeShop.slow = False, 0.0

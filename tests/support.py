@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
+from chaos_lab.model import Fault, Switches
+from chaos_lab.processes import LabError
 from shop.settings import get_settings
 
 
@@ -208,3 +212,87 @@ class SwallowingProxy:
         await asyncio.gather(*tasks, return_exceptions=True)
         for writer in (client_w, server_w):
             writer.close()
+
+
+# A fake shop and a target that scripts its faults (the runner's tests) ----------------------
+
+
+class FakeShop(BaseHTTPRequestHandler):
+    """A shop's entry and health checks, as far as the runner needs them (the ``shop_url``
+    fixture serves it): 200 for reads, 201 for orders; ``slow`` seconds late when a test says
+    so, 503 when ``failing``."""
+
+    failing = False
+    slow = 0.0
+
+    def do_GET(self) -> None:
+        self._answer(200, {"products": [], "source": "database", "status": "ok"})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._answer(201, {"status": "confirmed", "source": "database"})
+
+    def _answer(self, status: int, body: dict[str, Any]) -> None:
+        if FakeShop.slow:
+            time.sleep(FakeShop.slow)
+        if FakeShop.failing:
+            status, body = 503, {"detail": "down"}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class Scripted:
+    """A target whose inject does what the test says: nothing, raise, hang, break the shop."""
+
+    name = "scripted"
+
+    def __init__(self, entry_url: str, inject: str = "nothing") -> None:
+        self.entry_url = entry_url
+        self.health_urls = [f"{entry_url}/products"]
+        self.breaker_urls: dict[str, str] = {}
+        self.how = inject
+        self.calls: list[str] = []
+        self.injected = asyncio.Event()
+
+    async def apply(self, switches: Switches, say: Any) -> None:
+        self.calls.append("apply")
+
+    async def reset(self) -> None:
+        self.calls.append("reset")
+
+    async def inject(self, fault: Fault, hold: float, say: Any) -> None:
+        self.calls.append("inject")
+        self.injected.set()
+        if self.how == "raise":
+            raise LabError("the proxy's admin console did not answer")
+        if self.how == "break":
+            FakeShop.failing = True
+        if self.how == "hang":  # an inject that takes its time (a thread, on the lab)
+            await asyncio.sleep(2)
+            self.calls.append("inject returned")
+
+    async def restore(self, fault: Fault, say: Any) -> None:
+        self.calls.append("restore")
+        FakeShop.failing = False
+
+    async def queue_depths(self) -> tuple[int, int]:
+        return 0, 0
+
+    async def undecided_orders(self) -> int | None:
+        return 0
+
+    async def stock_in_db(self, product_id: int) -> int | None:
+        return 100
+
+    async def confirmed_in_db(self, product_id: int) -> int | None:
+        return 0
+
+    async def statuses_in_db(self, order_ids: list[str]) -> dict[str, str] | None:
+        return {}

@@ -7,12 +7,18 @@ into one verdict table. Malformed files exit 2, before any lab is touched."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+import asyncpg
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
@@ -21,6 +27,7 @@ from chaos_lab import experiment as experiments
 from chaos_lab import report
 from chaos_lab.cli import app
 from chaos_lab.experiment import RunResult
+from chaos_lab.halt import RunState
 from chaos_lab.local.lab import Lab
 from chaos_lab.model import (
     EXPERIMENTS_DIR,
@@ -367,3 +374,88 @@ def test_one_subprocess_runner_turns_every_failure_into_a_lab_error(tmp_path: Pa
         run(["sleep", "5"], timeout=0.2)
     with pytest.raises(LabError, match=r"failed \(3\): oops"):
         run(["sh", "-c", "echo oops >&2; exit 3"])
+
+
+# Stopping a run: halt from another terminal, Ctrl-C, a runner killed ------------------------
+
+CHAOS = Path(sys.executable).parent / "chaos-shop"
+
+
+def _start(lab_dir: Path, report_dir: Path) -> subprocess.Popen[str]:
+    """`experiment run db-outage --preset short` in a process of its own: a first terminal."""
+    return subprocess.Popen([str(CHAOS), "experiment", "run", "db-outage", "--preset", "short",
+                             "--dir", str(lab_dir), "--report-dir", str(report_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_the_fault(lab_dir: Path, run: subprocess.Popen[str]) -> None:
+    """Until the run's state says the fault is on and the proxy has lost its target."""
+    state = RunState(lab_dir, "local")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        record = state.read()
+        if record is not None and record.get("fault") \
+                and not _database_through_the_proxy(lab_dir):
+            return
+        assert run.poll() is None, run.communicate()[0]
+        time.sleep(0.2)
+    raise AssertionError("the fault was never on")
+
+
+def _database_through_the_proxy(lab_dir: Path) -> bool:
+    async def connect() -> bool:
+        try:
+            conn = await asyncpg.connect(Lab(lab_dir).bouncer.dsn(with_password=True),
+                                         timeout=5)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+        await conn.close()
+        return True
+    return asyncio.run(connect())
+
+
+def test_a_run_halted_from_another_terminal_restores_and_is_a_halted_journal(
+        lab_dir: Path, tmp_path: Path) -> None:
+    run = _start(lab_dir, tmp_path)
+    _wait_for_the_fault(lab_dir, run)
+    halted = subprocess.run([str(CHAOS), "halt", "--dir", str(lab_dir)], capture_output=True,
+                            text=True, timeout=120)
+    assert halted.returncode == 0, halted.stdout + halted.stderr
+    assert "halted: the run restored the fault" in halted.stdout
+    output, _ = run.communicate(timeout=120)
+    assert run.returncode == 1, output
+    assert "HALTED" in output and "verdict: FAIL" in output
+    journal = _journal(tmp_path)
+    assert journal["status"] == "halted" and "chaos-shop halt" in str(journal["reason"])
+    assert _database_through_the_proxy(lab_dir), "restored"
+    assert RunState(lab_dir, "local").read() is None
+    again = subprocess.run([str(CHAOS), "halt", "--dir", str(lab_dir)], capture_output=True,
+                           text=True, timeout=60)
+    assert again.returncode == 0 and "nothing to halt" in again.stdout
+
+
+def test_ctrl_c_restores_and_is_an_interrupted_journal(lab_dir: Path, tmp_path: Path) -> None:
+    run = _start(lab_dir, tmp_path)
+    _wait_for_the_fault(lab_dir, run)
+    run.send_signal(signal.SIGINT)
+    output, _ = run.communicate(timeout=120)
+    assert run.returncode == 130, output
+    assert _journal(tmp_path)["status"] == "interrupted"
+    assert _database_through_the_proxy(lab_dir), "restored"
+
+
+def test_a_fault_left_by_a_killed_runner_is_restored_by_halt(lab_dir: Path,
+                                                             tmp_path: Path) -> None:
+    run = _start(lab_dir, tmp_path)
+    _wait_for_the_fault(lab_dir, run)
+    run.kill()  # SIGKILL: no restore, no journal's end
+    run.communicate(timeout=30)
+    assert _journal(tmp_path)["status"] == "running", "what a killed runner leaves"
+    refused = subprocess.run([str(CHAOS), "experiment", "run", "db-outage", "--dir",
+                              str(lab_dir)], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "a fault is still on the local target" in refused.stdout
+    halted = subprocess.run([str(CHAOS), "halt", "--dir", str(lab_dir)], capture_output=True,
+                            text=True, timeout=120)
+    assert halted.returncode == 0, halted.stdout + halted.stderr
+    assert "is gone; restoring the fault it left on: db-outage" in halted.stdout
+    assert _database_through_the_proxy(lab_dir)

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +17,9 @@ import pytest
 from chaos_lab import experiment as experiments
 from chaos_lab.experiment import RESILIENT_SWITCHES, Stop
 from chaos_lab.journal import Journal, git_revision, tool_version
-from chaos_lab.model import Experiment, Fault, Switches, load
+from chaos_lab.model import Experiment, Switches, load
 from chaos_lab.processes import LabError
+from support import FakeShop, Scripted
 
 EXPERIMENT = """\
 name: scripted
@@ -33,102 +31,6 @@ fragile: {proxy: true, degradation: false}
 hypothesis: {max_failed_requests: 0, max_p99_latency_ms: 1000, max_recovery_seconds: 5,
              max_false_answers: 1000, stock_consistent: false}
 """
-
-
-class Shop(BaseHTTPRequestHandler):
-    """The entry and the services' health: 200 for reads, 201 for orders; ``slow`` seconds
-    late when the test says so, 503 when ``failing``."""
-
-    failing = False
-    slow = 0.0
-
-    def do_GET(self) -> None:
-        self._answer(200, {"products": [], "source": "database", "status": "ok"})
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self._answer(201, {"status": "confirmed", "source": "database"})
-
-    def _answer(self, status: int, body: dict[str, Any]) -> None:
-        if Shop.slow:
-            time.sleep(Shop.slow)
-        if Shop.failing:
-            status, body = 503, {"detail": "down"}
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def shop_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Shop)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-
-
-@pytest.fixture(autouse=True)
-def healthy_shop() -> Iterator[None]:
-    Shop.failing, Shop.slow = False, 0.0
-    yield
-    Shop.failing, Shop.slow = False, 0.0
-
-
-class Scripted:
-    """A target whose inject does what the test says: nothing, raise, hang, break the shop."""
-
-    name = "scripted"
-
-    def __init__(self, entry_url: str, inject: str = "nothing") -> None:
-        self.entry_url = entry_url
-        self.health_urls = [f"{entry_url}/products"]
-        self.breaker_urls: dict[str, str] = {}
-        self.how = inject
-        self.calls: list[str] = []
-        self.injected = asyncio.Event()
-
-    async def apply(self, switches: Switches, say: Any) -> None:
-        self.calls.append("apply")
-
-    async def reset(self) -> None:
-        self.calls.append("reset")
-
-    async def inject(self, fault: Fault, hold: float, say: Any) -> None:
-        self.calls.append("inject")
-        self.injected.set()
-        if self.how == "raise":
-            raise LabError("the proxy's admin console did not answer")
-        if self.how == "break":
-            Shop.failing = True
-        if self.how == "hang":  # an inject that takes its time (a thread, on the lab)
-            await asyncio.sleep(2)
-            self.calls.append("inject returned")
-
-    async def restore(self, fault: Fault, say: Any) -> None:
-        self.calls.append("restore")
-        Shop.failing = False
-
-    async def queue_depths(self) -> tuple[int, int]:
-        return 0, 0
-
-    async def undecided_orders(self) -> int | None:
-        return 0
-
-    async def stock_in_db(self, product_id: int) -> int | None:
-        return 100
-
-    async def confirmed_in_db(self, product_id: int) -> int | None:
-        return 0
-
-    async def statuses_in_db(self, order_ids: list[str]) -> dict[str, str] | None:
-        return {}
 
 
 @pytest.fixture
@@ -204,7 +106,7 @@ async def test_ctrl_c_restores_and_is_an_interrupted_journal(
     running.cancel()  # what asyncio.run does on Ctrl-C
     with pytest.raises(asyncio.CancelledError):
         await running
-    assert target.calls[-1] == "restore" and not Shop.failing
+    assert target.calls[-1] == "restore" and not FakeShop.failing
     journal.end("interrupted", "interrupted (Ctrl-C)")
     data = _journal(journal)
     assert data["status"] == "interrupted" and data["runs"][0]["status"] == "interrupted"
@@ -220,8 +122,11 @@ class HaltAfter:
     def stop_requested(self) -> Stop | None:
         return Stop("halted", "halted by a test") if self.on else None
 
-    def fault_on(self, spec: Experiment) -> None:
+    def fault_on(self, spec: Experiment, switches: Switches) -> None:
         self.on = True
+
+    def fault_details(self, details: dict[str, str]) -> None:
+        pass
 
     def fault_off(self) -> None:
         self.off = True
@@ -269,7 +174,7 @@ async def test_a_guardrail_on_failed_requests_restores_at_once_and_aborts(
     result = await experiments.run(target, spec, RESILIENT_SWITCHES, "AFTER", quiet,  # type: ignore[arg-type]
                                    journal=journal)
     assert time.monotonic() - started < 8, "stopped before the hold (6 s) was over"
-    assert target.calls[-1] == "restore" and not Shop.failing
+    assert target.calls[-1] == "restore" and not FakeShop.failing
     assert result.status == "aborted" and not result.passed
     assert "max_failed_requests_in_window" in (result.reason or "")
     [check] = result.checks
@@ -289,7 +194,7 @@ async def test_a_guardrail_on_latency(shop_url: str, tmp_path: Path) -> None:
     running = asyncio.create_task(experiments.run(
         target, spec, RESILIENT_SWITCHES, "AFTER", quiet))  # type: ignore[arg-type]
     await asyncio.wait_for(target.injected.wait(), 10)
-    Shop.slow = 0.5  # the shop gets slow under the fault
+    FakeShop.slow = 0.5  # the shop gets slow under the fault
     result = await running
     assert result.status == "aborted" and "p99" in (result.reason or "")
     [check] = result.checks

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +29,7 @@ from chaos_lab import experiment as experiments
 from chaos_lab import report
 from chaos_lab.bench import BenchPart
 from chaos_lab.experiment import COMPLETED, FAILED, HALTED, INTERRUPTED
+from chaos_lab.halt import RunState, halt, restore_aws, restore_compose, restore_local
 from chaos_lab.journal import Journal
 from chaos_lab.local.lab import DEFAULT_DIR, Lab
 from chaos_lab.model import (
@@ -135,8 +139,10 @@ def experiment_run(
 ) -> None:
     """Run an experiment and judge its hypothesis: exit 0 when it holds, 1 when violated."""
     spec = _experiment(name, preset, scale, target)
-    journal = _session(target, spec, "compare" if compare else settings.value, report_dir,
-                       directory)
+    state = RunState(directory, target)
+    with _guarded(), state.session(f"experiment run {spec.name}"):
+        journal = _session(target, spec, "compare" if compare else settings.value, report_dir,
+                           directory, state)
     _say(f"verdict: {'PASS' if journal.passed else 'FAIL'} ({spec.name}, {spec.preset} "
          f"preset{'' if journal.status == COMPLETED else ', ' + journal.status})")
     if not journal.passed:
@@ -162,13 +168,15 @@ def gameday(
     # Every file is checked before anything runs: a typo fails in a second, not in an hour.
     specs = [_experiment(str(path), preset, scale, target) for path in paths.values()]
     journals = []
-    for spec in specs:
-        journal = _session(target, spec, "compare" if compare else "resilient", report_dir,
-                           directory)
-        journals.append(journal)
-        if journal.status in (FAILED, HALTED, INTERRUPTED):
-            _say(f"gameday stopped: {spec.name} ended {journal.status}")
-            break
+    state = RunState(directory, target)
+    with _guarded(), state.session(f"gameday of {len(specs)} experiments"):
+        for spec in specs:
+            journal = _session(target, spec, "compare" if compare else "resilient",
+                               report_dir, directory, state)
+            journals.append(journal)
+            if journal.status in (FAILED, HALTED, INTERRUPTED):
+                _say(f"gameday stopped: {spec.name} ended {journal.status}")
+                break
     console.print(report.gameday_table([(j.experiment, j.runs[0].fault if j.runs else "-",
                                          j.runs) for j in journals]))
     if len(journals) < len(specs) or not all(j.passed for j in journals):
@@ -188,16 +196,17 @@ def _experiment(name: str, preset: str, scale: float, target: str) -> Experiment
 
 
 def _session(target: str, spec: Experiment, settings: str, report_dir: Path,
-             directory: Path) -> Journal:
+             directory: Path, state: RunState) -> Journal:
     """One experiment's runs (settings: resilient, fragile or compare) with its journal,
     opened before anything runs and ended whatever happens; the table and the report's
     paths printed. Ctrl-C is exit 130 once the fault is restored and the journal written; a
     lab error exit 1."""
     journal = Journal.open(report_dir, spec, target)
     _say(f"journal: {journal.path}")
+    state.experiment(spec.name)
     try:
         shop = _target(target, directory)
-        asyncio.run(_runs(shop, spec, settings, journal))
+        asyncio.run(_runs(shop, spec, settings, journal, state))
         journal.end()
     except KeyboardInterrupt:
         journal.end(INTERRUPTED, "interrupted (Ctrl-C)")
@@ -216,13 +225,16 @@ def _session(target: str, spec: Experiment, settings: str, report_dir: Path,
     return journal
 
 
-async def _runs(shop: Target, spec: Experiment, settings: str, journal: Journal) -> None:
+async def _runs(shop: Target, spec: Experiment, settings: str, journal: Journal,
+               state: RunState) -> None:
     if settings == "compare":
-        await experiments.compare(shop, spec, say=_say, journal=journal)
+        await experiments.compare(shop, spec, say=_say, journal=journal, stops=state)
     elif settings == SettingsChoice.fragile:
-        await experiments.run(shop, spec, spec.fragile, "BEFORE", _say, journal=journal)
+        await experiments.run(shop, spec, spec.fragile, "BEFORE", _say, journal=journal,
+                              stops=state)
     else:
-        await experiments.run(shop, spec, RESILIENT_SWITCHES, "AFTER", _say, journal=journal)
+        await experiments.run(shop, spec, RESILIENT_SWITCHES, "AFTER", _say, journal=journal,
+                              stops=state)
 
 
 def _report(journal: Journal) -> None:
@@ -231,6 +243,46 @@ def _report(journal: Journal) -> None:
     files = [journal.path] + [journal.folder / name for name in ("junit.xml", "timeline.png")
                               if (journal.folder / name).exists()]
     _say(f"journal ({journal.status}): " + ", ".join(str(f) for f in files))
+
+
+@app.command("halt")
+def halt_command(
+    target: TargetName = "local",
+    directory: LabDir = DEFAULT_DIR,
+    wait: Annotated[float, typer.Option(min=0, help="seconds to wait for the run to restore "
+                                                    "the fault")] = 120,
+    force: Annotated[bool, typer.Option(help="restore the fault from here at once, even "
+                                             "while the run lives")] = False,
+) -> None:
+    """Restore whatever fault a run has on a target; the run ends halted.
+
+    From another terminal, or after the runner died: the run's state (in the lab directory)
+    says what is on. A live run is asked to halt and restores the fault itself within a
+    second (after an inject in progress returns); a fault left by a run that is gone is
+    restored from here. Nothing to halt is not an error: exit 0."""
+    state = RunState(directory, target)
+    restorers = {
+        "local": partial(restore_local, directory),
+        "compose": partial(restore_compose, Path.cwd(), "docker-compose.yml"),
+        "aws": partial(restore_aws, lambda: _target("aws", directory)),
+    }
+    if target not in restorers:
+        raise typer.BadParameter(f"unknown target {target!r}; choose from {', '.join(TARGETS)}",
+                                 param_hint="--target")
+    with _guarded():
+        done = asyncio.run(halt(state, restorers[target], _say, wait, force))
+    if not done:
+        raise typer.Exit(1)
+
+
+@contextmanager
+def _guarded() -> Iterator[None]:
+    """A lab failure is a clear message and exit 1, not a traceback."""
+    try:
+        yield
+    except LabError as exc:
+        console.print(f"[red]lab error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from exc
 
 
 @app.command("bench")

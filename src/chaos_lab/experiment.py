@@ -39,7 +39,7 @@ from chaos_lab.model import (
 from chaos_lab.processes import LabError
 from chaos_lab.stats import percentile
 from chaos_lab.surge import offer_surge
-from chaos_lab.targets.base import Say, StopsAtOnce, Target
+from chaos_lab.targets.base import DescribesFault, Say, StopsAtOnce, Target
 from loadtest.traffic import Outcome, TrafficResults, generate
 
 if TYPE_CHECKING:
@@ -203,8 +203,11 @@ class Stops(Protocol):
 
     def stop_requested(self) -> Stop | None: ...
 
-    def fault_on(self, spec: Experiment) -> None:
+    def fault_on(self, spec: Experiment, switches: Switches) -> None:
         """The fault is being injected (persisted, for a halt from elsewhere)."""
+
+    def fault_details(self, details: dict[str, str]) -> None:
+        """What the target says identifies the fault once injected (AWS: FIS's id)."""
 
     def fault_off(self) -> None:
         """The fault is restored."""
@@ -346,11 +349,13 @@ async def _run(target: Target, spec: Experiment, switches: Switches, result: Run
         say(f"[{label}] >>> inject {spec.fault}")
         live.injected_at = time.monotonic() - started
         if stops is not None:
-            stops.fault_on(spec)
+            stops.fault_on(spec, switches)
         if isinstance(target, TakesFaultOptions):
             target.fault_options(spec.fault, spec.options)
         live.injecting = asyncio.create_task(target.inject(spec.fault, spec.hold, say))
         await asyncio.shield(live.injecting)  # a stop waits for it, then restores
+        if stops is not None and isinstance(target, DescribesFault):
+            stops.fault_details(target.fault_details(spec.fault))
         if spec.fault is Fault.SURGE:  # the fault is the traffic itself
             report = await offer_surge(target.entry_url, _surge_options(spec), say)
         if spec.hold:

@@ -332,7 +332,7 @@ class Abort(_Strict):
 
 
 # Unknown fields a file may well try, and why they are not there.
-NOT_HERE = {
+NOT_HERE: dict[tuple[str, ...], str] = {
     ("abort", "max_false_answers"): (
         "false answers cannot be a guardrail: they are known only after the drain, when the "
         "audit holds every answer against the database; the hypothesis' max_false_answers "

@@ -381,6 +381,14 @@ class AwsTarget:
             return
         say(f"[aws] FIS experiment {outcome.experiment_id} ({fault}) {outcome.status}")
 
+    def fault_details(self, fault: Fault) -> dict[str, str]:
+        """The FIS experiment (or ECS deployment) of a fault on, for ``chaos-shop halt``."""
+        outcome = self._running.get(Fault(fault))
+        if outcome is None:
+            return {}
+        key = "ecs_deployment_id" if Fault(fault) in DEPLOYMENT_FAULTS else "fis_experiment_id"
+        return {key: outcome.experiment_id}
+
     async def stop(self, fault: Fault, say: Say, why: str = "the run was halted or its "
                                                              "guardrail breached") -> None:
         """End the fault now, beside FIS's own stop conditions: StopExperiment (the restore

@@ -81,6 +81,14 @@ class StopsAtOnce(Protocol):
         """End the fault now (``restore`` follows); idempotent."""
 
 
+@runtime_checkable
+class DescribesFault(Protocol):
+    """A target that can say what identifies a fault it injected, for a halt from another
+    process (AWS: the FIS experiment's id)."""
+
+    def fault_details(self, fault: Fault) -> dict[str, str]: ...
+
+
 class WriterChecks:
     """The invariants' queries on the writer, for targets that can reach it: a subclass says
     how to run a query there (None: the writer cannot be found)."""
