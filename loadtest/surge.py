@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from loadtest.traffic import backoff
@@ -41,12 +41,15 @@ RETRY_BUDGET_RATIO = 0.1  # "backoff": retries at most a tenth of the requests (
 
 
 class Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection, one request in flight at a time."""
+    """One keep-alive HTTP/1.1 connection, one request in flight at a time. A request's
+    timeout is the pool's sweep, not a timer of its own (a timer per request costs more than
+    the request)."""
 
     def __init__(self) -> None:
         self.transport: asyncio.BaseTransport | None = None
         self.buffer = b""
         self.answer: asyncio.Future[int] | None = None
+        self.deadline = 0.0
         self.open = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -58,37 +61,43 @@ class Connection(asyncio.Protocol):
         if end < 0:
             return
         head = self.buffer[:end]
-        length = 0
+        length = None
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value)
             elif name.strip().lower() == b"connection" and value.strip().lower() == b"close":
                 self.open = False
+        if length is None or not head.startswith(b"HTTP/1.1 "):  # not what the shop sends
+            self.fail()
+            return
         if len(self.buffer) < end + 4 + length:
             return
         self.buffer = self.buffer[end + 4 + length:]
         if self.answer is not None and not self.answer.done():
             self.answer.set_result(int(head[9:12]))
 
+    def fail(self) -> None:
+        """No answer (none readable, or none in time): no status, and no more connection (a
+        late answer must not be taken for the next request's)."""
+        self.open = False
+        if self.transport is not None:
+            self.transport.close()
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_result(0)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
         if self.answer is not None and not self.answer.done():
             self.answer.set_result(0)
 
-    async def send(self, request: bytes, wait: float) -> int:
-        """The answer's status; 0 when there is none within ``wait`` seconds (the connection
-        is then closed: a late answer must not be taken for the next request's)."""
+    def send(self, request: bytes, deadline: float) -> asyncio.Future[int]:
+        """The answer's status (0: none before ``deadline``, the loop's clock)."""
         assert self.transport is not None
         self.answer = asyncio.get_running_loop().create_future()
+        self.deadline = deadline
         self.transport.write(request)  # type: ignore[attr-defined]
-        try:
-            async with asyncio.timeout(wait):
-                return await self.answer
-        except TimeoutError:
-            self.open = False
-            self.transport.close()
-            return 0
+        return self.answer
 
 
 @dataclass
@@ -96,12 +105,14 @@ class Pool:
     host: str
     port: int
     idle: list[Connection] = field(default_factory=list)
+    busy: set[Connection] = field(default_factory=set)
     opened: int = 0
 
     async def take(self) -> Connection | None:
         while self.idle:
             conn = self.idle.pop()
             if conn.open:
+                self.busy.add(conn)
                 return conn
         try:
             _, conn = await asyncio.get_running_loop().create_connection(
@@ -109,15 +120,25 @@ class Pool:
         except OSError:
             return None
         self.opened += 1
+        self.busy.add(conn)
         return conn
 
     def give_back(self, conn: Connection) -> None:
+        self.busy.discard(conn)
         if conn.open:
             self.idle.append(conn)
 
+    async def sweep(self) -> None:
+        """Every tenth of a second: requests past their deadline get no answer."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(0.1)
+            now = loop.time()
+            for conn in [c for c in self.busy if c.deadline < now]:
+                conn.fail()
 
-@dataclass(frozen=True)
-class Try:
+
+class Try(NamedTuple):
     """One try, as the audit and the figures read it."""
 
     at: float  # epoch seconds when it was sent
@@ -177,10 +198,11 @@ class Surge:
         self.next_request = 0
 
     def _request(self, n: int) -> bytes:
-        body = json.dumps({"product_id": self.report.product(n), "quantity": 1}).encode()
-        return (f"POST /orders HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nIdempotency-Key: {self.report.key(n)}\r\n"
-                f"Authorization: Bearer {self.report.credential(n)}\r\n\r\n").encode() + body
+        body = b'{"product_id": %d, "quantity": 1}' % self.report.product(n)
+        return (b"POST /orders HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\nIdempotency-Key: %s\r\nAuthorization: Bearer %s"
+                b"\r\n\r\n%s" % (len(body), self.report.key(n).encode(),
+                                 self.report.credential(n).encode(), body))
 
     async def order(self, phase: str) -> int:
         """One order and its retries; the last try's status."""
@@ -188,17 +210,21 @@ class Surge:
         request = self._request(n)
         status = 0
         self.budget += RETRY_BUDGET_RATIO
+        loop = asyncio.get_running_loop()
         for attempt in range(1, self.max_tries + 1):
-            sent = time.time()
-            try:  # connecting counts: a full backlog drops SYNs, retried for seconds
-                async with asyncio.timeout(self.timeout):
-                    conn = await self.pool.take()
-            except TimeoutError:
-                conn = None
+            sent, deadline = time.time(), loop.time() + self.timeout
+            if self.pool.idle:
+                conn: Connection | None = await self.pool.take()
+            else:  # connecting counts: a full backlog drops SYNs, retried for seconds
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        conn = await self.pool.take()
+                except TimeoutError:
+                    conn = None
             if conn is None:
                 status = 0
             else:
-                status = await conn.send(request, max(0.01, sent + self.timeout - time.time()))
+                status = await conn.send(request, deadline)
                 self.pool.give_back(conn)
             self.report.tries.append(Try(sent, status, round((time.time() - sent) * 1000, 2),
                                          n, attempt, self.report.product(n), phase))
@@ -230,22 +256,26 @@ class Surge:
         return self.report.capacity
 
     async def offer(self, rate: float, seconds: float) -> None:
-        """Open loop: an order every 1/``rate`` seconds for ``seconds``, answered or not."""
+        """Open loop: an order every 1/``rate`` seconds for ``seconds``, answered or not
+        (those due start together, every millisecond: one timer a millisecond, not one per
+        order)."""
         tasks: set[asyncio.Task[int]] = set()
         count = int(rate * seconds)
         start = time.monotonic()
         self.report.started = time.time()
-        next_status = 5.0
-        for i in range(count):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if time.monotonic() - start >= next_status:
-                self.say(self._status(time.monotonic() - start))
+        next_status, sent = 5.0, 0
+        while sent < count:
+            elapsed = time.monotonic() - start
+            due = min(count, int(elapsed * rate) + 1)
+            for _ in range(due - sent):
+                task = asyncio.ensure_future(self.order("surge"))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            sent = due
+            if elapsed >= next_status:
+                self.say(self._status(elapsed))
                 next_status += 5.0
-            task = asyncio.ensure_future(self.order("surge"))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            await asyncio.sleep(0.001)
         self.report.ended = time.time()
         self.report.offered = round(count / max(time.monotonic() - start, 1e-6), 1)
         if tasks:
@@ -265,6 +295,15 @@ async def surge(url: str, factor: float, seconds: float, probe_seconds: float = 
     """The probe, then the surge; every try of both in the report. ``wait``: the clients'
     timeout, seconds."""
     generator = Surge(url, clients, wait, resend, say=say)
+    sweeping = asyncio.ensure_future(generator.pool.sweep())
+    try:
+        return await _surge(generator, factor, seconds, probe_seconds, resend, say)
+    finally:
+        sweeping.cancel()
+
+
+async def _surge(generator: Surge, factor: float, seconds: float, probe_seconds: float,
+                 resend: Resend, say: Callable[[str], None]) -> SurgeReport:
     capacity = await generator.probe(probe_seconds)
     say(f"SURGE capacity {capacity:g} orders/s (closed loop, 32 clients, "
             f"{probe_seconds:g} s); offering {factor:g}x = {capacity * factor:.0f}/s for "

@@ -172,11 +172,12 @@ class RequestGuard:
 
 NEVER_SHED = ("/health", "/metrics")
 # The one shed answer, made once: shedding must cost as little as possible.
+_SHED = json.dumps({"error": Overloaded.message}).encode()
 SHED_START: Message = {"type": "http.response.start", "status": Overloaded.status_code,
                        "headers": [(b"content-type", b"application/json"),
+                                   (b"content-length", str(len(_SHED)).encode()),
                                    (b"retry-after", b"1")]}
-SHED_BODY: Message = {"type": "http.response.body",
-                      "body": json.dumps({"error": Overloaded.message}).encode()}
+SHED_BODY: Message = {"type": "http.response.body", "body": _SHED}
 
 
 def queued_seconds(scope: Scope) -> float:

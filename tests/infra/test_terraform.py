@@ -1788,8 +1788,15 @@ def test_fleet_crash_stops_every_orders_task_inside_a_database_outage() -> None:
     assert "var.fleet_crash_after_seconds < var.db_outage_seconds" in condition
 
 
-def test_aws_slow_delays_only_the_orders_tasks_dynamodb_and_sqs_traffic() -> None:
-    action, parameters, target = template_action("aws-slow")
+def test_aws_slow_delays_the_orders_tasks_sqs_traffic_inside_a_database_outage() -> None:
+    template = templates()["aws-slow"]
+    assert template["actions"]["remove-proxy-target"] == \
+        templates()["db-outage"]["actions"]["remove-proxy-target"], \
+        "the db-outage runbook, as the lab's aws-slow takes the database out"
+    action = template["actions"]["delay-aws-answers"]
+    parameters = action["parameters"]
+    ((name, target),) = template["targets"].items()
+    assert action["targets"] == {"Tasks": name}
     assert action["action_id"] == "aws:ecs:task-network-latency"
     assert target["resource_type"] == "aws:ecs:task" and target["selection_mode"] == "ALL"
     assert tag_of(target) == {"key": "${var.fis_target_tag_key}",
@@ -1799,7 +1806,7 @@ def test_aws_slow_delays_only_the_orders_tasks_dynamodb_and_sqs_traffic() -> Non
     assert parameters["useEcsFaultInjectionEndpoints"] == "true"
     assert parameters["sources"] == '${join(",", local.aws_slow_sources)}'
     assert sub("fis").locals["aws_slow_sources"] == [
-        "DYNAMODB", "sqs.${local.region}.${data.aws_partition.current.dns_suffix}"]
+        "sqs.${local.region}.${data.aws_partition.current.dns_suffix}"]
     # Only where the tasks carry the sidecar (a chaos deployment).
     assert "aws-slow" in sub("fis").locals["templates_chaos"]
     assert root().locals["fis_tag_values"].count("for name in keys(local.services)") == 1

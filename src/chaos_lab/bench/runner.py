@@ -27,7 +27,7 @@ import asyncpg
 import httpx
 
 from chaos_lab import processes
-from chaos_lab.bench import BenchPart
+from chaos_lab.bench import BenchPart, generators, overload
 from chaos_lab.bench import faults as fault_part
 from chaos_lab.experiment import NO_DEGRADATION
 from chaos_lab.local.lab import ORDERS_FLEET, Lab, get_ok
@@ -118,6 +118,9 @@ class Figures:
     drain: tuple[int, float] | None = None
     rss_mib: dict[str, float] = field(default_factory=dict)
     faults: list[fault_part.FaultRow] = field(default_factory=list)
+    generators: list[generators.Result] = field(default_factory=list)
+    overload: list[overload.Curve] = field(default_factory=list)
+    overload_png: Path | None = None
 
     @staticmethod
     def median(results: list[WrkResult], attr: str) -> float:
@@ -184,6 +187,13 @@ class Figures:
                       f"**{count / seconds:.0f} orders/s**"]
         if self.faults:
             lines += ["", *fault_part.markdown(self.faults)]
+        if self.generators:
+            lines += ["", "### 7. Load generators: what each can offer here", "",
+                      generators.markdown(self.generators)]
+        if self.overload:
+            lines += ["", "### 8. Overload: offered load against goodput", "",
+                      f"{self.seconds:g} s per step, from a reset lab; the picture: "
+                      f"{self.overload_png}", "", overload.markdown(self.overload)]
         lines += ["", "### 5. Resident memory after the run", "", "| process | RSS MiB |",
                   "| --- | ---: |"]
         lines += [f"| {k} | {v:.0f} |" for k, v in self.rss_mib.items()]
@@ -501,6 +511,14 @@ def run(lab: Lab, runs: int = 3, seconds: float = 10, connections: int = 50,
             asyncio.run(bench.drain())
         if "faults" in parts:
             bench.figures.faults = asyncio.run(fault_part.measure(lab, say=say))
+        if "generators" in parts:
+            bench.figures.generators = generators.measure(f"{lab.entry_url}", say=say)
+        if "overload" in parts:
+            bench.figures.overload = overload.measure(lab, seconds, say=say)
+            png = Path("reports") / "bench-overload.png"
+            png.parent.mkdir(exist_ok=True)
+            overload.plot(bench.figures.overload, png)
+            bench.figures.overload_png = png
         bench.memory()
     finally:
         bench.close()
