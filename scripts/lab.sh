@@ -4,8 +4,9 @@
 # the before/after table with each tolerance of its hypothesis, measured, ok or FAIL; then one
 # verdict table. Exits non-zero when an AFTER run violates its hypothesis (BEFORE failing is
 # the point), when a steady state before was not met, or when an experiment file is malformed.
-# Journals (result.json, junit.xml for CI, timeline.png) go to reports/. Extra arguments go to
-# gameday, e.g. `--preset short` or `--scale 10`.
+# Journals (result.json, junit.xml for CI, timeline.png, report.html) go to reports/, and the
+# gameday's one page with every experiment to reports/gameday-<time>/report.html. Extra
+# arguments go to gameday, e.g. `--preset short` or `--scale 10`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set-up shared by the test and lab commands, idempotent: the system packages the lab runs
-# (PostgreSQL 15 server binaries, PgBouncer, nginx, wrk) and the project's virtualenv.
+# (PostgreSQL 15 server binaries, PgBouncer, nginx, wrk, and Chromium for the report's test)
+# and the project's virtualenv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ command -v psql >/dev/null || need+=(postgresql-client-15)
 command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v wrk >/dev/null || need+=(wrk)
+# headless Chromium: the test that opens the HTML report (tests/test_html_report.py)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -343,6 +343,7 @@ def test_resilient_failover_holds_the_hypothesis_and_exits_0(lab_dir: Path,
     assert run["latency"] and run["p99_during_fault_ms"] is not None
     assert 0 < run["p50_during_fault_ms"] <= run["p99_during_fault_ms"]
     assert (next(tmp_path.glob("*/timeline.png"))).stat().st_size > 10_000
+    assert "failed requests" in next(tmp_path.glob("*/report.html")).read_text()
 
 
 def test_gameday_runs_the_catalog_into_one_verdict_table(lab_dir: Path, tmp_path: Path) -> None:
@@ -358,6 +359,8 @@ def test_gameday_runs_the_catalog_into_one_verdict_table(lab_dir: Path, tmp_path
         row = next(line for line in table.splitlines() if f" {name} " in line)
         assert "holds" in row and "PASS" in row, row
     assert len(list((tmp_path / "r").glob("*/junit.xml"))) == 2
+    [page] = (tmp_path / "r").glob("gameday-*/report.html")
+    assert page.read_text().count('<tr class="experiment-row">') == 2
     [outage] = [json.loads(path.read_text())
                 for path in (tmp_path / "r").glob("db-outage-*/result.json")]
     states = {change["state"] for change in outage["runs"][0]["breakers"]}

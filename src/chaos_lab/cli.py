@@ -30,7 +30,7 @@ from chaos_lab import report
 from chaos_lab.bench import BenchPart
 from chaos_lab.experiment import COMPLETED, FAILED, HALTED, INTERRUPTED
 from chaos_lab.halt import RunState, halt, restore_aws, restore_compose, restore_local
-from chaos_lab.journal import Journal
+from chaos_lab.journal import Gameday, Journal
 from chaos_lab.local.lab import DEFAULT_DIR, Lab
 from chaos_lab.model import (
     EXPERIMENTS_DIR,
@@ -145,6 +145,8 @@ def experiment_run(
                            directory, state)
     _say(f"verdict: {'PASS' if journal.passed else 'FAIL'} ({spec.name}, {spec.preset} "
          f"preset{'' if journal.status == COMPLETED else ', ' + journal.status})")
+    if journal.status == INTERRUPTED:
+        raise typer.Exit(130)
     if not journal.passed:
         raise typer.Exit(1)
 
@@ -167,19 +169,24 @@ def gameday(
         raise typer.Exit(2)
     # Every file is checked before anything runs: a typo fails in a second, not in an hour.
     specs = [_experiment(str(path), preset, scale, target) for path in paths.values()]
-    journals = []
     state = RunState(directory, target)
     with _guarded(), state.session(f"gameday of {len(specs)} experiments"):
+        book = Gameday.open(report_dir, len(specs))
         for spec in specs:
             journal = _session(target, spec, "compare" if compare else "resilient",
                                report_dir, directory, state)
-            journals.append(journal)
+            book.add(journal)
             if journal.status in (FAILED, HALTED, INTERRUPTED):
                 _say(f"gameday stopped: {spec.name} ended {journal.status}")
                 break
+        book.end()
     console.print(report.gameday_table([(j.experiment, j.runs[0].fault if j.runs else "-",
-                                         j.runs) for j in journals]))
-    if len(journals) < len(specs) or not all(j.passed for j in journals):
+                                         j.runs) for j in book.journals]))
+    _say(f"gameday report: {book.folder / 'report.html'} ({book.status}, "
+         f"{'PASS' if book.passed else 'FAIL'})")
+    if book.status == INTERRUPTED:
+        raise typer.Exit(130)
+    if not book.passed:
         raise typer.Exit(1)
 
 
@@ -198,9 +205,9 @@ def _experiment(name: str, preset: str, scale: float, target: str) -> Experiment
 def _session(target: str, spec: Experiment, settings: str, report_dir: Path,
              directory: Path, state: RunState) -> Journal:
     """One experiment's runs (settings: resilient, fragile or compare) with its journal,
-    opened before anything runs and ended whatever happens; the table and the report's
-    paths printed. Ctrl-C is exit 130 once the fault is restored and the journal written; a
-    lab error exit 1."""
+    opened before anything runs and ended whatever happens (Ctrl-C: interrupted, once the
+    fault is restored; a lab error: failed, said); the table and the report's paths
+    printed."""
     journal = Journal.open(report_dir, spec, target)
     _say(f"journal: {journal.path}")
     state.experiment(spec.name)
@@ -210,13 +217,9 @@ def _session(target: str, spec: Experiment, settings: str, report_dir: Path,
         journal.end()
     except KeyboardInterrupt:
         journal.end(INTERRUPTED, "interrupted (Ctrl-C)")
-        _report(journal)
-        raise typer.Exit(130) from None
     except LabError as exc:
         journal.end(FAILED, str(exc))
-        _report(journal)
         console.print(f"[red]lab error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from exc
     except BaseException as exc:
         journal.end(FAILED, f"{type(exc).__name__}: {exc}")
         _report(journal)
@@ -240,7 +243,8 @@ async def _runs(shop: Target, spec: Experiment, settings: str, journal: Journal,
 def _report(journal: Journal) -> None:
     if journal.runs:
         console.print(report.table(journal.runs))
-    files = [journal.path] + [journal.folder / name for name in ("junit.xml", "timeline.png")
+    files = [journal.path] + [journal.folder / name for name in ("report.html", "junit.xml",
+                                                                 "timeline.png")
                               if (journal.folder / name).exists()]
     _say(f"journal ({journal.status}): " + ", ".join(str(f) for f in files))
 

@@ -12,7 +12,10 @@ with a status, whatever the end (``chaos_lab.experiment.STATUSES``):
 Beside the runs it records when it started and ended, the tool's version and git revision
 (when run from a checkout), the target, the settings each run used (their switches) and the
 experiment file's sha256. Once it has ended, the folder gets the rest of the report:
-``junit.xml``, ``timeline.png`` and ``report.html``.
+``junit.xml``, ``timeline.png`` and ``report.html`` (chaos_lab.html_report).
+
+A gameday keeps a folder of its own (``gameday-<time>/``): ``gameday.json`` (each experiment's
+status, verdict and folder) and ``report.html`` with every experiment, saved after each.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ class Journal:
     experiment: str
     preset: str
     target: str
+    description: str = ""
     source: Path | None = None  # the experiment file
     file_sha256: str | None = None
     runs: list[RunResult] = field(default_factory=list)
@@ -115,7 +119,8 @@ class Journal:
     def open(cls, report_dir: Path, spec: Experiment, target: str) -> Journal:
         """A new journal for ``spec``, saved at once (status running)."""
         journal = cls(new_folder(report_dir, spec.name), spec.name, spec.preset, target,
-                      spec.source, sha256(spec.source) if spec.source is not None else None)
+                      spec.description, spec.source,
+                      sha256(spec.source) if spec.source is not None else None)
         journal.save()
         return journal
 
@@ -179,3 +184,54 @@ class Journal:
             from chaos_lab import report
 
             report.write_rest(self)
+
+
+@dataclass
+class Gameday:
+    """A gameday's own journal: the experiments' journals, in order, and one page."""
+
+    folder: Path
+    planned: int  # experiments in the catalog
+    journals: list[Journal] = field(default_factory=list)
+    status: str = RUNNING
+    started: str = field(default_factory=_now)
+    ended: str | None = None
+
+    @classmethod
+    def open(cls, report_dir: Path, planned: int) -> Gameday:
+        gameday = cls(new_folder(report_dir, "gameday"), planned)
+        gameday.save()
+        return gameday
+
+    def add(self, journal: Journal) -> None:
+        self.journals.append(journal)
+        self.save()
+
+    def end(self, status: str | None = None) -> None:
+        statuses = [j.status for j in self.journals]
+        self.status = status or next((s for s in _PRECEDENCE if s in statuses), COMPLETED)
+        self.ended = _now()
+        self.save()
+
+    @property
+    def passed(self) -> bool:
+        return (self.status in (COMPLETED, ABORTED) and len(self.journals) == self.planned
+                and all(j.passed for j in self.journals))
+
+    def save(self) -> None:
+        from chaos_lab.html_report import gameday_page
+
+        summary = {"status": self.status, "verdict": "pass" if self.passed else "fail",
+                   "started": self.started, "ended": self.ended, "planned": self.planned,
+                   "tool_version": tool_version(),
+                   "experiments": [{"experiment": j.experiment, "status": j.status,
+                                    "verdict": "pass" if j.passed else "fail",
+                                    "journal": str(j.path)} for j in self.journals]}
+        (self.folder / "gameday.json").write_text(json.dumps(summary, indent=2))
+        pages = [(j, _png(j.folder / "timeline.png")) for j in self.journals]
+        (self.folder / "report.html").write_text(
+            gameday_page(pages, self.status, self.started, self.ended, self.planned))
+
+
+def _png(path: Path) -> bytes | None:
+    return path.read_bytes() if path.exists() else None

@@ -1,9 +1,12 @@
 """What an experiment leaves behind: the before/after table with the hypothesis' tolerances
-and the verdict, the journal (``result.json``, and ``junit.xml`` for CI: one testcase per
-tolerance per run), and a PNG timeline (outcomes, latency, breakers)."""
+and the verdict, beside its journal (``result.json``, chaos_lab.journal): ``junit.xml`` for CI
+(one testcase per tolerance per run), a PNG timeline (outcomes, latency, breakers) and
+``report.html`` (chaos_lab.html_report)."""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree as ET
@@ -41,51 +44,69 @@ def _recovery(run: RunResult) -> str:
 
 
 def table(runs: list[RunResult]) -> Table:
+    """The console's BEFORE / AFTER table: what was measured, then each tolerance judged."""
     title = (f"{runs[0].experiment} ({runs[0].preset}): " + " vs ".join(r.label for r in runs)
              + f" -- verdict: {'PASS' if verdict(runs) else 'FAIL'}")
     out = Table(title=title)
     out.add_column("")
     for run in runs:
         out.add_column(f"{heading(run)}\n{_switches(run)}", justify="right")
-    for name, key in ROWS:
-        out.add_row(name, *(str(r.counts.get(key, 0)) for r in runs))
-    out.add_row("retries (same key and body)", *(str(r.retries) for r in runs))
-    out.add_row("requests failed after every try", *(str(r.failed) for r in runs))
-    out.add_row("answers " + " / ".join(ANSWER_CLASSES), *(_answers(r) for r in runs))
-    out.add_row("orders accepted (201/202)", *(str(r.accepted) for r in runs))
-    out.add_row("orders lost", *(str(r.lost) for r in runs))
-    out.add_row("stock start -> end", *(f"{r.stock_start} -> {r.stock_end}" for r in runs))
-    out.add_row("stock == start - confirmed", *(_yes(r.stock_consistent) for r in runs))
-    out.add_row("queue / DLQ after", *(f"{r.queue} / {r.dlq}" for r in runs))
-    if any(r.drained_seconds is not None for r in runs):
-        out.add_row("queue drained (after the restore)",
-                    *("-" if r.drained_seconds is None else f"{r.drained_seconds:g} s"
-                      for r in runs))
-    out.add_row("healthy after, no restart", *(_yes(r.healthy_after) for r in runs))
-    out.add_row("fault to last failure", *(_recovery(r) for r in runs))
-    out.add_row("latency during the fault, p50 / p99", *(_during(r) for r in runs))
-    if any(r.surge is not None for r in runs):
-        out.add_row("surge: capacity / offered / goodput, orders/s", *(_surge(r) for r in runs))
-        out.add_row("surge: admitted p99 / shed p99 / longest wait",
-                    *(_surge_waits(r) for r in runs))
-        out.add_row("settled after the surge", *(
-            "-" if r.surge is None else _seconds(r.surge.settle_seconds) for r in runs))
-    if any(r.drain_ceiling is not None or r.drain_rate is not None for r in runs):
-        out.add_row("backlog drain rate / worker's quiet ceiling, orders/s", *(
-            f"{_num(r.drain_rate)} / {_num(r.drain_ceiling)}" for r in runs))
+    for name, cells in measured_rows(runs):
+        out.add_row(escape(name), *(escape(cell) for cell in cells))
     out.add_section()
-    for check in _checks_of(runs):
+    for check in checks_of(runs):
         out.add_row(f"{check.title} ({check.expected})",
-                    *(_judged(c) if (c := _check(r, check.name)) else "-" for r in runs))
+                    *(_judged(c) if (c := check_of(r, check.name)) else "-" for r in runs))
     out.add_row("hypothesis", *(_run_verdict(r) for r in runs))
     return out
 
 
-def _checks_of(runs: list[RunResult]) -> list[Check]:
-    return max((r.checks for r in runs), key=len)
+def measured_rows(runs: list[RunResult]) -> list[tuple[str, list[str]]]:
+    """What each run measured, one row per figure, a plain-text cell per run: the console's
+    table and the HTML report show the same rows."""
+    rows: list[tuple[str, list[str]]] = []
+
+    def row(name: str, cells: Iterable[str]) -> None:
+        rows.append((name, list(cells)))
+
+    for name, key in ROWS:
+        row(name, (str(r.counts.get(key, 0)) for r in runs))
+    row("retries (same key and body)", (str(r.retries) for r in runs))
+    row("requests failed after every try", (str(r.failed) for r in runs))
+    row("answers " + " / ".join(ANSWER_CLASSES), (_answers(r) for r in runs))
+    row("orders accepted (201/202)", (str(r.accepted) for r in runs))
+    row("orders lost", (str(r.lost) for r in runs))
+    row("stock start -> end", (f"{r.stock_start} -> {r.stock_end}" for r in runs))
+    row("stock == start - confirmed", (_yes(r.stock_consistent) for r in runs))
+    row("queue / DLQ after", (f"{r.queue} / {r.dlq}" for r in runs))
+    if any(r.drained_seconds is not None for r in runs):
+        row("queue drained (after the restore)",
+            ("-" if r.drained_seconds is None else f"{r.drained_seconds:g} s" for r in runs))
+    row("healthy after, no restart", (_yes(r.healthy_after) for r in runs))
+    row("fault to last failure", (_recovery(r) for r in runs))
+    row("latency during the fault, p50 / p99", (_during(r) for r in runs))
+    if any(r.surge is not None for r in runs):
+        row("surge: capacity / offered / goodput, orders/s", (_surge(r) for r in runs))
+        row("surge: admitted p99 / shed p99 / longest wait", (_surge_waits(r) for r in runs))
+        row("settled after the surge", (
+            "-" if r.surge is None else _seconds(r.surge.settle_seconds) for r in runs))
+    if any(r.drain_ceiling is not None or r.drain_rate is not None for r in runs):
+        row("backlog drain rate / worker's quiet ceiling, orders/s", (
+            f"{_num(r.drain_rate)} / {_num(r.drain_ceiling)}" for r in runs))
+    return rows
 
 
-def _check(run: RunResult, name: str) -> Check | None:
+def checks_of(runs: list[RunResult]) -> list[Check]:
+    """Every tolerance any run judged, once each: the longest list first, then the others'
+    (a guardrail that stopped one run)."""
+    out: dict[str, Check] = {}
+    for run in sorted(runs, key=lambda r: -len(r.checks)):
+        for check in run.checks:
+            out.setdefault(check.name, check)
+    return list(out.values())
+
+
+def check_of(run: RunResult, name: str) -> Check | None:
     return next((c for c in run.checks if c.name == name), None)
 
 
@@ -203,10 +224,14 @@ def write(runs: list[RunResult], report_dir: Path) -> Path:
 
 
 def write_rest(journal: Journal) -> None:
-    """What goes beside a journal that has ended: junit.xml, timeline.png."""
+    """What goes beside a journal that has ended: junit.xml, timeline.png, report.html."""
+    from chaos_lab.html_report import experiment_page
+
     junit(journal.runs).write(journal.folder / "junit.xml", encoding="unicode",
                               xml_declaration=True)
-    plot(journal.runs, journal.folder / "timeline.png")
+    png = timeline_png(journal.runs)
+    (journal.folder / "timeline.png").write_bytes(png)
+    (journal.folder / "report.html").write_text(experiment_page(journal, png))
 
 
 def junit(runs: list[RunResult]) -> ET.ElementTree[ET.Element]:
@@ -254,6 +279,10 @@ def junit(runs: list[RunResult]) -> ET.ElementTree[ET.Element]:
 
 
 def plot(runs: list[RunResult], path: Path) -> None:
+    path.write_bytes(timeline_png(runs))
+
+
+def timeline_png(runs: list[RunResult]) -> bytes:
     """Per second, one column per run: reads, writes (outcomes stacked), then the latency the
     customer waited (p50 and p99 of the requests started that second) with the breakers'
     changes of state marked (polled from each service's /health/deep once a second)."""
@@ -283,7 +312,9 @@ def plot(runs: list[RunResult], path: Path) -> None:
         _plot_latency(axes[2][column], run, window)
         axes[2][column].set_xlabel("seconds since the traffic started")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    out = io.BytesIO()
+    fig.savefig(out, format="png", dpi=100)
+    return out.getvalue()
 
 
 BREAKER_COLOURS = {"open": "#c62828", "half-open": "#ffb300", "closed": "#2e7d32"}
