@@ -12,6 +12,7 @@ or the lab failed); 2 a bad argument or a malformed experiment file.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,12 +32,12 @@ from chaos_lab.bench import BenchPart
 from chaos_lab.experiment import COMPLETED, FAILED, HALTED, INTERRUPTED
 from chaos_lab.halt import RunState, halt, restore_aws, restore_compose, restore_local
 from chaos_lab.journal import Gameday, Journal
+from chaos_lab.lint import problems, schema
 from chaos_lab.local.lab import DEFAULT_DIR, Lab
 from chaos_lab.model import (
     EXPERIMENTS_DIR,
     RESILIENT_SWITCHES,
     Experiment,
-    ExperimentFileError,
     catalog,
     load,
 )
@@ -106,19 +107,60 @@ ExperimentsDir = Annotated[Path, typer.Option("--experiments", help="the catalog
 
 @experiment_app.command("list")
 def experiment_list(folder: ExperimentsDir = EXPERIMENTS_DIR) -> None:
-    """The experiments of the catalog: name, fault, description."""
+    """The experiments of the catalog: name, fault, description; exit 2 if any is invalid."""
     table = Table(title=f"experiments in {folder}")
     for column in ("name", "fault", "hold", "description"):
         table.add_column(column)
+    invalid = 0
     for name, path in catalog(folder).items():
-        try:
-            spec = load(path)
-        except ExperimentFileError as exc:
-            table.add_row(name, "[red]invalid[/red]", "", escape(str(exc)))
+        found = problems(path)
+        if found:
+            invalid += 1
+            table.add_row(name, "[red]invalid[/red]", "",
+                          f"{len(found)} problem{'s' if len(found) > 1 else ''}: "
+                          + escape(found[0].where or found[0].message)
+                          + (", ..." if len(found) > 1 else ""))
             continue
+        spec = load(path)
         table.add_row(spec.name, spec.fault.name.value, f"{spec.fault.hold:g} s",
                       spec.description)
     console.print(table)
+    if invalid:
+        errors.print(f"{invalid} invalid: `chaos-shop experiment validate` says what is wrong")
+        raise typer.Exit(2)
+
+
+@experiment_app.command("validate")
+def experiment_validate(
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="experiment files (.yaml); none: every file of the experiments folder")] = None,
+    folder: ExperimentsDir = EXPERIMENTS_DIR,
+) -> None:
+    """Lint experiment files: every problem of every file at once, each as file:line: field:
+    what is wrong; exit 2 on any (0 when all are valid)."""
+    paths = list(files) if files else list(catalog(folder).values())
+    if not paths:
+        errors.print(f"no experiment files (*.yaml) in {folder}")
+        raise typer.Exit(2)
+    total, bad = 0, 0
+    for path in paths:
+        found = problems(path)
+        for problem in found:
+            console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+        total += len(found)
+        bad += bool(found)
+    if total:
+        errors.print(f"{bad} of {len(paths)} file{'s' if len(paths) > 1 else ''} invalid, "
+                     f"{total} problem{'s' if total > 1 else ''}", highlight=False)
+        raise typer.Exit(2)
+    _say(f"{len(paths)} file{'s' if len(paths) > 1 else ''} valid")
+
+
+@experiment_app.command("schema")
+def experiment_schema() -> None:
+    """The experiment file's format as a JSON Schema, made from the model (for editors and
+    linters; docs/experiment.schema.json is this)."""
+    print(json.dumps(schema(), indent=2))
 
 
 @experiment_app.command("run")
@@ -168,7 +210,7 @@ def gameday(
         errors.print(f"no experiment files (*.yaml) in {folder}")
         raise typer.Exit(2)
     # Every file is checked before anything runs: a typo fails in a second, not in an hour.
-    specs = [_experiment(str(path), preset, scale, target) for path in paths.values()]
+    specs = _every_experiment(list(paths.values()), preset, scale, target)
     state = RunState(directory, target)
     with _guarded(), state.session(f"gameday of {len(specs)} experiments"):
         book = Gameday.open(report_dir, len(specs))
@@ -198,8 +240,36 @@ def _experiment(name: str, preset: str, scale: float, target: str) -> Experiment
     try:
         return experiments.experiment(name, preset, scale)
     except LabError as exc:  # ExperimentFileError, an unknown preset, a bad scale
-        errors.print(f"[red]experiment error:[/red] {escape(str(exc))}", highlight=False)
+        errors.print(f"[red]experiment error:[/red] {escape(str(exc))}", highlight=False,
+                     soft_wrap=True)
         raise typer.Exit(2) from exc
+
+
+def _every_experiment(paths: list[Path], preset: str, scale: float,
+                      target: str) -> list[Experiment]:
+    """Each file, validated, preset applied; every problem of every file said before exit 2
+    (nothing runs)."""
+    said: list[str] = []
+    specs = []
+    for path in paths:
+        found = problems(path)
+        if found:
+            said += [str(p) for p in found]
+            continue
+        try:
+            specs.append(load(path).resolve(preset, scale, source=path))
+        except LabError as exc:  # the preset it lacks, a bad scale
+            said.append(f"{path}: {exc}")
+    if said:
+        for line in said:
+            errors.print(line, markup=False, highlight=False, soft_wrap=True)
+        errors.print(f"gameday: {len(said)} problem{'s' if len(said) > 1 else ''}; nothing "
+                     f"was run", highlight=False)
+        raise typer.Exit(2)
+    if target not in TARGETS:
+        raise typer.BadParameter(f"unknown target {target!r}; choose from {', '.join(TARGETS)}",
+                                 param_hint="--target")
+    return specs
 
 
 def _session(target: str, spec: Experiment, settings: str, report_dir: Path,

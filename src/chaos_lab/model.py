@@ -343,7 +343,9 @@ PRESET_PARTS = ("fault", "timing", "traffic", "hypothesis", "abort")
 
 
 class ExperimentFile(_Strict):
-    """What a file under ``experiments/`` holds (see failover.yaml)."""
+    """An experiment file: the catalog's (``chaos-shop experiment list``; failover.yaml is the
+    one to copy) or one's own. ``chaos-shop experiment schema`` prints this as a JSON Schema,
+    ``chaos-shop experiment validate`` checks files against it."""
 
     name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9-]*$")
     description: str = ""
@@ -361,7 +363,7 @@ class ExperimentFile(_Strict):
 
     @model_validator(mode="after")
     def _fault_fits(self) -> ExperimentFile:
-        _check_timing(self.timing, self.fault)
+        check_timing(self.timing, self.fault.hold, self.fault.parsed_options.lasts)
         return self
 
     def preset(self, name: str) -> ExperimentFile:
@@ -394,11 +396,13 @@ class ExperimentFile(_Strict):
             drain_timeout=chosen.drain_timeout, preset=preset, source=source)
 
 
-def _check_timing(timing: Timing, fault: FaultSpec) -> None:
+def check_timing(timing: Timing, hold: float, window: float) -> None:
+    """The fault's window within the traffic (its recovery must be measured): ``hold`` and
+    ``window`` (its options' own, ``FaultOptions.lasts``) from ``fault_at``."""
     if timing.fault_at >= timing.duration:
         raise ValueError(f"timing.fault_at ({timing.fault_at:g}) must come before the end of "
                          f"the traffic (timing.duration {timing.duration:g})")
-    lasts = max(fault.hold, fault.parsed_options.lasts)
+    lasts = max(hold, window)
     if timing.fault_at + lasts > timing.duration:
         raise ValueError(f"the fault ends at {timing.fault_at + lasts:g}s (fault_at + "
                          f"fault.hold or its options' window), after the traffic "
@@ -439,46 +443,17 @@ class ExperimentFileError(LabError):
 
 
 def load(path: Path) -> ExperimentFile:
-    """Read and validate a file, presets included; errors say file, field and what is wrong."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ExperimentFileError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ExperimentFileError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ExperimentFileError(f"{path}: an experiment is a mapping (name:, fault:, "
-                                  f"timing:, ...), not {type(raw).__name__}")
-    try:
-        spec = ExperimentFile.model_validate(raw)
-    except ValidationError as exc:
-        raise ExperimentFileError(_explain(path, exc)) from None
-    for name, overrides in spec.presets.items():
-        unknown = sorted(set(overrides) - set(PRESET_PARTS))
-        if unknown:
-            raise ExperimentFileError(
-                f"{path}: presets.{name}: {', '.join(unknown)} cannot be overridden; a preset "
-                f"overrides {', '.join(PRESET_PARTS)}")
-        try:
-            spec.preset(name)
-        except ValidationError as exc:
-            raise ExperimentFileError(_explain(path, exc, f"presets.{name}.")) from None
-    return spec
+    """Read and validate a file, presets included; a file with problems is an
+    ExperimentFileError with every one of them, each as ``file:line: field: what is wrong``
+    (chaos_lab.lint)."""
+    from chaos_lab.lint import problems
 
-
-def _explain(path: Path, exc: ValidationError, prefix: str = "") -> str:
-    lines = [f"{path}: {len(exc.errors())} problem(s)"]
-    for error in exc.errors():
-        where = prefix + ".".join(str(part) for part in error["loc"]) \
-            if error["loc"] else prefix.rstrip(".") or "(the whole file)"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "missing":
-            message = "missing (required)"
-        elif error["type"] == "extra_forbidden":
-            message = NOT_HERE.get(tuple(str(p) for p in error["loc"]),
-                                   "unknown field (a typo?)")
-        lines.append(f"  {where}: {message}")
-    return "\n".join(lines)
+    found = problems(path)
+    if found:
+        raise ExperimentFileError("\n".join(
+            [f"{path}: {len(found)} problem{'s' if len(found) > 1 else ''}",
+             *(f"  {p}" for p in found)]))
+    return ExperimentFile.model_validate(yaml.safe_load(path.read_text()))
 
 
 # Where the experiments are ---------------------------------------------------------------
