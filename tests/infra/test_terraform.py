@@ -1514,7 +1514,8 @@ def test_the_sidecar_image_is_pinned_and_has_its_tools_built_in() -> None:
     assert 'dockerfile="infra/fis-sidecar/Dockerfile",context="infra/fis-sidecar"' in images
     # FIS installs nothing either: the documents' dependencies are in the image.
     for name in ("brownout", "aws-slow"):
-        _, parameters, _ = template_action(name)
+        (parameters,) = [a["parameters"] for a in templates()[name]["actions"].values()
+                         if a["action_id"] == "aws:ecs:task-network-latency"]
         assert parameters["installDependencies"] == "false", name
 
 
@@ -1686,9 +1687,16 @@ def test_reader_loss_reboots_the_tagged_reader() -> None:
 
 def test_every_fault_has_its_template_output() -> None:
     from chaos_lab.model import Fault
-    from chaos_lab.targets.aws import DEPLOYMENT_FAULTS, FIS_FAULTS, TEMPLATES_OUTPUT
+    from chaos_lab.targets.aws import (
+        DEPLOYMENT_FAULTS,
+        FIS_FAULTS,
+        TEMPLATES_OUTPUT,
+        TRAFFIC_FAULTS,
+    )
 
-    assert set(FIS_FAULTS) | set(DEPLOYMENT_FAULTS) == set(Fault), "every fault has an AWS twin"
+    assert set(FIS_FAULTS) | set(DEPLOYMENT_FAULTS) | set(TRAFFIC_FAULTS) == set(Fault), \
+        "every fault has an AWS twin"
+    assert {twin for twin in TRAFFIC_FAULTS.values() if twin} <= FIS_FAULTS
     assert set(FIS_FAULTS) == set(templates()), "each FIS fault's template, by the fault's name"
     # rolling-deploy is ECS's, not FIS's: the driver needs the cluster and the service names.
     for name in ("ecs_cluster_name", "ecs_service_names"):
