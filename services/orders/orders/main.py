@@ -41,8 +41,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             # (shop.aws.AwsCalls). Each client has a breaker: once AWS is known to be out,
             # nobody waits on it (the answer is then 503 or "unknown", at once).
             sqs, dynamodb = await open_clients(stack, settings, "sqs", "dynamodb", attempts=1)
-            breakers = {name: Breaker(name, settings.breaker_fail_max,
-                                      settings.breaker_probe_seconds,
+            # Open after one failure: these calls are the fallback, made while the database is
+            # out; one that did not answer in SHOP_AWS_REQUEST_TIMEOUT is enough to spare every
+            # customer after it the same wait (the probe closes it within a second).
+            breakers = {name: Breaker(name, 1, settings.breaker_probe_seconds,
                                       probe_timeout=settings.aws_timeout)
                         for name in ("sqs", "dynamodb")}
             records = OrderRecords(dynamodb, settings.order_status_table, breakers["dynamodb"],
