@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     # POST /orders requires a signed API key when this is set (shop.clients); without it a
     # client is named by its bearer credential, or is anonymous.
     api_key_secret: SecretStr | None = None
+    # Each client's orders per second in one process (a token bucket: shop.clients.Quota),
+    # a burst of client_orders_burst; past it, 429 with Retry-After. 0: no quota (the lab's
+    # experiments measure the shop, not its clients); the deployments set one.
+    client_orders_per_second: float = Field(0.0, ge=0)
+    client_orders_burst: float = Field(40.0, ge=1)
 
     @property
     def reader_url(self) -> str:

@@ -55,7 +55,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def shop_error(request: Request, exc: ShopError) -> JSONResponse:
         if exc.status_code >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, exc)
-        return error(exc.status_code, exc.message, headers=exc.headers, extra=exc.extra())
+        return error(exc.status_code, exc.message, headers=exc.response_headers(),
+                     extra=exc.extra())
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

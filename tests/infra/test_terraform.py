@@ -668,7 +668,7 @@ def test_enable_degradation_switches_queue_cache_and_worker() -> None:
 def environment_names() -> set[str]:
     names: set[str] = set()
     for local in ("database_urls", "database_environment", "migrate_environment",
-                  "common_environment", "degradation_environment"):
+                  "common_environment", "service_environment", "degradation_environment"):
         text = str(root().locals[local])
         names |= set(re.findall(r"\b([A-Z][A-Z0-9]*_[A-Z0-9_]+)\b\s*['\"]?\s*[=:]", text))
     return names
@@ -811,6 +811,17 @@ def test_each_service_connects_as_its_own_role() -> None:
         text = str(root().locals[name])
         for database in ("SHOP_DATABASE_URL", "SHOP_DATABASE_SECRET_ARN", "SHOP_MIGRATE"):
             assert database not in text, f"{name} must not set {database}"
+
+
+def test_the_orders_tasks_hold_each_client_to_a_quota() -> None:
+    """Issue 21's per-client quota: on in the deployment, for the orders service alone."""
+    assert root().locals["service_environment"] == {"orders": {
+        "SHOP_CLIENT_ORDERS_PER_SECOND": "${tostring(var.client_orders_per_second)}",
+        "SHOP_CLIENT_ORDERS_BURST": "${tostring(var.client_orders_burst)}"}}
+    assert "lookup(local.service_environment,each.key,{})" in \
+        squash(module_call("service")["environment"])
+    assert root().variables["client_orders_per_second"]["default"] > 0
+    assert root().variables["client_orders_burst"]["default"] >= 1
 
 
 def test_no_service_but_the_migrate_step_has_the_master_secret() -> None:

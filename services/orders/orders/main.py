@@ -13,6 +13,7 @@ from orders.routes import router
 from shop.aws import open_clients
 from shop.background import run_in_background
 from shop.breaker import Breaker
+from shop.clients import Quota
 from shop.db import open_endpoint
 from shop.logs import configure_logging
 from shop.order_queue import OrderQueue
@@ -34,6 +35,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         # The writer's group commit: concurrent orders for one product, one transaction.
         app.state.group_commit = GroupCommit(app.state.endpoint)
+        app.state.quota = (Quota(settings.client_orders_per_second,
+                                 settings.client_orders_burst)
+                           if settings.client_orders_per_second else None)
         app.state.fallback = None
         if settings.enable_degradation and settings.order_queue_url \
                 and settings.order_status_table:
