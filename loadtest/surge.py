@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import secrets
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -104,6 +105,7 @@ class Connection(asyncio.Protocol):
 class Pool:
     host: str
     port: int
+    tls: bool = False  # https: the ALB (its certificate checked, as any client's)
     idle: list[Connection] = field(default_factory=list)
     busy: set[Connection] = field(default_factory=set)
     opened: int = 0
@@ -116,7 +118,8 @@ class Pool:
                 return conn
         try:
             _, conn = await asyncio.get_running_loop().create_connection(
-                Connection, self.host, self.port)
+                Connection, self.host, self.port,
+                ssl=ssl.create_default_context() if self.tls else None)
         except OSError:
             return None
         self.opened += 1
@@ -188,7 +191,8 @@ class Surge:
                  resend: Resend = "never", max_tries: int = 3,
                  say: Callable[[str], None] = print) -> None:
         parts = urlsplit(url)
-        self.pool = Pool(parts.hostname or "127.0.0.1", parts.port or 80)
+        tls = parts.scheme == "https"
+        self.pool = Pool(parts.hostname or "127.0.0.1", parts.port or (443 if tls else 80), tls)
         self.report = SurgeReport(secrets.token_hex(4), clients, 0.0, 0.0, 0.0, 0.0)
         self.timeout = timeout
         self.resend = resend
@@ -199,9 +203,9 @@ class Surge:
 
     def _request(self, n: int) -> bytes:
         body = b'{"product_id": %d, "quantity": 1}' % self.report.product(n)
-        return (b"POST /orders HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\n"
+        return (b"POST /orders HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\nIdempotency-Key: %s\r\nAuthorization: Bearer %s"
-                b"\r\n\r\n%s" % (len(body), self.report.key(n).encode(),
+                b"\r\n\r\n%s" % (self.pool.host.encode(), len(body), self.report.key(n).encode(),
                                  self.report.credential(n).encode(), body))
 
     async def order(self, phase: str) -> int:

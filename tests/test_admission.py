@@ -12,6 +12,7 @@ import httpx
 
 from orders.main import app as orders_app
 from shop.admission import WINDOW_SECONDS, AdaptiveLimit
+from shop.clients import Quota
 from support import metric, serve
 
 
@@ -124,3 +125,33 @@ async def test_the_adaptive_limit_is_exported(shop_db: str) -> None:
         metrics = await orders.get("/metrics")
     assert 8 <= metric(metrics, "shop_admission_limit", limit="http") <= 512
     assert isinstance(metrics, httpx.Response)
+
+
+# Each client's quota -------------------------------------------------------------------
+
+
+def test_a_clients_quota_is_a_token_bucket_of_its_own() -> None:
+    quota = Quota(rate=2, burst=3)
+    assert [quota.take("ann", now=0.0) for _ in range(3)] == [0, 0, 0]  # the burst
+    assert quota.take("ann", now=0.0) == 0.5  # empty: a token in half a second
+    assert quota.take("bob", now=0.0) == 0  # another client, another bucket
+    assert quota.take("ann", now=0.5) == 0  # refilled
+    quota.MAX_CLIENTS = 2
+    quota.take("cid", now=1.0)  # a third client: the least recently used bucket goes
+    assert set(quota._buckets) == {"ann", "cid"}
+
+
+async def test_a_client_past_its_quota_gets_429_and_nothing_happens(
+        shop_db: str, db: asyncpg.Connection) -> None:
+    ann = {"Authorization": "Bearer ann"}
+    async with serve(orders_app, SHOP_DATABASE_URL=shop_db, SHOP_ENABLE_DEGRADATION="false",
+                     SHOP_CLIENT_ORDERS_PER_SECOND="1", SHOP_CLIENT_ORDERS_BURST="2") as orders:
+        answers = [await orders.post("/orders", json={"product_id": 8, "quantity": 1},
+                                     headers=ann) for _ in range(3)]
+        bob = await orders.post("/orders", json={"product_id": 8, "quantity": 1},
+                                headers={"Authorization": "Bearer bob"})
+    assert [a.status_code for a in answers] == [201, 201, 429]
+    assert answers[2].headers["retry-after"] == "1"
+    assert answers[2].json() == {"error": "too many orders from this client, try again shortly"}
+    assert bob.status_code == 201
+    assert await db.fetchval("SELECT count(*) FROM orders WHERE product_id = 8") == 3

@@ -5,12 +5,15 @@ its database connections and its event loop) and then fails them all at their de
 goodput collapses (the Amazon Builders' Library, "Using load shedding to avoid overload").
 So each process admits at most ``limit`` requests at once and answers the rest 503 at once,
 with ``Retry-After``, before any work is spent on them; and ``limit`` is not a guess made
-once (``SHOP_MAX_CONCURRENT_REQUESTS`` is only its ceiling): it follows the admitted
-requests' latency, additive increase and multiplicative decrease, as Netflix's
-concurrency-limits does with its AIMD limit, whose drop signal is a request slower than a
-target:
+once (``SHOP_MAX_CONCURRENT_REQUESTS`` is only its ceiling): it follows the latency of what
+the admitted requests wait for, the database (each call, the wait for a pooled connection
+included: ``Endpoint.latency_observer``), additive increase and multiplicative decrease, as
+Netflix's concurrency-limits does with its AIMD limit, whose drop signal is a call slower
+than a target. Not the whole request's latency: under a flood, answering the shed requests
+slows the event loop too, and cutting the limit cannot cure that (it would only shed more);
+what shedding costs is kept small instead (a pre-made answer, and the entry's own ceiling).
 
-* every window (a tenth of a second) the admitted requests that ended are averaged;
+* every window (a tenth of a second) the calls that ended are averaged;
 * slower than ``target`` (``SHOP_ADMISSION_TARGET_MS``): requests are queueing inside the
   process; the limit is cut by a tenth;
 * as fast, and the limit in use (at least half of it in flight during the window): it grows
@@ -56,7 +59,7 @@ class AdaptiveLimit:
         return in_flight < int(self.limit)
 
     def observe(self, latency: float, now: float | None = None) -> None:
-        """An admitted request ended after ``latency`` seconds."""
+        """A database call of an admitted request took ``latency`` seconds."""
         self._window_total += latency
         self._window_count += 1
         now = time.monotonic() if now is None else now

@@ -80,6 +80,10 @@ ADMISSION_LIMIT = Gauge(
     "Requests a process admits at once: the adaptive limit (shop.admission), following the"
     " admitted requests' latency, under SHOP_MAX_CONCURRENT_REQUESTS", ["limit"],
 )
+QUOTA_REFUSED = Counter(
+    "shop_client_quota_refused_total",
+    "Orders refused (429) because their client was past its orders per second",
+)
 IN_FLIGHT = Gauge("shop_requests_in_flight", "Requests a process works on now (admitted)")
 QUEUE_MESSAGES = Gauge(
     "shop_queue_messages",

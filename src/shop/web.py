@@ -55,7 +55,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def shop_error(request: Request, exc: ShopError) -> JSONResponse:
         if exc.status_code >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, exc)
-        return error(exc.status_code, exc.message, headers=exc.headers, extra=exc.extra())
+        return error(exc.status_code, exc.message, headers=exc.response_headers(),
+                     extra=exc.extra())
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -73,12 +74,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class RequestGuard:
-    """Pure ASGI middleware, in front of everything: admission (``shop.admission``: past the
-    process's adaptive limit, or once a request has queued longer than
-    ``SHOP_MAX_QUEUE_SECONDS`` before reaching it, a 503 with Retry-After at once, before any
-    work is spent on it: an overload queues nowhere), oversized bodies refused (413), and the
-    request metrics. Health checks and metrics are never shed: an orchestrator must not take a
-    busy process for a dead one.
+    """Pure ASGI middleware, in front of everything: admission (past the process's adaptive
+    limit, ``app.state.admission``, or once a request has queued longer than
+    ``SHOP_MAX_QUEUE_SECONDS`` before reaching it: a 503 with Retry-After at once, before any
+    work is spent on it, so that an overload queues nowhere), oversized bodies refused (413),
+    and the request metrics. Health checks and metrics are never shed: an orchestrator must
+    not take a busy process for a dead one.
 
     A request's clock starts when it reached the load balancer where that one says so
     (``X-Request-Start: t=<seconds>``, as nginx sets it from ``$msec``), else when it reaches
@@ -88,7 +89,6 @@ class RequestGuard:
         self.app = app
         self.max_body = max_body
         self.in_flight = 0
-        self.limit: AdaptiveLimit | None = None  # made with the first request's settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,7 +100,7 @@ class RequestGuard:
             return
         settings = get_settings()
         queued = queued_seconds(scope)
-        limit = self._limit(settings)
+        limit: AdaptiveLimit | None = getattr(scope["app"].state, "admission", None)
         if queued > settings.max_queue_seconds or not (
                 limit.admits(self.in_flight) if limit is not None
                 else self.in_flight < settings.max_concurrent_requests):
@@ -124,18 +124,6 @@ class RequestGuard:
         finally:
             self.in_flight -= 1
             IN_FLIGHT.set(self.in_flight)
-            if limit is not None:
-                limit.observe(time.perf_counter() - started)
-
-    def _limit(self, settings: Settings) -> AdaptiveLimit | None:
-        if settings.admission == "static":
-            return None
-        target = settings.admission_target_ms / 1000
-        if self.limit is None or (self.limit.max_limit, self.limit.target) != (
-                settings.max_concurrent_requests, target):
-            self.limit = AdaptiveLimit(target=target, max_limit=settings.max_concurrent_requests,
-                                       min_limit=min(8, settings.max_concurrent_requests))
-        return self.limit
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send,
                        started: float) -> None:
@@ -204,6 +192,15 @@ def _request_metrics(route: str, method: str, status: int) -> tuple[Counter, His
             REQUEST_SECONDS.labels(route=route, method=method))
 
 
+def admission(settings: Settings) -> AdaptiveLimit | None:
+    """The process's adaptive admission limit (shop.admission); None: the static ceiling."""
+    if settings.admission == "static":
+        return None
+    return AdaptiveLimit(target=settings.admission_target_ms / 1000,
+                         max_limit=settings.max_concurrent_requests,
+                         min_limit=min(8, settings.max_concurrent_requests))
+
+
 def create_app(
     title: str,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
@@ -218,7 +215,14 @@ def create_app(
     async def started_then_frozen(app: FastAPI) -> AsyncIterator[None]:
         log.info("%s answers as served_by=%s (host %s, pid %d)", title, SERVED_BY,
                  socket.gethostname(), os.getpid())
+        app.state.admission = admission(get_settings())
         async with lifespan(app):
+            # The limit follows the database's latency: what it protects (the latency of
+            # the whole request would also count what shedding itself costs the event loop,
+            # and cutting the limit cannot cure that).
+            endpoint = getattr(app.state, "endpoint", None)
+            if endpoint is not None and app.state.admission is not None:
+                endpoint.latency_observer = app.state.admission.observe
             # What start-up made (modules, the app, pools, clients) lives as long as the
             # process: out of the collector's sight, a full collection no longer walks it.
             # Under load those walks were the orders' p99 (50-270 ms each, BENCHMARKS.md).

@@ -67,7 +67,9 @@ http {{
     keepalive_requests 100000;
     # Connections to the services are kept and reused: opening one per request under a
     # surge costs the services more than the requests do.
-    upstream catalog {{ server 127.0.0.1:{catalog}; keepalive 256; keepalive_requests 100000; }}
+    upstream catalog {{
+        server 127.0.0.1:{catalog} max_fails=0; keepalive 256; keepalive_requests 100000;
+    }}
     upstream orders {{ {orders} keepalive 256; keepalive_requests 100000; }}
     # The entry's ceiling on orders in flight at once (the orders processes' adaptive limits
     # decide under it): past it, 503 + Retry-After here, for the cost of a refusal in C.
@@ -325,7 +327,10 @@ class Lab:
         root = self.root / "nginx"
         (root / "tmp").mkdir(parents=True, exist_ok=True)
         conf = root / "nginx.conf"
-        orders = " ".join(f"server 127.0.0.1:{self.s.ports[name]};" for name in ORDERS_FLEET)
+        # max_fails=0: a process slow under a surge is not taken for a dead one (nginx would
+        # then send nobody to it for 10 s); a dead one refuses connections, tried elsewhere.
+        orders = " ".join(f"server 127.0.0.1:{self.s.ports[name]} max_fails=0;"
+                          for name in ORDERS_FLEET)
         conf.write_text(NGINX_CONF.format(root=root, port=self.s.ports["entry"],
                                           catalog=self.s.ports["catalog"], orders=orders,
                                           orders_ceiling=orders_ceiling))
