@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: set-up, the local lab, then every experiment of experiments/ (chaos-shop
+# The main job: set-up, the local lab, then every experiment of the catalog (chaos-shop
 # gameday --compare): for each, the fragile (BEFORE) settings then the resilient (AFTER) ones,
 # the before/after table with each tolerance of its hypothesis, measured, ok or FAIL; then one
 # verdict table. Exits non-zero when an AFTER run violates its hypothesis (BEFORE failing is
@@ -11,6 +11,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 lab_dir=${CHAOS_LAB_DIR:-.lab}
-trap '.venv/bin/chaos-shop lab down --dir "$lab_dir" >/dev/null 2>&1 || true' EXIT
-.venv/bin/chaos-shop lab up --dir "$lab_dir"
-.venv/bin/chaos-shop gameday --compare --dir "$lab_dir" "$@"
+trap '.venv/bin/chaos-shop lab down --lab-dir "$lab_dir" >/dev/null 2>&1 || true' EXIT
+.venv/bin/chaos-shop lab up --lab-dir "$lab_dir"
+.venv/bin/chaos-shop gameday --compare --lab-dir "$lab_dir" "$@"

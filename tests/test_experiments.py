@@ -91,7 +91,7 @@ def test_a_malformed_file_says_file_field_and_what_is_wrong_and_exits_2(tmp_path
     path.write_text(GOOD.replace("db-outage", "meteor").replace("fault_at: 2", "fault_at: -1")
                     .replace("max_failed_requests: 0,", "max_failed: 0,")
                     .replace("{duration: 8}", "{duraton: 8}"))
-    result = runner.invoke(app, ["experiment", "run", str(path), "--dir", str(tmp_path / "no")])
+    result = runner.invoke(app, ["experiment", "run", str(path), "--lab-dir", str(tmp_path / "no")])
     assert result.exit_code == 2
     message = result.output
     assert str(path) in message
@@ -320,7 +320,7 @@ def _journal(report_dir: Path) -> dict[str, object]:
 def test_fragile_failover_violates_the_hypothesis_and_exits_1(lab_dir: Path,
                                                               tmp_path: Path) -> None:
     result = runner.invoke(app, ["experiment", "run", "failover", "--preset", "short",
-                                 "--settings", "fragile", "--dir", str(lab_dir),
+                                 "--settings", "fragile", "--lab-dir", str(lab_dir),
                                  "--report-dir", str(tmp_path)])
     assert result.exit_code == 1, result.output
     assert "verdict: FAIL" in result.output
@@ -335,7 +335,7 @@ def test_fragile_failover_violates_the_hypothesis_and_exits_1(lab_dir: Path,
 def test_resilient_failover_holds_the_hypothesis_and_exits_0(lab_dir: Path,
                                                              tmp_path: Path) -> None:
     result = runner.invoke(app, ["experiment", "run", "failover", "--preset", "short",
-                                 "--dir", str(lab_dir), "--report-dir", str(tmp_path)])
+                                 "--lab-dir", str(lab_dir), "--report-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "verdict: PASS" in result.output
     [run] = _journal(tmp_path)["runs"]  # type: ignore[misc]
@@ -351,8 +351,8 @@ def test_gameday_runs_the_catalog_into_one_verdict_table(lab_dir: Path, tmp_path
     folder.mkdir()
     for name in ("failover", "db-outage"):
         shutil.copy(EXPERIMENTS_DIR / f"{name}.yaml", folder)
-    result = runner.invoke(app, ["gameday", "--preset", "short", "--experiments", str(folder),
-                                 "--dir", str(lab_dir), "--report-dir", str(tmp_path / "r")])
+    result = runner.invoke(app, ["gameday", "--preset", "short", "--experiments-dir", str(folder),
+                                 "--lab-dir", str(lab_dir), "--report-dir", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     table = result.output[result.output.index("gameday: PASS"):]
     for name in ("failover", "db-outage"):
@@ -387,7 +387,7 @@ CHAOS = Path(sys.executable).parent / "chaos-shop"
 def _start(lab_dir: Path, report_dir: Path) -> subprocess.Popen[str]:
     """`experiment run db-outage --preset short` in a process of its own: a first terminal."""
     return subprocess.Popen([str(CHAOS), "experiment", "run", "db-outage", "--preset", "short",
-                             "--dir", str(lab_dir), "--report-dir", str(report_dir)],
+                             "--lab-dir", str(lab_dir), "--report-dir", str(report_dir)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -421,7 +421,7 @@ def test_a_run_halted_from_another_terminal_restores_and_is_a_halted_journal(
         lab_dir: Path, tmp_path: Path) -> None:
     run = _start(lab_dir, tmp_path)
     _wait_for_the_fault(lab_dir, run)
-    halted = subprocess.run([str(CHAOS), "halt", "--dir", str(lab_dir)], capture_output=True,
+    halted = subprocess.run([str(CHAOS), "halt", "--lab-dir", str(lab_dir)], capture_output=True,
                             text=True, timeout=120)
     assert halted.returncode == 0, halted.stdout + halted.stderr
     assert "halted: the run restored the fault" in halted.stdout
@@ -432,7 +432,7 @@ def test_a_run_halted_from_another_terminal_restores_and_is_a_halted_journal(
     assert journal["status"] == "halted" and "chaos-shop halt" in str(journal["reason"])
     assert _database_through_the_proxy(lab_dir), "restored"
     assert RunState(lab_dir, "local").read() is None
-    again = subprocess.run([str(CHAOS), "halt", "--dir", str(lab_dir)], capture_output=True,
+    again = subprocess.run([str(CHAOS), "halt", "--lab-dir", str(lab_dir)], capture_output=True,
                            text=True, timeout=60)
     assert again.returncode == 0 and "nothing to halt" in again.stdout
 
@@ -454,10 +454,10 @@ def test_a_fault_left_by_a_killed_runner_is_restored_by_halt(lab_dir: Path,
     run.kill()  # SIGKILL: no restore, no journal's end
     run.communicate(timeout=30)
     assert _journal(tmp_path)["status"] == "running", "what a killed runner leaves"
-    refused = subprocess.run([str(CHAOS), "experiment", "run", "db-outage", "--dir",
+    refused = subprocess.run([str(CHAOS), "experiment", "run", "db-outage", "--lab-dir",
                               str(lab_dir)], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1 and "a fault is still on the local target" in refused.stdout
-    halted = subprocess.run([str(CHAOS), "halt", "--dir", str(lab_dir)], capture_output=True,
+    halted = subprocess.run([str(CHAOS), "halt", "--lab-dir", str(lab_dir)], capture_output=True,
                             text=True, timeout=120)
     assert halted.returncode == 0, halted.stdout + halted.stderr
     assert "is gone; restoring the fault it left on: db-outage" in halted.stdout

@@ -54,7 +54,7 @@ async def test_nothing_to_halt_is_no_error(tmp_path: Path) -> None:
 
 
 def test_halt_on_the_command_line_with_nothing_to_halt(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["halt", "--dir", str(tmp_path / "no-lab")])
+    result = runner.invoke(app, ["halt", "--lab-dir", str(tmp_path / "no-lab")])
     assert result.exit_code == 0 and "nothing to halt" in result.output
     assert not (tmp_path / "no-lab").exists(), "halt makes no lab directory"
 

@@ -105,7 +105,7 @@ def test_validate_lints_files_and_the_catalog(tmp_path: Path) -> None:
 def test_list_exits_2_when_a_file_is_invalid(tmp_path: Path) -> None:
     shutil.copy(EXPERIMENTS_DIR / "failover.yaml", tmp_path)
     (tmp_path / "five.yaml").write_text(FIVE)
-    result = runner.invoke(app, ["experiment", "list", "--experiments", str(tmp_path)])
+    result = runner.invoke(app, ["experiment", "list", "--experiments-dir", str(tmp_path)])
     assert result.exit_code == 2
     assert "invalid" in result.output and "experiment validate" in result.output
 
@@ -117,7 +117,7 @@ def test_gameday_says_every_problem_of_every_file_before_running_anything(
     shutil.copy(EXPERIMENTS_DIR / "failover.yaml", folder)
     (folder / "five.yaml").write_text(FIVE)
     (folder / "empty.yaml").write_text("")
-    result = runner.invoke(app, ["gameday", "--experiments", str(folder), "--dir",
+    result = runner.invoke(app, ["gameday", "--experiments-dir", str(folder), "--lab-dir",
                                  str(tmp_path / "lab"), "--preset", "short"])
     assert result.exit_code == 2
     assert result.output.count("five.yaml:") == 5 and "empty.yaml: the file is empty" in \

@@ -52,7 +52,8 @@ FAULT_TAIL = 5.0  # seconds after the fault ends still counted as "during the fa
 
 
 def experiment(name: str, preset: str = "default", scale: float = 1.0) -> Experiment:
-    """A catalog experiment by name (experiments/<name>.yaml) or a file of one's own."""
+    """A catalog experiment by name (chaos_lab/experiments/<name>.yaml) or a file of one's
+    own."""
     path = find(name)
     return load(path).resolve(preset, scale, source=path)
 

@@ -112,7 +112,7 @@ class Checker:
             self.pydantic(exc, (), ExperimentFile)
         self.fault_and_timing(self.raw.get("fault"), self.raw.get("timing"), ())
         self.presets()
-        return sorted(self.found, key=lambda p: (p.line or 0, p.where))
+        return sorted(self.found, key=lambda p: p.line or 0)  # stable: the model's order
 
     def pydantic(self, exc: ValidationError, prefix: tuple[str, ...],
                  model: type[BaseModel]) -> None:
@@ -133,10 +133,8 @@ class Checker:
     def fault_and_timing(self, fault: Any, timing: Any, prefix: tuple[str, ...]) -> None:
         """The fault's options as the fault takes them, and its window within the traffic:
         whatever else is wrong."""
-        if not isinstance(fault, dict):
-            return
-        spec = _valid(FaultSpec, {**fault, "options": {}})  # its name and hold
-        given = fault.get("options") or {}
+        spec = _valid(FaultSpec, {**fault, "options": {}}) if isinstance(fault, dict) else None
+        given = fault.get("options") or {} if isinstance(fault, dict) else {}
         window: float | None = 0.0  # the options' own (None: unknown, they are wrong)
         if spec is not None and isinstance(given, dict):
             options = FAULT_OPTIONS.get(spec.name, FaultOptions)
@@ -153,9 +151,9 @@ class Checker:
                         message += _close(loc[-1], list(options.model_fields))
                     self.add((*prefix, "fault", "options", *loc), message)
         timing_ = _valid(Timing, timing)
-        if spec is not None and timing_ is not None:
-            try:  # with options that are wrong, what can be checked without them
-                check_timing(timing_, spec.hold, window or 0.0)
+        if timing_ is not None:
+            try:  # without a valid fault or options, what can be checked without them
+                check_timing(timing_, spec.hold if spec is not None else 0.0, window or 0.0)
             except ValueError as exc:
                 self.add((*prefix, "timing"), str(exc))
 

@@ -1,5 +1,6 @@
 """The lab's vocabulary, typed once: the shop's two switches, the fault catalog, an
-experiment file (YAML under ``experiments/``) and its hypothesis with tolerances.
+experiment file (YAML: the catalog's under ``chaos_lab/experiments/``, or one's own) and its
+hypothesis with tolerances.
 
 An experiment is data, as in chaostoolkit: a fault with its options, when it strikes and for
 how long, the traffic it strikes under, the BEFORE ("fragile") switches, and a steady-state
@@ -458,7 +459,9 @@ def load(path: Path) -> ExperimentFile:
 
 # Where the experiments are ---------------------------------------------------------------
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
+# The catalog ships with the package (package data): a wheel has it as a checkout does
+# (whose experiments/ at the top is a link to it).
+EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
 
 
 def catalog(folder: Path = EXPERIMENTS_DIR) -> dict[str, Path]:
