@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -47,7 +48,7 @@ from chaos_lab import report
 from chaos_lab.bench import BenchPart
 from chaos_lab.experiment import COMPLETED, FAILED, HALTED, INTERRUPTED
 from chaos_lab.halt import RunState, halt, restore_aws, restore_compose, restore_local
-from chaos_lab.journal import Gameday, Journal, tool_version
+from chaos_lab.journal import Gameday, Journal, time_left, tool_version
 from chaos_lab.lint import problems, schema
 from chaos_lab.local.lab import DEFAULT_DIR, Lab
 from chaos_lab.model import (
@@ -355,9 +356,19 @@ def gameday(
     # Every file is checked before anything runs: a typo fails in a second, not in an hour.
     specs = _every_experiment(list(paths.values()), preset, scale)
     where = Where(target, lab_dir, infra_dir, compose_file)
+    runs = 2 if compare else 1
+    started = time.monotonic()
     with _guarded(), where.state.session(f"gameday of {len(specs)} experiments"):
         book = Gameday.open(report_dir, len(specs))
-        for spec in specs:
+        for i, spec in enumerate(specs):
+            done = specs[:i]
+            left = time_left(sum(s.duration for s in specs[i:]) * runs, (len(specs) - i) * runs,
+                             len(done) * runs, sum(s.duration for s in done) * runs,
+                             time.monotonic() - started,
+                             max(s.drain_timeout for s in specs[i:]))
+            _say(f"[bold]gameday: experiment {i + 1} of {len(specs)}: {spec.name}[/bold] "
+                 f"({runs} run{'s' if runs > 1 else ''} of {spec.duration:g} s of traffic); "
+                 f"{left}")
             journal = _session(where, spec, "compare" if compare else "resilient", report_dir)
             book.add(journal)
             if journal.status in (FAILED, HALTED, INTERRUPTED):

@@ -235,3 +235,27 @@ class Gameday:
 
 def _png(path: Path) -> bytes | None:
     return path.read_bytes() if path.exists() else None
+
+
+def _minutes(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 / 60:02.0f} min"
+
+
+def time_left(traffic_left: float, runs_left: int, runs_done: int, traffic_done: float,
+              elapsed: float, drain_limit: float) -> str:
+    """What is known of the time a gameday has left: the traffic of the runs to come (their
+    files say it), plus each run's restart, checks and drain, as long as they took so far in
+    this gameday (nothing measured before: the first experiment says)."""
+    runs = f"{runs_left} run{'s' if runs_left != 1 else ''}"
+    if runs_done == 0:
+        return (f"{_minutes(traffic_left)} of traffic left, plus each of {runs}' restart, "
+                f"checks and drain (a drain waits up to {_minutes(drain_limit)}; measured once "
+                f"the first experiment ends)")
+    overhead = max(0.0, elapsed - traffic_done) / runs_done
+    return (f"about {_minutes(traffic_left + overhead * runs_left)} left: "
+            f"{_minutes(traffic_left)} of traffic, and {runs} x {_minutes(overhead)} of "
+            f"restart, checks and drain (their average so far)")

@@ -1,0 +1,65 @@
+"""The command line's small things: --version, --target's choices, a stopped lab's status,
+help that reads whole, and a gameday's horizon."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from chaos_lab.cli import app
+from chaos_lab.journal import time_left, tool_version
+
+runner = CliRunner()
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"chaos-shop {tool_version()}"
+
+
+def test_target_shows_its_choices_and_refuses_others() -> None:
+    result = runner.invoke(app, ["experiment", "run", "--help"], terminal_width=200)
+    assert "local|compose|aws" in result.output
+    result = runner.invoke(app, ["halt", "--target", "moon"])
+    assert result.exit_code == 2 and "moon" in result.output
+
+
+def test_the_folder_options_are_spelled_the_same_everywhere() -> None:
+    for command in (["experiment", "run"], ["gameday"], ["halt"], ["lab", "up"], ["bench"]):
+        text = runner.invoke(app, [*command, "--help"], terminal_width=200).output
+        assert "--lab-dir" in text and "--dir " not in text, command
+    for command in (["experiment", "run"], ["gameday"]):
+        text = runner.invoke(app, [*command, "--help"], terminal_width=200).output
+        for option in ("--report-dir", "--experiments-dir", "--infra-dir", "--compose-file"):
+            assert option in text, (command, option)
+
+
+def test_a_stopped_lab_says_so_and_is_no_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["lab", "status", "--lab-dir", str(tmp_path / "lab")])
+    assert result.exit_code == 0
+    assert "the lab is not up" in result.output and "chaos-shop lab up" in result.output
+
+
+def test_every_commands_summary_is_whole() -> None:
+    """The command list shows each docstring's first paragraph: whole sentences, wrapped by
+    the terminal, not cut where the docstring's lines break."""
+    lines = runner.invoke(app, ["--help"]).output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("│ bench"))
+    summary = [lines[start].split("bench", 1)[1]]
+    for line in lines[start + 1:]:
+        if not line.startswith("│    "):
+            break
+        summary.append(line)
+    text = " ".join(part.strip(" │") for part in summary)
+    assert text == ("The shop's figures on the local lab, against a sync baseline and the "
+                    "ceiling.")
+
+
+def test_a_gamedays_horizon_is_what_is_known() -> None:
+    first = time_left(26 * 60, 26, 0, 0, 0, 300)
+    assert first.startswith("26 min of traffic left, plus each of 26 runs' restart") \
+        and "measured once the first experiment ends" in first
+    later = time_left(20 * 60, 20, 6, 6 * 120, 6 * 120 + 6 * 70, 300)
+    assert later == ("about 43 min left: 20 min of traffic, and 20 runs x 70 s of restart, "
+                     "checks and drain (their average so far)")
