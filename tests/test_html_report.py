@@ -106,7 +106,7 @@ def test_a_gamedays_report_has_every_experiment(tmp_path: Path) -> None:
     book = Gameday.open(tmp_path / "reports", planned=2)
     book.add(journal_of(tmp_path / "reports", [run("AFTER", failed=0, gating=True)]))
     halted = run("AFTER", failed=0, gating=True)
-    halted.end("halted", "halted by `chaos-shop halt` (pid 1 on here, now)")
+    halted.end("halted", "by `chaos-shop halt` (pid 1 on here, now)")
     book.add(journal_of(tmp_path / "reports", [halted]))
     book.end()
     page = book.folder / "report.html"
@@ -114,7 +114,7 @@ def test_a_gamedays_report_has_every_experiment(tmp_path: Path) -> None:
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert len(re.findall(r'<tr class="experiment-row">', dom.stdout)) == 2
     assert 'data-timelines="2/2"' in dom.stdout
-    assert "halted: halted by `chaos-shop halt`" in dom.stdout
+    assert "halted: by `chaos-shop halt` (pid 1 on here, now)" in dom.stdout
     assert re.search(r"<h1>gameday <span class=\"badge fail verdict\">FAIL", dom.stdout)
     assert (book.folder / "gameday.json").exists()
     shot = tmp_path / "gameday.png"

@@ -107,7 +107,7 @@ async def test_ctrl_c_restores_and_is_an_interrupted_journal(
     with pytest.raises(asyncio.CancelledError):
         await running
     assert target.calls[-1] == "restore" and not FakeShop.failing
-    journal.end("interrupted", "interrupted (Ctrl-C)")
+    journal.end("interrupted", "by Ctrl-C")
     data = _journal(journal)
     assert data["status"] == "interrupted" and data["runs"][0]["status"] == "interrupted"
     assert data["verdict"] == "fail"

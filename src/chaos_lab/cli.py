@@ -433,7 +433,7 @@ def _session(where: Where, spec: Experiment, settings: str, report_dir: Path) ->
         asyncio.run(_runs(shop, spec, settings, journal, state))
         journal.end()
     except KeyboardInterrupt:
-        journal.end(INTERRUPTED, "interrupted (Ctrl-C)")
+        journal.end(INTERRUPTED, "by Ctrl-C")
     except LabError as exc:
         journal.end(FAILED, str(exc))
         console.print(f"[red]lab error:[/red] {escape(str(exc))}")

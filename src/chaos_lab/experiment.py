@@ -252,7 +252,7 @@ async def run(target: Target, spec: Experiment, switches: Switches, label: str,
             f"`chaos-shop halt` restores it then)")
         await _wind_down(body, say)
         _measure_so_far(result, live)
-        result.end(INTERRUPTED, "interrupted (Ctrl-C); the fault was restored")
+        result.end(INTERRUPTED, "by Ctrl-C; the fault was restored")
         _save(journal)
         raise
     if body.done():

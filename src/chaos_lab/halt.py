@@ -163,7 +163,7 @@ class RunState:
         halt = (data or {}).get("halt")
         if not halt or data is None or not self._mine(data):
             return None
-        return Stop(HALTED, f"halted by `chaos-shop halt` ({halt['by']}, {halt['at']})")
+        return Stop(HALTED, f"by `chaos-shop halt` ({halt['by']}, {halt['at']})")
 
     # halt's side ---------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ and the verdict, beside its journal (``result.json``, chaos_lab.journal): ``juni
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree as ET
@@ -69,20 +69,25 @@ def measured_rows(runs: list[RunResult]) -> list[tuple[str, list[str]]]:
     def row(name: str, cells: Iterable[str]) -> None:
         rows.append((name, list(cells)))
 
+    def after(value: Callable[[RunResult], str]) -> Iterator[str]:
+        """What only a run that got to its checks after the traffic has."""
+        return (value(r) if r.status == "completed" else f"not checked ({r.status})"
+                for r in runs)
+
     for name, key in ROWS:
         row(name, (str(r.counts.get(key, 0)) for r in runs))
     row("retries (same key and body)", (str(r.retries) for r in runs))
     row("requests failed after every try", (str(r.failed) for r in runs))
-    row("answers " + " / ".join(ANSWER_CLASSES), (_answers(r) for r in runs))
-    row("orders accepted (201/202)", (str(r.accepted) for r in runs))
-    row("orders lost", (str(r.lost) for r in runs))
-    row("stock start -> end", (f"{r.stock_start} -> {r.stock_end}" for r in runs))
-    row("stock == start - confirmed", (_yes(r.stock_consistent) for r in runs))
-    row("queue / DLQ after", (f"{r.queue} / {r.dlq}" for r in runs))
+    row("answers " + " / ".join(ANSWER_CLASSES), after(_answers))
+    row("orders accepted (201/202)", after(lambda r: str(r.accepted)))
+    row("orders lost", after(lambda r: str(r.lost)))
+    row("stock start -> end", after(lambda r: f"{r.stock_start} -> {r.stock_end}"))
+    row("stock == start - confirmed", after(lambda r: _yes(r.stock_consistent)))
+    row("queue / DLQ after", after(lambda r: f"{r.queue} / {r.dlq}"))
     if any(r.drained_seconds is not None for r in runs):
-        row("queue drained (after the restore)",
-            ("-" if r.drained_seconds is None else f"{r.drained_seconds:g} s" for r in runs))
-    row("healthy after, no restart", (_yes(r.healthy_after) for r in runs))
+        row("queue drained (after the restore)", after(
+            lambda r: "-" if r.drained_seconds is None else f"{r.drained_seconds:g} s"))
+    row("healthy after, no restart", after(lambda r: _yes(r.healthy_after)))
     row("fault to last failure", (_recovery(r) for r in runs))
     row("latency during the fault, p50 / p99", (_during(r) for r in runs))
     if any(r.surge is not None for r in runs):
