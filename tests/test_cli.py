@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from chaos_lab.cli import app
 from chaos_lab.journal import time_left, tool_version
+from chaos_lab.model import FAULT_OPTIONS, Fault, describe
 
 runner = CliRunner()
 
@@ -63,3 +64,29 @@ def test_a_gamedays_horizon_is_what_is_known() -> None:
     later = time_left(20 * 60, 20, 6, 6 * 120, 6 * 120 + 6 * 70, 300)
     assert later == ("about 43 min left: 20 min of traffic, and 20 runs x 70 s of restart, "
                      "checks and drain (their average so far)")
+
+
+def test_every_fault_is_described_in_one_place() -> None:
+    """Each fault's options class says what it does and what its hold is, once."""
+    for fault in Fault:
+        cls = FAULT_OPTIONS[fault]
+        assert cls.__dict__.get("__doc__"), f"{cls.__name__} says what {fault} does"
+        assert "HOLD" in cls.__dict__, f"{cls.__name__} says what hold is for {fault}"
+        assert describe(fault).what and describe(fault).hold
+
+
+def test_describe_and_list_the_faults() -> None:
+    result = runner.invoke(app, ["experiment", "describe", "brownout"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "brownout: The database answers, `delay` seconds late" in text
+    assert "hold (fault.hold): seconds the database is slow" in text
+    assert "delay: number > 0, <= 60, default 3: seconds every database answer is delayed" \
+        in text
+    assert "local:" in text and "compose:" in text and "aws: FIS template" in text
+    assert "experiments: brownout" in text
+    assert runner.invoke(app, ["experiment", "describe", "meteor"]).exit_code == 2
+    listed = runner.invoke(app, ["experiment", "list", "--faults"], terminal_width=200)
+    assert listed.exit_code == 0
+    for fault in Fault:
+        assert fault.value in listed.output

@@ -55,7 +55,9 @@ from chaos_lab.model import (
     EXPERIMENTS_DIR,
     RESILIENT_SWITCHES,
     Experiment,
+    Fault,
     catalog,
+    describe,
     find,
     load,
 )
@@ -242,8 +244,16 @@ def lab_reset(lab_dir: LabDir = DEFAULT_DIR) -> None:
 
 
 @experiment_app.command("list")
-def experiment_list(folder: ExperimentsDir = EXPERIMENTS_DIR) -> None:
+def experiment_list(
+    folder: ExperimentsDir = EXPERIMENTS_DIR,
+    faults: Annotated[bool, typer.Option("--faults", help="the faults instead: each one's "
+                                                          "options and what its hold is")]
+    = False,
+) -> None:
     """The experiments of the catalog: name, fault, description; exit 2 if any is invalid."""
+    if faults:
+        _list_faults()
+        return
     table = Table(title=f"experiments in {folder}")
     for column in ("name", "fault", "hold", "description"):
         table.add_column(column)
@@ -264,6 +274,56 @@ def experiment_list(folder: ExperimentsDir = EXPERIMENTS_DIR) -> None:
     if invalid:
         errors.print(f"{invalid} invalid: `chaos-shop experiment validate` says what is wrong")
         raise typer.Exit(2)
+
+
+def _implemented_by(fault: Fault) -> dict[str, str]:
+    """Each target that implements ``fault``, and how where it says."""
+    from chaos_lab.targets import aws, compose, local
+
+    out = {}
+    if fault in local.FAULTS:
+        out["local"] = "the lab's processes (chaos_lab.targets.local)"
+    if fault in compose.FAULTS:
+        out["compose"] = "docker compose commands (chaos_lab.targets.compose)"
+    if fault in aws.FAULTS:
+        out["aws"] = aws.FAULTS[fault]
+    return out
+
+
+def _list_faults() -> None:
+    table = Table(title="the faults (chaos-shop experiment describe FAULT says more)")
+    for column in ("fault", "what", "options (default)", "hold", "targets"):
+        table.add_column(column)
+    for fault in Fault:
+        doc = describe(fault)
+        table.add_row(fault.value, doc.what.split(": ")[0].split(". ")[0],
+                      "\n".join(f"{o.name} ({o.default})" for o in doc.options) or "-",
+                      doc.hold, ", ".join(_implemented_by(fault)))
+    console.print(table)
+
+
+@experiment_app.command("describe")
+def experiment_describe(
+    fault: Annotated[Fault, typer.Argument(help="a fault of the catalog")],
+    folder: ExperimentsDir = EXPERIMENTS_DIR,
+) -> None:
+    """A fault: what it does, its options, what hold is for it, who implements it."""
+    doc = describe(fault)
+    _say(f"[bold]{fault.value}[/bold]: {escape(doc.what)}")
+    _say(f"\n[bold]hold[/bold] (fault.hold): {escape(doc.hold)}")
+    if doc.options:
+        _say("\n[bold]options[/bold] (fault.options):")
+        for option in doc.options:
+            _say(f"  {option.name}: {escape(option.accepts)}, default {option.default}: "
+                 f"{escape(option.description)}")
+    else:
+        _say("\n[bold]options[/bold]: none")
+    _say("\n[bold]targets[/bold]:")
+    for target, how in _implemented_by(fault).items():
+        _say(f"  {target}: {escape(how)}")
+    files = [name for name, path in catalog(folder).items()
+             if not problems(path) and load(path).fault.name is fault]
+    _say(f"\n[bold]experiments[/bold]: {', '.join(files) or 'none in ' + str(folder)}")
 
 
 @experiment_app.command("validate")

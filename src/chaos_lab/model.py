@@ -1,12 +1,20 @@
-"""The lab's vocabulary, typed once: the shop's two switches, the fault catalog, an
-experiment file (YAML: the catalog's under ``chaos_lab/experiments/``, or one's own) and its
+"""The lab's vocabulary, typed once: the shop's settings and their switches, the fault catalog,
+an experiment file (YAML: the catalog's under ``chaos_lab/experiments/``, or one's own) and its
 hypothesis with tolerances.
 
+The words, one meaning each: the shop runs with its **settings**, ``fragile`` or
+``resilient``; a settings is a value of the two **switches** (``Switches``: the database
+proxy, degradation). The resilient settings have both on (``RESILIENT_SWITCHES``); the
+fragile ones are what an experiment file's ``fragile:`` block says. A comparison runs
+**BEFORE**, the run with the fragile settings, then **AFTER**, the run with the resilient
+settings; only AFTER decides the verdict.
+
 An experiment is data, as in chaostoolkit: a fault with its options, when it strikes and for
-how long, the traffic it strikes under, the BEFORE ("fragile") switches, and a steady-state
-hypothesis whose tolerances the AFTER (resilient) settings must meet. Presets (``short``)
-override parts of it. A file is validated whole when it is loaded, presets included, and any
-mistake is reported as ``file: field: what is wrong``.
+how long, the traffic it strikes under, the fragile settings, a steady-state hypothesis whose
+tolerances the resilient settings must meet, and guardrails (``abort:``) past which a run
+stops. Presets (``short``) override parts of it. A file is validated whole when it is loaded,
+presets included, and every mistake is reported as ``file:line: field: what is wrong``
+(chaos_lab.lint).
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 import yaml  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -31,7 +39,8 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 class Switches(BaseModel):
-    """The reference's two switches: the database proxy, and degradation (cache + queue)."""
+    """The shop's two switches: the database proxy, and degradation (cache + queue). A
+    value of both is a settings: resilient (both on) or fragile (a file's ``fragile:``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -121,7 +130,13 @@ class _Strict(BaseModel):
 
 
 class FaultOptions(_Strict):
-    """A fault's own options (``fault.options`` in a file); a fault without any takes none."""
+    """A fault's own options (``fault.options`` in a file), and the one place a fault is
+    described: each fault has its class here, whose docstring says what the fault does to
+    the shop (whatever the target: each target's registry says how it makes it), whose fields
+    are its options, and whose ``HOLD`` says what the file's ``fault.hold`` means for it
+    (``chaos-shop experiment describe FAULT``, ``experiment list --faults``)."""
+
+    HOLD: ClassVar[str] = "seconds until the restore; 0: restored once the traffic ends"
 
     @property
     def lasts(self) -> float:
@@ -130,6 +145,14 @@ class FaultOptions(_Strict):
 
 
 class FailoverOptions(FaultOptions):
+    """Aurora's forced failover: the writer crashes; while the reader is promoted, the
+    writer AND reader endpoints have nobody to route to for ``unreachable`` seconds (the
+    proxy holds new connections, then refuses them); then both follow the new writer."""
+
+    HOLD: ClassVar[str] = ("seconds from the crash until the old writer is rebuilt as a "
+                           "replica of the new one (the restore); 0: after the traffic. The "
+                           "outage itself is ``unreachable``")
+
     unreachable: float = Field(20.0, ge=0, le=600, description=(
         "seconds the writer AND the reader are out of reach (the proxy holds or refuses "
         "connections) before the promoted writer answers"))
@@ -139,12 +162,31 @@ class FailoverOptions(FaultOptions):
         return self.unreachable
 
 
+class DbOutageOptions(FaultOptions):
+    """The database proxy loses its target (deregister-db-proxy-targets on AWS): no
+    database at all, new connections refused and open ones dropped. No options."""
+
+    HOLD: ClassVar[str] = ("seconds without a database; then the proxy gets its target back; "
+                           "0: until the traffic ends")
+
+
 class BrownoutOptions(FaultOptions):
+    """The database answers, ``delay`` seconds late (every answer): slow, not down."""
+
+    HOLD: ClassVar[str] = "seconds the database is slow; 0: until the traffic ends"
+
     delay: float = Field(3.0, gt=0, le=60, description="seconds every database answer is "
                                                         "delayed")
 
 
 class CredentialRotationOptions(FaultOptions):
+    """The app roles' passwords change in PostgreSQL, and ``gap`` seconds later at their
+    source (the proxy's and the services'): new connections meet the new password first."""
+
+    HOLD: ClassVar[str] = ("seconds until the restore, which publishes the new passwords if "
+                           "the inject did not get to it; 0: after the traffic (the rotation "
+                           "completes by itself after ``gap``)")
+
     gap: float = Field(5.0, ge=0, le=600, description=(
         "seconds between the new password in PostgreSQL and at its source (the proxy's "
         "userlist and the services' password files)"))
@@ -154,7 +196,21 @@ class CredentialRotationOptions(FaultOptions):
         return self.gap
 
 
+class AwsOutageOptions(FaultOptions):
+    """AWS (SQS, DynamoDB) stops answering while the database is out too: connections
+    accepted, nothing answered. No options."""
+
+    HOLD: ClassVar[str] = ("seconds both are out; then AWS answers and the database is back; "
+                           "0: until the traffic ends")
+
+
 class WorkerCrashOptions(FaultOptions):
+    """The database is out for ``outage`` seconds (orders are queued), then the
+    order-worker is killed (SIGKILL) with some in flight as the database comes back."""
+
+    HOLD: ClassVar[str] = ("seconds from the outage's start until the worker is started again "
+                           "(the restore); 0: after the traffic")
+
     outage: float = Field(8.0, gt=0, le=600, description=(
         "seconds the database is out first, so that orders are queued and the worker holds "
         "some in flight when it is killed"))
@@ -164,13 +220,35 @@ class WorkerCrashOptions(FaultOptions):
         return self.outage
 
 
+class ReaderLossOptions(FaultOptions):
+    """The reader (the replica) is lost: the reader endpoint moves to the writer, and commits
+    stop waiting for a synchronous standby that is gone. No options."""
+
+    HOLD: ClassVar[str] = ("seconds without the replica; then it is back, streaming and "
+                           "synchronous, behind the reader endpoint; 0: until the traffic ends")
+
+
 class AwsSlowOptions(FaultOptions):
+    """The database is out and the order queue (SQS) answers ``delay`` seconds late: each
+    order's wake-up has an unknown outcome; the order table holds the order all the same."""
+
+    HOLD: ClassVar[str] = ("seconds of both (the database out, SQS late); 0: until the traffic "
+                           "ends")
+
     delay: float = Field(1.0, gt=0, le=60, description=(
         "seconds every answer of the order queue (SQS) comes late, while the database is out: "
         "later than SHOP_AWS_REQUEST_TIMEOUT, so that each wake-up's outcome is unknown"))
 
 
 class FleetCrashOptions(FaultOptions):
+    """The database is out, orders are taken into the order table, and ``kill_after``
+    seconds later every orders process is killed at once (SIGKILL); their supervisors start
+    new ones."""
+
+    HOLD: ClassVar[str] = ("seconds of the database outage, from its start to its restore "
+                           "(which waits for every orders process to serve); 0: until the "
+                           "traffic ends")
+
     kill_after: float = Field(5.0, ge=0, le=600, description=(
         "seconds into the database outage when every orders process is killed (SIGKILL), "
         "orders being taken into the order table meanwhile; their supervisors start new ones"))
@@ -181,6 +259,12 @@ class FleetCrashOptions(FaultOptions):
 
 
 class RollingDeployOptions(FaultOptions):
+    """Each orders process replaced in turn under traffic (a new one serves before the old
+    one is stopped with SIGTERM), ``pause`` seconds between two: a rolling deployment."""
+
+    HOLD: ClassVar[str] = ("seconds until the restore, which makes sure every orders process "
+                           "serves (on AWS: waits for the rollout); 0: after the traffic")
+
     pause: float = Field(2.0, ge=0, le=600, description=(
         "seconds between one orders process replaced and the next"))
 
@@ -188,6 +272,9 @@ class RollingDeployOptions(FaultOptions):
 class SurgeOptions(FaultOptions):
     """More orders than the shop can take (loadtest.surge): a probe measures its capacity in
     the same run, then orders are offered open loop at ``factor`` times it."""
+
+    HOLD: ClassVar[str] = ("nothing breaks: the surge is the fault, and lasts ``probe`` + "
+                           "``seconds``; hold only delays the (empty) restore")
 
     factor: float = Field(5.0, gt=0, le=50, description="times the capacity offered")
     seconds: float = Field(30.0, gt=0, le=600, description="how long the surge lasts")
@@ -206,17 +293,24 @@ class RecoveryStormOptions(SurgeOptions):
     """The database out for the fault's hold (orders accepted into the order table meanwhile),
     then back while a surge hits: the backlog drains under live traffic."""
 
+    HOLD: ClassVar[str] = ("seconds of the database outage; the surge (``probe`` + "
+                           "``seconds``) follows its restore")
+
     @property
     def lasts(self) -> float:
         return 0.0  # the hold (the outage) comes first; the surge follows the restore
 
 
-# The faults with options; the others take none (``options`` must then be empty).
+# Every fault's options (its description and what its hold means: the class's docstring and
+# HOLD); a fault whose class has no fields takes none (``options`` must then be empty).
 FAULT_OPTIONS: dict[Fault, type[FaultOptions]] = {
     Fault.FAILOVER: FailoverOptions,
+    Fault.DB_OUTAGE: DbOutageOptions,
     Fault.BROWNOUT: BrownoutOptions,
     Fault.CREDENTIAL_ROTATION: CredentialRotationOptions,
+    Fault.AWS_OUTAGE: AwsOutageOptions,
     Fault.WORKER_CRASH: WorkerCrashOptions,
+    Fault.READER_LOSS: ReaderLossOptions,
     Fault.AWS_SLOW: AwsSlowOptions,
     Fault.FLEET_CRASH: FleetCrashOptions,
     Fault.ROLLING_DEPLOY: RollingDeployOptions,
@@ -228,17 +322,57 @@ FAULT_OPTIONS: dict[Fault, type[FaultOptions]] = {
 TRAFFIC_FAULTS = frozenset({Fault.SURGE, Fault.RECOVERY_STORM})
 
 
+@dataclass(frozen=True)
+class FaultOption:
+    name: str
+    default: str
+    accepts: str  # its type and bounds: "seconds > 0, <= 60", "never | at-once | backoff"
+    description: str
+
+
+@dataclass(frozen=True)
+class FaultDoc:
+    """A fault as its options class describes it."""
+
+    fault: Fault
+    what: str
+    hold: str
+    options: list[FaultOption]
+
+
+def describe(fault: Fault) -> FaultDoc:
+    cls = FAULT_OPTIONS.get(fault, FaultOptions)
+    options = []
+    for name, info in cls.model_fields.items():
+        choices = getattr(info.annotation, "__args__", None)
+        if choices and all(isinstance(c, str) for c in choices):
+            accepts = " | ".join(choices)
+        else:
+            kind = {"float": "number", "int": "integer"}.get(
+                getattr(info.annotation, "__name__", ""), str(info.annotation))
+            bounds = [f"{sign} {getattr(m, attr):g}" for m in info.metadata
+                      for attr, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+                      if getattr(m, attr, None) is not None]
+            accepts = " ".join([kind, ", ".join(bounds)]).strip()
+        default = info.default if not isinstance(info.default, float) else f"{info.default:g}"
+        options.append(FaultOption(name, str(default), accepts, info.description or ""))
+    what = " ".join((cls.__doc__ or "").split()).replace("``", "`")
+    return FaultDoc(fault, what, cls.HOLD.replace("``", "`"), options)
+
+
 def fault_options(fault: Fault, options: Mapping[str, Any] | None = None) -> FaultOptions:
     """``options`` validated as ``fault`` takes them (defaults for the ones not given)."""
     return FAULT_OPTIONS.get(fault, FaultOptions).model_validate(dict(options or {}))
 
 
 class FaultSpec(_Strict):
-    name: Fault
-    hold: float = Field(0, ge=0, description="seconds the fault lasts before it is restored "
-                                             "(0: restored after the traffic)")
-    options: dict[str, Any] = Field(default_factory=dict, description="the fault's own "
-                                    "options (FAULT_OPTIONS), e.g. brownout's delay")
+    name: Fault = Field(description="the fault (`chaos-shop experiment list --faults`)")
+    hold: float = Field(0, ge=0, description=(
+        "seconds from the inject until the restore; what that is for each fault: "
+        "`chaos-shop experiment describe FAULT` (0: restored once the traffic ends)"))
+    options: dict[str, Any] = Field(default_factory=dict, description=(
+        "the fault's own options, e.g. brownout's delay (`chaos-shop experiment describe "
+        "FAULT`)"))
 
     @model_validator(mode="after")
     def _options_fit(self) -> FaultSpec:
@@ -353,7 +487,9 @@ class ExperimentFile(_Strict):
     fault: FaultSpec
     timing: Timing
     traffic: Traffic = Traffic()
-    fragile: Switches = Field(description="the BEFORE settings")
+    fragile: Switches = Field(description=(
+        "the fragile settings' switches: the BEFORE run's (the resilient settings, the AFTER "
+        "run's, have both on)"))
     hypothesis: Hypothesis
     abort: Abort = Field(default_factory=Abort, description=(
         "guardrails: when to stop the run early (none by default)"))
