@@ -23,9 +23,10 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
 from shop.clients import client_of
 from shop.orders import OrderRequest
@@ -33,14 +34,31 @@ from shop.orders import OrderRequest
 Kind = Literal["read", "write"]
 
 
-@dataclass(frozen=True)
-class TrafficProfile:
-    reads_per_second: float = 3.0
-    writes_per_second: float = 1.0
-    duration: float = 120.0
-    timeout: float = 5.0
-    product_id: int = 2
-    quantity: int = 1
+class Traffic(BaseModel):
+    """The customers' traffic, the one description of it: what an experiment file's
+    ``traffic:`` says (chaos_lab.model), and what the generator offers (``TrafficProfile``
+    adds how long, and how its clients behave)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reads_per_second: float = Field(3.0, ge=0, description="catalog reads (GET /products)")
+    writes_per_second: float = Field(1.0, ge=0, description=(
+        "orders (POST /orders), each with its own Idempotency-Key"))
+    timeout: float = Field(5.0, gt=0, description=(
+        "the client's timeout, seconds: a slower answer is a failed try"))
+    product_id: int = Field(2, ge=1, description="the product every order is for")
+    quantity: int = Field(1, ge=1, description="units per order")
+
+    def scaled(self, factor: float) -> Self:
+        """The same traffic at ``factor`` times the rates."""
+        return self.model_copy(update={"reads_per_second": self.reads_per_second * factor,
+                                       "writes_per_second": self.writes_per_second * factor})
+
+
+class TrafficProfile(Traffic):
+    """The traffic of one run: for ``duration`` seconds, from clients that behave so."""
+
+    duration: float = Field(120.0, gt=0, description="seconds of traffic")
     status_every: float = 5.0
     max_tries: int = 3  # a request and its retries, on a timeout or a 5xx
     retry_base: float = 0.5  # seconds before the 2nd try; doubling, with jitter
@@ -48,10 +66,6 @@ class TrafficProfile:
     # reserve, so that clients in trouble do not multiply the load on a shop in trouble.
     retry_ratio: float = 0.2
     retry_reserve: float = 20.0
-
-    def scaled(self, factor: float) -> TrafficProfile:
-        return replace(self, reads_per_second=self.reads_per_second * factor,
-                       writes_per_second=self.writes_per_second * factor)
 
 
 def backoff(tried: int, base: float) -> float:
@@ -261,8 +275,9 @@ def main() -> None:
     if args.duration <= 0 or args.timeout <= 0 or args.reads < 0 or args.writes < 0 \
             or args.tries < 1:
         parser.error("duration and timeout must be positive, rates not negative, tries >= 1")
-    profile = TrafficProfile(args.reads, args.writes, args.duration, args.timeout,
-                             args.product, max_tries=args.tries)
+    profile = TrafficProfile(reads_per_second=args.reads, writes_per_second=args.writes,
+                             duration=args.duration, timeout=args.timeout,
+                             product_id=args.product, max_tries=args.tries)
     results = asyncio.run(generate(args.url, profile))
     print(results.results_block())
 

@@ -83,7 +83,7 @@ def test_a_file_of_ones_own_and_its_preset(tmp_path: Path) -> None:
     assert spec.fault is Fault.DB_OUTAGE and spec.hold == 4 and spec.duration == 8
     assert spec.hypothesis.max_failed_requests == 2  # the preset's
     assert spec.hypothesis.max_p99_latency_ms == 500  # the file's
-    assert spec.profile.reads_per_second == 6  # 3 (the default) x 2
+    assert spec.traffic.reads_per_second == 6  # 3 (the default) x 2
 
 
 def test_a_malformed_file_says_file_field_and_what_is_wrong_and_exits_2(tmp_path: Path) -> None:

@@ -1,14 +1,9 @@
-"""The arithmetic behind the before/after tables: no lab needed."""
+"""The arithmetic behind the before/after tables (chaos_lab.stats, one definition each for the
+runner, the guardrails and the bench): no lab needed."""
 
-from chaos_lab.experiment import (
-    experiment,
-    latency,
-    percentile,
-    percentile_between,
-    recovery_seconds,
-    timeline,
-)
+from chaos_lab.experiment import experiment
 from chaos_lab.processes import LabError
+from chaos_lab.stats import latency, percentile, percentile_between, recovery_seconds, timeline
 from loadtest.traffic import Outcome, TrafficProfile, TrafficResults, schedule
 
 
@@ -74,7 +69,7 @@ def test_schedule_is_the_profile() -> None:
 
 def test_experiments_scale_and_refuse_bad_input() -> None:
     spec = experiment("db-outage", scale=10)
-    assert spec.profile.reads_per_second == 30 and spec.profile.writes_per_second == 10
+    assert spec.traffic.reads_per_second == 30 and spec.traffic.writes_per_second == 10
     assert spec.hold == 180 and spec.fault_at == 30
     for bad in (("nope", "default", 1), ("failover", "nope", 1), ("failover", "short", 0)):
         try:

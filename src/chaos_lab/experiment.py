@@ -37,16 +37,13 @@ from chaos_lab.model import (
     load,
 )
 from chaos_lab.processes import LabError
-from chaos_lab.stats import percentile
+from chaos_lab.stats import latency, percentile_between, recovery_seconds, timeline
 from chaos_lab.surge import offer_surge
 from chaos_lab.targets.base import DescribesFault, Say, StopsAtOnce, Target
 from loadtest.traffic import Outcome, TrafficResults, generate
 
 if TYPE_CHECKING:
     from chaos_lab.journal import Journal
-
-# Kept for the bench (src/chaos_lab/bench), which restarts the lab with these settings.
-NO_DEGRADATION = Switches(proxy=True, degradation=False).env()
 
 FAULT_TAIL = 5.0  # seconds after the fault ends still counted as "during the fault"
 
@@ -319,7 +316,7 @@ async def _run(target: Target, spec: Experiment, switches: Switches, result: Run
         f"{switches})")
     await target.apply(switches, say)
     await target.reset()
-    profile = spec.profile
+    profile = spec.traffic
     result.stock_start = await _stock(target, profile.product_id)
     unsteady = await _unsteady(target)
     if unsteady:
@@ -476,14 +473,14 @@ async def verify(target: Target, spec: Experiment, switches: Switches, result: R
     result.decided = {s: states.count(s)
                       for s in ("confirmed", "rejected", "failed", "pending", "missing")}
     result.accepted = len(accepted)
-    result.confirmed_quantity = result.decided["confirmed"] * spec.quantity
-    result.stock_end = await _stock(target, spec.product_id)
-    db_confirmed = await target.confirmed_in_db(spec.product_id)
+    result.confirmed_quantity = result.decided["confirmed"] * spec.traffic.quantity
+    result.stock_end = await _stock(target, spec.traffic.product_id)
+    db_confirmed = await target.confirmed_in_db(spec.traffic.product_id)
     # Where the database is out of reach (AWS), the API's confirmed orders are all we know.
     confirmed = result.decided["confirmed"] if db_confirmed is None else db_confirmed
     result.stock_consistent = (
         None if result.stock_end is None or result.stock_start is None
-        else result.stock_start - result.stock_end == confirmed * spec.quantity)
+        else result.stock_start - result.stock_end == confirmed * spec.traffic.quantity)
     result.unacknowledged_confirmed = max(0, confirmed - result.decided["confirmed"])
     result.queue, result.dlq = await _depths(target) or (-1, -1)  # -1: no answer
     traffic_figures(result, results)
@@ -499,63 +496,6 @@ async def verify(target: Target, spec: Experiment, switches: Switches, result: R
         f"(answers {result.answers}); healthy after: "
         f"{result.healthy_after}; DLQ: {result.dlq}; hypothesis "
         + ("holds" if not failed else f"VIOLATED ({', '.join(failed)})"))
-
-
-def recovery_seconds(results: TrafficResults, fault_at: float) -> float | None:
-    """From the fault to the last failure (0: nothing failed). None when failures go on to
-    the end of the run: the shop did not recover on its own.
-
-    A failure counts when it was observed (its start plus its latency), not when its request
-    started: a request sent just before the fault that times out because of it is the fault's.
-    Failures observed before the fault are not the fault's (the steady state says so)."""
-    failures = [_observed(o) for o in results.outcomes
-                if o.label.endswith("_fail") and _observed(o) >= fault_at]
-    if not failures:
-        return 0.0
-    end = max(_observed(o) for o in results.outcomes)
-    last = max(failures)
-    successes_after = [o for o in results.outcomes
-                       if _observed(o) > last and not o.label.endswith("_fail")]
-    if end - last < 5 and not successes_after:
-        return None
-    # at least 0.1 s: something failed, and the table must not say "0 s" for it
-    return max(0.1, round(last - fault_at, 1))
-
-
-def _observed(outcome: Outcome) -> float:
-    """Seconds from the start of the traffic to the answer (or the timeout, or the error)."""
-    return outcome.at + outcome.latency_ms / 1000
-
-
-def timeline(results: TrafficResults) -> list[dict[str, int]]:
-    """Outcomes per second, by label (what the PNG plots)."""
-    if not results.outcomes:
-        return []
-    seconds = int(max(o.at for o in results.outcomes)) + 1
-    rows: list[dict[str, int]] = [{} for _ in range(seconds)]
-    for outcome in results.outcomes:
-        row = rows[int(outcome.at)]
-        row[outcome.label] = row.get(outcome.label, 0) + 1
-    return rows
-
-
-def latency(results: TrafficResults) -> list[dict[str, float]]:
-    """p50 and p99 of the requests started in each second (failures at their timeout)."""
-    if not results.outcomes:
-        return []
-    seconds = int(max(o.at for o in results.outcomes)) + 1
-    buckets: list[list[float]] = [[] for _ in range(seconds)]
-    for outcome in results.outcomes:
-        buckets[int(outcome.at)].append(outcome.latency_ms)
-    return [{"p50": percentile(b, 50), "p99": percentile(b, 99)} if b else {} for b in buckets]
-
-
-def percentile_between(results: TrafficResults, q: float, start: float,
-                       end: float) -> float | None:
-    """The q-th percentile latency of the requests started in [start, end] (failures at
-    their timeout); None when there were none."""
-    window = [o.latency_ms for o in results.outcomes if start <= o.at <= end]
-    return percentile(window, q) if window else None
 
 
 async def compare(target: Target, spec: Experiment, say: Say = print,

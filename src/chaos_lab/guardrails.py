@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from chaos_lab.model import Abort, Check
-from chaos_lab.stats import percentile
+from chaos_lab.stats import observed, percentile
 from loadtest.traffic import Outcome
 
 
@@ -17,12 +17,6 @@ from loadtest.traffic import Outcome
 class Breach:
     reason: str
     check: Check  # the guardrail as a failed check: what it measured, its limit
-
-
-def observed(outcome: Outcome) -> float:
-    """When the try ended (its answer, its timeout, its error): seconds since the traffic
-    started."""
-    return outcome.at + outcome.latency_ms / 1000
 
 
 def breached(abort: Abort, outcomes: Iterable[Outcome], now: float) -> Breach | None:

@@ -29,9 +29,9 @@ from chaos_lab.model import (
     FaultSpec,
     Hypothesis,
     Timing,
-    Traffic,
     check_timing,
 )
+from loadtest.traffic import Traffic
 
 PARTS: dict[str, type[BaseModel]] = {"fault": FaultSpec, "timing": Timing, "traffic": Traffic,
                                      "hypothesis": Hypothesis, "abort": Abort}

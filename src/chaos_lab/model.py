@@ -30,7 +30,7 @@ import yaml  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from chaos_lab.processes import LabError
-from loadtest.traffic import TrafficProfile
+from loadtest.traffic import Traffic, TrafficProfile
 
 # Switches --------------------------------------------------------------------------------
 
@@ -69,7 +69,10 @@ class Switches(BaseModel):
         return f"proxy={str(self.proxy).lower()} degradation={str(self.degradation).lower()}"
 
 
+# The resilient settings (every switch on: the AFTER run's), and the one the bench compares
+# with (the proxy without degradation: no cache, no queue).
 RESILIENT_SWITCHES = Switches()
+NO_DEGRADATION_SWITCHES = Switches(proxy=True, degradation=False)
 
 
 # Faults ----------------------------------------------------------------------------------
@@ -397,14 +400,6 @@ class Timing(_Strict):
     duration: float = Field(gt=0, description="seconds of traffic")
 
 
-class Traffic(_Strict):
-    reads_per_second: float = Field(3.0, ge=0)
-    writes_per_second: float = Field(1.0, ge=0)
-    timeout: float = Field(5.0, gt=0, description="the client's timeout, seconds")
-    product_id: int = Field(2, ge=1)
-    quantity: int = Field(1, ge=1)
-
-
 class Hypothesis(_Strict):
     """The steady-state hypothesis: what the customer may see at most while the fault lasts,
     and what must be true afterwards."""
@@ -521,14 +516,12 @@ class ExperimentFile(_Strict):
         if not (scale > 0 and math.isfinite(scale)):
             raise LabError("scale must be a positive number")
         chosen = self.preset(preset)
-        traffic = chosen.traffic
+        traffic = TrafficProfile(**chosen.traffic.scaled(scale).model_dump(),
+                                 duration=chosen.timing.duration)
         return Experiment(
             name=chosen.name, description=chosen.description, fault=chosen.fault.name,
             hold=chosen.fault.hold, options=chosen.fault.parsed_options,
-            fault_at=chosen.timing.fault_at, duration=chosen.timing.duration,
-            reads_per_second=traffic.reads_per_second * scale,
-            writes_per_second=traffic.writes_per_second * scale,
-            timeout=traffic.timeout, product_id=traffic.product_id, quantity=traffic.quantity,
+            fault_at=chosen.timing.fault_at, traffic=traffic,
             fragile=chosen.fragile, hypothesis=chosen.hypothesis, abort=chosen.abort,
             drain_timeout=chosen.drain_timeout, preset=preset, source=source)
 
@@ -554,12 +547,7 @@ class Experiment:
     fault: Fault
     fault_at: float
     hold: float
-    duration: float
-    reads_per_second: float
-    writes_per_second: float
-    timeout: float
-    product_id: int
-    quantity: int
+    traffic: TrafficProfile  # the file's, scaled, for timing.duration
     fragile: Switches
     hypothesis: Hypothesis
     description: str = ""
@@ -570,9 +558,9 @@ class Experiment:
     abort: Abort = field(default_factory=Abort)
 
     @property
-    def profile(self) -> TrafficProfile:
-        return TrafficProfile(self.reads_per_second, self.writes_per_second, self.duration,
-                              self.timeout, self.product_id, self.quantity)
+    def duration(self) -> float:
+        """Seconds of traffic (the file's timing.duration)."""
+        return self.traffic.duration
 
 
 class ExperimentFileError(LabError):

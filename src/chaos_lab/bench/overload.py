@@ -16,12 +16,13 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from chaos_lab.local.lab import ENTRY_ORDERS_CEILING, ORDERS_FLEET, Lab
+from chaos_lab.model import RESILIENT_SWITCHES
 from chaos_lab.stats import percentile
-from chaos_lab.targets.base import RESILIENT, Say
+from chaos_lab.targets.base import Say
 from loadtest.surge import Surge
 
 FACTORS = (0.5, 1.0, 2.0, 3.0, 5.0)
-STATIC = {**RESILIENT, "SHOP_ADMISSION": "static"}
+STATIC = {**RESILIENT_SWITCHES.env(), "SHOP_ADMISSION": "static"}
 NO_CEILING = 100_000
 
 
@@ -86,7 +87,7 @@ def measure(lab: Lab, seconds: float = 10, factors: tuple[float, ...] = FACTORS,
     """Before (the static ceiling, no entry ceiling), then after; the lab left as after."""
     curves = []
     for name, settings, ceiling in (("before", STATIC, NO_CEILING),
-                                    ("after", dict(RESILIENT), ENTRY_ORDERS_CEILING)):
+                                    ("after", RESILIENT_SWITCHES.env(), ENTRY_ORDERS_CEILING)):
         lab.set_entry_ceiling(ceiling)
         lab.start_services(settings, log=lambda *_: None)
         curves.append(asyncio.run(curve(lab, name, seconds, factors, say)))

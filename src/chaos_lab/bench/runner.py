@@ -29,10 +29,10 @@ import httpx
 from chaos_lab import processes
 from chaos_lab.bench import BenchPart, generators, overload
 from chaos_lab.bench import faults as fault_part
-from chaos_lab.experiment import NO_DEGRADATION
 from chaos_lab.local import aws as lab_aws
 from chaos_lab.local.aws import purge
 from chaos_lab.local.lab import ORDERS_FLEET, Lab, get_ok
+from chaos_lab.model import NO_DEGRADATION_SWITCHES, RESILIENT_SWITCHES
 from chaos_lab.processes import (
     PG_BIN,
     LabError,
@@ -41,7 +41,8 @@ from chaos_lab.processes import (
     stop_process,
     wait_until,
 )
-from chaos_lab.targets.base import RESILIENT, Say, fetch_from
+from chaos_lab.stats import p50_p99
+from chaos_lab.targets.base import Say, fetch_from
 from shop.aws import client_config
 from shop.order_records import OrderRecords
 from shop.orders import OrderRequest
@@ -269,7 +270,7 @@ class Bench:
     def catalog(self) -> None:
         lab = self.lab
         bouncer = lab.bouncer
-        env = lab.service_env(dict(RESILIENT))
+        env = lab.service_env(RESILIENT_SWITCHES.env())
         shop = self._serve("catalog", [sys.executable, "-m", "uvicorn", "catalog.main:app",
                                        "--port", "{port}", "--workers", "2", "--no-access-log",
                                        "--log-level", "warning"], env, "/health/deep")
@@ -302,7 +303,7 @@ class Bench:
         hot product followed by pgbench running the same single-order function."""
         lab = self.lab
         await asyncio.to_thread(lab.migrate)  # a lab started by older code lacks the newest
-        env = lab.service_env(dict(RESILIENT))
+        env = lab.service_env(RESILIENT_SWITCHES.env())
         shop = await asyncio.to_thread(
             self._serve, "orders", [sys.executable, "-m", "uvicorn", "orders.main:app", "--port",
                                     "{port}", "--workers", str(ORDERS_PROCESSES),
@@ -406,11 +407,11 @@ class Bench:
                 alone = await self._enqueue_alone(samples)
             finally:
                 await asyncio.to_thread(lab.bouncer.restore_target)
-        self.figures.degraded_ms["read from cache (breaker open)"] = _p50_p99(reads)
-        self.figures.degraded_ms[QUEUED] = _p50_p99(writes)
-        self.figures.degraded_ms[ENQUEUE_ALONE] = _p50_p99(alone)
+        self.figures.degraded_ms["read from cache (breaker open)"] = p50_p99(reads)
+        self.figures.degraded_ms[QUEUED] = p50_p99(writes)
+        self.figures.degraded_ms[ENQUEUE_ALONE] = p50_p99(alone)
         # Without the breaker and the fallbacks: every request waits out the retry budget.
-        await asyncio.to_thread(lab.start_services, NO_DEGRADATION, lambda *_: None)
+        await asyncio.to_thread(lab.start_services, NO_DEGRADATION_SWITCHES.env(), lambda *_: None)
         await asyncio.to_thread(lab.bouncer.lose_target)
         try:
             async with httpx.AsyncClient(timeout=10) as client:
@@ -418,16 +419,16 @@ class Bench:
                                          f"{lab.service_url('catalog')}/products", 5)
         finally:
             await asyncio.to_thread(lab.bouncer.restore_target)
-            await asyncio.to_thread(lab.start_services, dict(RESILIENT), lambda *_: None)
+            await asyncio.to_thread(lab.start_services, RESILIENT_SWITCHES.env(), lambda *_: None)
         self.figures.degraded_ms["read, no breaker (503 after the retry budget)"] = \
-            _p50_p99(reads)
+            p50_p99(reads)
         await lab.reset()
 
     async def _enqueue_alone(self, samples: int) -> list[float]:
         """The floor under a queued order: ``OrderRecords.accept`` on its own (its one AWS
         call: the wake-up goes after the answer), from this process, with the services'
         client settings, on the same emulator."""
-        env = self.lab.service_env(dict(RESILIENT))
+        env = self.lab.service_env(RESILIENT_SWITCHES.env())
         session = aioboto3.Session(aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
                                    aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
                                    region_name=env["AWS_DEFAULT_REGION"])
@@ -507,12 +508,6 @@ async def _latencies(client: httpx.AsyncClient, method: str, url: str, samples: 
             raise LabError(f"{method} {url} answered {response.status_code} "
                            f"{response.text[:200]}, not from the {expect}")
     return out
-
-
-def _p50_p99(values: list[float]) -> tuple[float, float]:
-    ordered = sorted(values)
-    return (statistics.median(ordered), ordered[min(len(ordered) - 1,
-                                                    int(len(ordered) * 0.99))])
 
 
 PARTS = tuple(part.value for part in BenchPart)

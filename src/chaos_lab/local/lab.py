@@ -28,7 +28,7 @@ from chaos_lab.local.aws import MotoServer, ShopResources, create_resources, pur
 from chaos_lab.local.latency_proxy import write_delay
 from chaos_lab.local.pgbouncer import READER_DB, WRITER_DB, PgBouncer
 from chaos_lab.local.postgres import APP_USERS, CATALOG_USER, ORDERS_USER, ROLES, USER, PostgresNode
-from chaos_lab.model import Switches
+from chaos_lab.model import RESILIENT_SWITCHES, Switches
 from chaos_lab.processes import (
     LabError,
     children,
@@ -40,7 +40,6 @@ from chaos_lab.processes import (
     wait_until,
     write_secret,
 )
-from chaos_lab.targets.base import RESILIENT
 from shop.db import reset_catalog
 
 DEFAULT_DIR = Path(".lab")
@@ -108,7 +107,7 @@ class LabState:
     primary: str = "node-a"  # which node is the writer now (a failover swaps them)
     pids: dict[str, int] = field(default_factory=dict)
     resources: dict[str, str] = field(default_factory=dict)
-    service_settings: dict[str, str] = field(default_factory=lambda: dict(RESILIENT))
+    service_settings: dict[str, str] = field(default_factory=RESILIENT_SWITCHES.env)
 
 
 class Lab:

@@ -14,12 +14,9 @@ from typing import Protocol, runtime_checkable
 
 import asyncpg
 
-from chaos_lab.model import RESILIENT_SWITCHES, Fault, Switches
+from chaos_lab.model import Fault, Switches
 
 Say = Callable[[str], None]
-
-# The reference's two switches, as service settings: the AFTER of every experiment.
-RESILIENT = RESILIENT_SWITCHES.env()
 
 
 class Target(Protocol):
