@@ -247,9 +247,10 @@ async def run(target: Target, spec: Experiment, switches: Switches, label: str,
         watcher.cancel()
         say(f"[{label}] interrupted: restoring the fault (Ctrl-C again leaves it in place; "
             f"`chaos-shop halt` restores it then)")
-        await _wind_down(body, say)
+        failed = await _wind_down(body, say)
         _measure_so_far(result, live)
-        result.end(INTERRUPTED, "by Ctrl-C; the fault was restored")
+        result.end(INTERRUPTED, "by Ctrl-C; " + (f"the restore failed: {failed}" if failed
+                                                   else "the fault was restored"))
         _save(journal)
         raise
     if body.done():
@@ -263,12 +264,19 @@ async def run(target: Target, spec: Experiment, switches: Switches, label: str,
             raise
         _save(journal)
         return result
-    stop = watcher.result()
-    say(f"[{label}] {stop.status.upper()}: {stop.reason}; restoring the fault now")
     live.stopping = True
-    await _wind_down(body, say)
+    try:
+        stop = watcher.result()
+    except Exception as exc:  # the watch itself failed (the run's state unreadable)
+        await _wind_down(body, say)
+        _measure_so_far(result, live)
+        result.end(FAILED, f"watching for a halt or a guardrail: {_describe(exc)}")
+        _save(journal)
+        raise
+    say(f"[{label}] {stop.status.upper()}: {stop.reason}; restoring the fault now")
+    failed = await _wind_down(body, say)
     _measure_so_far(result, live)
-    result.end(stop.status, stop.reason)
+    result.end(stop.status, stop.reason + (f"; the restore failed: {failed}" if failed else ""))
     result.checks = [stop.check] if stop.check is not None else []
     _save(journal)
     return result
@@ -283,9 +291,9 @@ def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"
 
 
-async def _wind_down(body: asyncio.Task[None], say: Say) -> None:
+async def _wind_down(body: asyncio.Task[None], say: Say) -> str | None:
     """Cancel the run's steps and wait for them to end: their ``finally`` restores the fault
-    (waiting first for an inject in progress to return)."""
+    (waiting first for an inject in progress to return). What went wrong, if anything."""
     body.cancel()
     try:
         await body
@@ -293,6 +301,8 @@ async def _wind_down(body: asyncio.Task[None], say: Say) -> None:
         pass
     except Exception as exc:  # the restore itself failed: say so, the status says the rest
         say(f"the restore failed: {_describe(exc)}; `chaos-shop halt` tries again")
+        return _describe(exc)
+    return None
 
 
 async def _stop_when(spec: Experiment, live: _Live, stops: Stops | None) -> Stop:
