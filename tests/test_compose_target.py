@@ -166,10 +166,15 @@ def healthy_port() -> Iterator[int]:
     server.server_close()
 
 
+def shop_ports(port: int) -> ComposePorts:
+    """The fake shop on one port: the entry, the catalog and each orders replica."""
+    return ComposePorts(entry=port, catalog=port, orders=(port, port))
+
+
 @pytest.fixture
 def target(healthy_port: int) -> ComposeTarget:
-    ports = ComposePorts(entry=healthy_port, catalog=healthy_port, orders=healthy_port)
-    target = ComposeTarget(ROOT, ports=ports, ready_timeout=5, command_timeout=10)
+    target = ComposeTarget(ROOT, ports=shop_ports(healthy_port), ready_timeout=5,
+                           command_timeout=10)
     # no unreachable window (20 s by default) but where a test asks for one
     target.fault_options(Fault.FAILOVER, FailoverOptions(unreachable=0))
     return target
@@ -179,8 +184,8 @@ async def test_apply_recreates_the_services_with_the_settings(docker: Path,
                                                               target: ComposeTarget) -> None:
     await target.apply(RESILIENT_SWITCHES, lambda _: None)
 
-    assert calls(docker) == [
-        [*COMPOSE, "up", "-d", "--force-recreate", "catalog", "orders", "order-worker"]]
+    assert calls(docker) == [[*COMPOSE, "up", "-d", "--force-recreate", "catalog", "orders-1",
+                              "orders-2", "order-worker"]]
     # the switches reach docker compose's environment, which the compose file interpolates
     assert {k: v for k, v in envs(docker)[0].items() if k.startswith("SHOP_")} == {
         "SHOP_ENABLE_PROXY": "true", "SHOP_ENABLE_DEGRADATION": "true"}
@@ -191,7 +196,7 @@ async def test_apply_without_degradation_runs_no_worker(docker: Path,
     await target.apply(Switches(proxy=False, degradation=False), lambda _: None)
 
     assert calls(docker) == [
-        [*COMPOSE, "up", "-d", "--force-recreate", "catalog", "orders"],
+        [*COMPOSE, "up", "-d", "--force-recreate", "catalog", "orders-1", "orders-2"],
         [*COMPOSE, "stop", "order-worker"],
     ]
     shop_env = {k: v for k, v in envs(docker)[0].items() if k.startswith("SHOP_")}
@@ -214,8 +219,7 @@ async def test_apply_waits_until_the_shop_answers_through_the_entry(
 async def test_apply_says_so_when_the_entry_never_answers(
         docker: Path, healthy_port: int) -> None:
     Shop.entry_gaps = 10**6
-    target = ComposeTarget(ROOT, ports=ComposePorts(entry=healthy_port, catalog=healthy_port,
-                                                    orders=healthy_port), ready_timeout=1.5)
+    target = ComposeTarget(ROOT, ports=shop_ports(healthy_port), ready_timeout=1.5)
 
     with pytest.raises(LabError, match="the shop through the entry"):
         await target.apply(RESILIENT_SWITCHES, lambda _: None)
@@ -266,8 +270,7 @@ async def test_failover_holds_writer_and_reader_unreachable_for_its_window(
 
 async def test_failover_without_options_holds_the_labs_default_window(
         docker: Path, healthy_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = ComposeTarget(ROOT, ports=ComposePorts(entry=healthy_port, catalog=healthy_port,
-                                                    orders=healthy_port))
+    target = ComposeTarget(ROOT, ports=shop_ports(healthy_port))
     slept: list[float] = []
     # the module's clock only: other threads (subprocess waits) keep the real sleep
     monkeypatch.setattr(compose_target, "time",
@@ -544,8 +547,7 @@ async def test_a_failing_docker_is_a_lab_error_with_its_stderr(
 async def test_a_hanging_docker_is_a_lab_error(docker: Path, healthy_port: int,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_SLEEP", "5")
-    target = ComposeTarget(ROOT, ports=ComposePorts(entry=healthy_port, catalog=healthy_port,
-                                                    orders=healthy_port), command_timeout=0.5)
+    target = ComposeTarget(ROOT, ports=shop_ports(healthy_port), command_timeout=0.5)
 
     with pytest.raises(LabError, match="did not finish within"):
         await target.restore("db-outage", lambda _: None)
@@ -592,4 +594,9 @@ def test_it_points_where_docker_compose_publishes() -> None:
     assert default.entry_url == "http://127.0.0.1:8080"
     assert default.health_urls == ["http://127.0.0.1:8080/products",
                                    "http://127.0.0.1:8001/health/deep",
-                                   "http://127.0.0.1:8002/health/deep"]
+                                   "http://127.0.0.1:8002/health/deep",
+                                   "http://127.0.0.1:8003/health/deep"]
+    # each breaker watched where it lives: the catalog and each orders replica
+    assert default.breaker_urls == {"catalog": "http://127.0.0.1:8001/health/deep",
+                                    "orders-1": "http://127.0.0.1:8002/health/deep",
+                                    "orders-2": "http://127.0.0.1:8003/health/deep"}

@@ -1,9 +1,10 @@
 """The docker compose stack (docker-compose.yml) as an experiment target: the same experiments
 as the local lab, with the faults made through ``docker compose`` commands.
 
-- settings: ``docker compose up -d --force-recreate`` of the shop's three services with the
+- settings: ``docker compose up -d --force-recreate`` of the shop's services with the
   ``SHOP_*`` switches in the environment (the compose file interpolates them), then a wait
-  until both APIs are ready and the shop answers through nginx;
+  until the APIs (the catalog, each orders replica) are ready and the shop answers through
+  nginx;
 - failover: ``docker compose kill`` the writer node, and PgBouncer holds both endpoints (its
   admin console's KILL: every connection dropped, new ones wait, refused after its
   ``query_wait_timeout``) while the peer is promoted (``pg_promote``); when the
@@ -33,6 +34,9 @@ as the local lab, with the faults made through ``docker compose`` commands.
 
 A fault's options (``fault.options`` of the experiment) arrive through ``fault_options``
 before its inject; the defaults are the lab's.
+
+The orders service runs as a fleet of two replicas (``orders-1``, ``orders-2``: one definition
+in docker-compose.yml), each published on a port of its own, behind nginx, as in the lab.
 
 The compose nodes keep their service names (``postgres``, ``postgres-replica``) while their
 roles swap: which one is the writer is asked of the nodes themselves. Host ports are the ones
@@ -65,7 +69,8 @@ from chaos_lab.targets.base import Say, WriterChecks, fetch_from
 from shop.db import reset_catalog
 
 NODES = ("postgres", "postgres-replica")
-SHOP_SERVICES = ("catalog", "orders", "order-worker")
+ORDERS_FLEET = ("orders-1", "orders-2")  # the orders service's replicas, behind nginx
+SHOP_SERVICES = ("catalog", *ORDERS_FLEET, "order-worker")
 # The settings docker-compose.yml passes through from the environment (${NAME:-default}).
 PASSED_THROUGH = ("SHOP_ENABLE_PROXY", "SHOP_ENABLE_DEGRADATION", "SHOP_LOG_LEVEL")
 ENDPOINTS = ("shop", "shop_reader")  # PgBouncer's writer and reader databases
@@ -91,7 +96,7 @@ class ComposePorts:
 
     entry: int = 8080
     catalog: int = 8001
-    orders: int = 8002
+    orders: tuple[int, ...] = (8002, 8003)  # each replica's, in ORDERS_FLEET's order
     worker: int = 8081
     postgres: int = 5432
     replica: int = 5433
@@ -100,6 +105,9 @@ class ComposePorts:
 
     def node(self, service: str) -> int:
         return self.postgres if service == NODES[0] else self.replica
+
+    def orders_replica(self, service: str) -> int:
+        return self.orders[ORDERS_FLEET.index(service)]
 
 
 def peer(node: str) -> str:
@@ -135,7 +143,11 @@ class ComposeTarget(WriterChecks):
     def health_urls(self) -> list[str]:
         return [f"{self.entry_url}/products",
                 f"http://127.0.0.1:{self.ports.catalog}/health/deep",
-                f"http://127.0.0.1:{self.ports.orders}/health/deep"]
+                *(self.orders_health(service) for service in ORDERS_FLEET)]
+
+    def orders_health(self, service: str) -> str:
+        """An orders replica's deep health, on its own published port."""
+        return f"http://127.0.0.1:{self.ports.orders_replica(service)}/health/deep"
 
     @property
     def moto_url(self) -> str:
@@ -216,14 +228,15 @@ class ComposeTarget(WriterChecks):
 
     @property
     def breaker_urls(self) -> dict[str, str]:
-        return {"catalog": self.health_urls[1], "orders": self.health_urls[2]}
+        return {"catalog": self.health_urls[1],
+                **{service: self.orders_health(service) for service in ORDERS_FLEET}}
 
     async def apply(self, switches: Switches, say: Say) -> None:
         await asyncio.to_thread(self._apply, switches, say)
 
     def _apply(self, switches: Switches, say: Say) -> None:
         # Without degradation there is no queue to drain: no worker, as in the lab.
-        services = SHOP_SERVICES if switches.degradation else SHOP_SERVICES[:2]
+        services = SHOP_SERVICES if switches.degradation else SHOP_SERVICES[:-1]
         say(f"compose: recreating {', '.join(services)} ({switches})")
         self.compose("up", "-d", "--force-recreate", *services, env=switches.env(),
                      timeout=max(self.command_timeout, 300))
