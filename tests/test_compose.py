@@ -41,6 +41,7 @@ from chaos_lab.targets.compose import (
     PASSED_THROUGH,
     ROUTE,
     SHOP_SERVICES,
+    SQS_LATENCY,
     ComposePorts,
 )
 from shop.order_records import UNDECIDED_INDEX
@@ -213,6 +214,25 @@ def test_the_orders_fleet_is_one_definition_on_a_port_per_replica() -> None:
     graceful = json.loads(cmd[1])
     seconds = int(graceful[graceful.index("--timeout-graceful-shutdown") + 1])
     assert seconds < int(SERVICES[first]["stop_grace_period"].rstrip("s"))
+
+
+def test_sqs_is_reached_through_its_own_latency_proxy() -> None:
+    """aws-slow: the services reach SQS through the same latency proxy as the database's, a
+    container of its own in front of moto (transparent but during the fault); DynamoDB and the
+    queue's own URL stay moto's."""
+    proxy = SERVICES[SQS_LATENCY[0]]
+    assert proxy["build"] == SERVICES["latency-proxy"]["build"] == SERVICES["moto"]["build"]
+    assert proxy["entrypoint"] == ["python", "/opt/chaos-shop/latency_proxy.py", "serve",
+                                   "--listen", "0.0.0.0:5000", "--upstream", "moto:5000"]
+    assert list(SQS_LATENCY[1:3]) == proxy["entrypoint"][:2]  # the fault's `set`, same file
+    assert proxy["depends_on"] == {"moto": {"condition": "service_healthy"}}
+    assert "5000" in " ".join(proxy["healthcheck"]["test"])
+    assert "ports" not in proxy  # the services' only, inside the stack
+    for service in SHOP:
+        settings = env(service)
+        assert settings["AWS_ENDPOINT_URL_SQS"] == f"http://{SQS_LATENCY[0]}:5000"
+        assert settings["AWS_ENDPOINT_URL"] == "http://moto:5000"
+        assert SERVICES[service]["depends_on"][SQS_LATENCY[0]]["condition"] == "service_healthy"
 
 
 def test_build_contexts_and_dockerfiles_exist() -> None:

@@ -42,8 +42,9 @@ COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 PROFILE = {"prometheus", "grafana"}
 # What a plain `docker compose up` starts, as before the profile existed.
-PLAIN = {"postgres", "postgres-replica", "secrets", "pgbouncer", "latency-proxy", "moto",
-         "aws-init", "migrate", "catalog", "orders-1", "orders-2", "order-worker", "nginx"}
+PLAIN = {"postgres", "postgres-replica", "secrets", "pgbouncer", "latency-proxy", "sqs-proxy",
+         "moto", "aws-init", "migrate", "catalog", "orders-1", "orders-2", "order-worker",
+         "nginx"}
 # Each shop service's job and the compose services it scrapes: the orders fleet's replicas
 # are the instances of one job.
 SHOP = {"catalog": ("catalog",), "orders": ORDERS_FLEET, "order-worker": ("order-worker",)}
