@@ -166,6 +166,16 @@ locals {
     AWS_DEFAULT_REGION      = var.region
   }
 
+  # What one service alone reads. The orders service: each client's quota of orders per
+  # second, per task (shop.clients.Quota; a client is its bearer credential's, else its
+  # address), under the WAF's fleet-wide rate rule.
+  service_environment = {
+    orders = {
+      SHOP_CLIENT_ORDERS_PER_SECOND = tostring(var.client_orders_per_second)
+      SHOP_CLIENT_ORDERS_BURST      = tostring(var.client_orders_burst)
+    }
+  }
+
   # The degradation path's resources, per service (only with enable_degradation).
   degradation_environment = {
     catalog = {
@@ -428,7 +438,7 @@ module "service" {
   cpu_architecture  = var.cpu_architecture
   container_port    = each.value.port
   health_check_port = each.value.port
-  environment       = merge(local.database_environment[each.key], local.common_environment, var.enable_degradation ? local.degradation_environment[each.key] : {})
+  environment       = merge(local.database_environment[each.key], local.common_environment, lookup(local.service_environment, each.key, {}), var.enable_degradation ? local.degradation_environment[each.key] : {})
   # Each task reads its own role's secret, and no other.
   task_secret_arns   = [module.aurora.app_role_secret_arns[each.value.database_role]]
   kms_key_arn        = module.kms.key_arn

@@ -230,6 +230,28 @@ variable "service_min_count" {
   }
 }
 
+variable "client_orders_per_second" {
+  description = "Each client's orders per second in one orders task (SHOP_CLIENT_ORDERS_PER_SECOND; 429 past it). A client is its bearer credential, else its address. 0: no quota."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.client_orders_per_second >= 0
+    error_message = "client_orders_per_second must be 0 (no quota) or more."
+  }
+}
+
+variable "client_orders_burst" {
+  description = "How many orders a client may send at once before its quota of orders per second applies (SHOP_CLIENT_ORDERS_BURST)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.client_orders_burst >= 1
+    error_message = "client_orders_burst must be at least 1."
+  }
+}
+
 variable "orders_min_count" {
   description = "orders tasks at least: a fleet of two or more (any orders task may finish an order another one accepted; fleet-crash and rolling-deploy act on the fleet)."
   type        = number

@@ -6,9 +6,10 @@ database shows up as failures instead of quietly lowering the load. Every order 
 own Idempotency-Key (and every run its own bearer credential, which scopes the keys), and a
 request that fails (a timeout, a refused connection: status 0; or any 5xx) is tried again
 with the same key and body after a jittered exponential backoff, ``max_tries`` tries at
-most, as a careful client does. Every try is recorded (the timeline, the latency, the answer
-audit); a request counts as failed when its last try failed. It prints a STATUS line as it
-goes and a RESULTS block at the end.
+most and within a retry budget (a fifth of the requests, plus a reserve), as a careful
+client does. Every try is recorded (the timeline, the latency, the answer audit); a request
+counts as failed when its last try failed. It prints a STATUS line as it goes and a RESULTS
+block at the end.
 
     python -m loadtest.traffic http://127.0.0.1:8080 --duration 60
 """
@@ -43,6 +44,10 @@ class TrafficProfile:
     status_every: float = 5.0
     max_tries: int = 3  # a request and its retries, on a timeout or a 5xx
     retry_base: float = 0.5  # seconds before the 2nd try; doubling, with jitter
+    # The retry budget (the SRE book's): retries at most this share of the requests, plus a
+    # reserve, so that clients in trouble do not multiply the load on a shop in trouble.
+    retry_ratio: float = 0.2
+    retry_reserve: float = 20.0
 
     def scaled(self, factor: float) -> TrafficProfile:
         return replace(self, reads_per_second=self.reads_per_second * factor,
@@ -144,6 +149,8 @@ class Client:
         self.credential = credential or f"chaos-lab-{secrets.token_hex(8)}"
         self.scope = client_of(self.credential, None)
         self.run = secrets.token_hex(4)
+        self.retry_tokens = profile.retry_reserve
+        self.retries_refused = 0  # retries the budget did not allow
 
     def order(self, n: int) -> tuple[OrderRequest, str]:
         key = f"{self.run}-{n}"
@@ -155,12 +162,17 @@ class Client:
         """One request and its retries, each try recorded as it ends."""
         p = self.profile
         order, key = self.order(n) if kind == "write" else (None, None)
+        self.retry_tokens = min(p.retry_reserve, self.retry_tokens + p.retry_ratio)
         for attempt in range(1, p.max_tries + 1):
             outcome = await self._try(http, kind, order, key, started)
             last = attempt == p.max_tries or not outcome.failed
+            if not last and self.retry_tokens < 1:
+                self.retries_refused += 1
+                last = True  # the budget is spent: this request ends here
             record(replace(outcome, request=n, attempt=attempt, final=last))
             if last:
                 return
+            self.retry_tokens -= 1
             await asyncio.sleep(backoff(attempt, p.retry_base))
 
     async def _try(self, http: httpx.AsyncClient, kind: Kind, order: OrderRequest | None,

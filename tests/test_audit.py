@@ -115,3 +115,21 @@ def test_backoff_doubles_with_jitter() -> None:
         ceiling = 0.5 * 2 ** (tried - 1)
         assert ceiling / 2 <= min(values) and max(values) <= ceiling
         assert len(set(values)) > 100  # jittered
+
+
+async def test_retries_stay_within_the_retry_budget() -> None:
+    """Every try fails: the clients retry until their budget (a fifth of the requests plus a
+    reserve) is spent, and no further: a shop in trouble is not offered three times its
+    load."""
+    app = FastAPI()
+
+    @app.post("/orders")
+    async def refuse() -> JSONResponse:
+        return JSONResponse({"error": "no"}, status_code=503)
+
+    profile = TrafficProfile(reads_per_second=0, writes_per_second=100, duration=1,
+                             retry_base=0.01, max_tries=3, retry_ratio=0.2, retry_reserve=5)
+    results = await generate("http://shop", profile, on_status=lambda _: None,
+                             transport=httpx.ASGITransport(app=app))
+    assert results.failed_requests() == 100
+    assert results.retries <= 5 + 0.2 * 100, results.retries

@@ -23,6 +23,7 @@ from chaos_lab.targets.aws import (
     FIS_FAULTS,
     REQUIRED_OUTPUTS,
     TEMPLATES_OUTPUT,
+    TRAFFIC_FAULTS,
     AwsTarget,
     Deployment,
     load_outputs,
@@ -321,8 +322,10 @@ async def test_each_new_fault_starts_its_template(
 def test_every_fault_has_a_template_output_or_a_deployment(outputs: dict[str, Any]) -> None:
     deployment = Deployment.from_outputs(outputs)
     assert set(FAULTS) == set(Fault), "every fault has an AWS twin"
-    assert set(deployment.templates) == set(FIS_FAULTS) == set(Fault) - {"rolling-deploy"}
+    assert set(deployment.templates) == set(FIS_FAULTS) == \
+        set(Fault) - {"rolling-deploy", "surge", "recovery-storm"}
     assert set(DEPLOYMENT_FAULTS) == {Fault.ROLLING_DEPLOY}
+    assert TRAFFIC_FAULTS == {Fault.SURGE: None, Fault.RECOVERY_STORM: Fault.DB_OUTAGE}
     assert deployment.brownout_seconds == 120 and deployment.aws_slow_seconds == 90
     assert deployment.service("rolling-deploy") == (
         outputs["ecs_cluster_name"]["value"], outputs["ecs_service_names"]["value"]["orders"])

@@ -293,7 +293,7 @@ async def test_a_black_holed_connection_cannot_pin_the_process(
     /health/deep that writes are stuck; past the detached bound their connections are
     closed, so the process takes orders again. Pooled connections keep TCP alive."""
     async with SwallowingProxy(("127.0.0.1", postgres.port), b"place_order") as proxy:
-        via = f"postgresql://shop@127.0.0.1:{proxy.port}/shop"
+        via = shop_db.replace(f":{postgres.port}/", f":{proxy.port}/")
         async with serve(orders_app, SHOP_DATABASE_URL=via, SHOP_ENABLE_DEGRADATION="false",
                          SHOP_DB_POOL_MAX_SIZE="4", SHOP_REQUEST_BUDGET_SECONDS="1",
                          SHOP_DB_DETACHED_WRITE_SECONDS="3") as orders:

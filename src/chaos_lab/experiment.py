@@ -13,18 +13,24 @@ from typing import Any
 
 import httpx
 
+from chaos_lab import surge
 from chaos_lab.audit import audit as audit_answers
 from chaos_lab.model import (
     RESILIENT_SWITCHES,
     Check,
     Experiment,
+    Fault,
     Measured,
+    SurgeFigures,
+    SurgeOptions,
     Switches,
     TakesFaultOptions,
     find,
     judge,
     load,
 )
+from chaos_lab.stats import percentile
+from chaos_lab.surge import offer_surge
 from chaos_lab.targets.base import Say, Target
 from loadtest.traffic import Outcome, TrafficResults, generate
 
@@ -83,6 +89,9 @@ class RunResult:
     checked_in: str = "api"
     target: str = "local"
     drained_seconds: float | None = None  # restore (or the traffic's end) to an empty queue
+    surge: SurgeFigures | None = None  # what a surge measured (surge, recovery-storm)
+    drain_rate: float | None = None  # orders accepted while out, decided per second after
+    drain_ceiling: float | None = None  # the worker's, quiet, measured before (recovery-storm)
 
     @property
     def passed(self) -> bool:
@@ -97,6 +106,8 @@ class RunResult:
         for series in ("timeline", "latency", "breakers"):
             data.pop(series)
         data["verdict"] = "pass" if self.passed else "fail"
+        if self.surge is not None:
+            data["surge"]["goodput_ratio"] = self.surge.goodput_ratio
         return data
 
 
@@ -156,15 +167,19 @@ async def run(target: Target, spec: Experiment, switches: Switches, label: str,
         say(f"[{label}] {result.aborted}")
         return result
     result.steady_before = True
+    if spec.fault is Fault.RECOVERY_STORM and switches.degradation:
+        say(f"[{label}] the worker's drain ceiling, quiet, before the storm")
+        result.drain_ceiling = await surge.drain_ceiling(target, say)
     say(f"[{label}] steady state before: ok; traffic {profile.reads_per_second:g} reads/s + "
         f"{profile.writes_per_second:g} writes/s for {profile.duration:g}s, {spec.fault} at "
         f"t={spec.fault_at:g}s" + (f" held {spec.hold:g}s" if spec.hold else ""))
-    started = time.monotonic()
+    started, started_epoch = time.monotonic(), time.time()
     traffic = asyncio.create_task(generate(target.entry_url, profile, on_status=say))
     watch = BreakerWatch(target.breaker_urls, started)
     watching = asyncio.create_task(watch.run())
     drain: asyncio.Task[float | None] | None = None
     restored = False
+    report = None
     try:
         await asyncio.sleep(max(0.0, spec.fault_at - (time.monotonic() - started)))
         say(f"[{label}] >>> inject {spec.fault}")
@@ -172,6 +187,8 @@ async def run(target: Target, spec: Experiment, switches: Switches, label: str,
         if isinstance(target, TakesFaultOptions):
             target.fault_options(spec.fault, spec.options)
         await target.inject(spec.fault, spec.hold, say)
+        if spec.fault is Fault.SURGE:  # the fault is the traffic itself
+            report = await offer_surge(target.entry_url, _surge_options(spec), say)
         if spec.hold:
             await asyncio.sleep(max(0.0, started + injected_at + spec.hold - time.monotonic()))
             say(f"[{label}] <<< restore {spec.fault}")
@@ -179,6 +196,8 @@ async def run(target: Target, spec: Experiment, switches: Switches, label: str,
             await target.restore(spec.fault, say)
             if switches.degradation:
                 drain = asyncio.create_task(wait_for_drain(target, spec.drain_timeout))
+            if spec.fault is Fault.RECOVERY_STORM:  # the backlog drains while a surge hits
+                report = await offer_surge(target.entry_url, _surge_options(spec), say)
         fault_end = time.monotonic() - started
         results = await traffic
         drained = await drain if drain else None
@@ -192,21 +211,35 @@ async def run(target: Target, spec: Experiment, switches: Switches, label: str,
     say(results.results_block())
     result.fault_window = (round(injected_at, 1), round(fault_end + FAULT_TAIL, 1))
     result.breakers = watch.changes
-    await verify(target, spec, switches, result, results, drained, say)
+    audited = []
+    if report is not None:  # the surge's answers are audited with the customers'
+        result.surge = surge.figures(report, results, started_epoch)
+        audited = surge.as_outcomes(report, started_epoch)
+    await verify(target, spec, switches, result, results, drained, say, audited)
     return result
 
 
+def _surge_options(spec: Experiment) -> SurgeOptions:
+    assert isinstance(spec.options, SurgeOptions), spec.options
+    return spec.options
+
+
 async def verify(target: Target, spec: Experiment, switches: Switches, result: RunResult,
-                 results: TrafficResults, drained: float | None, say: Say) -> None:
+                 results: TrafficResults, drained: float | None, say: Say,
+                 more_writes: list[Outcome] | None = None) -> None:
     """The steady state after, the invariants through the public API where it answers, and
-    every tolerance judged."""
+    every tolerance judged. ``more_writes``: tries of orders of other traffic (a surge's):
+    audited with the customers', not counted as theirs."""
     label = result.label
     if switches.degradation and drained is None:
         say(f"[{label}] waiting for the order queue to drain")
         drained = await wait_for_drain(target, spec.drain_timeout)
     result.drained_seconds = drained
+    backlog = results.count("write_queued")
+    if drained and backlog:
+        result.drain_rate = round(backlog / drained, 1)
     result.healthy_after = await _healthy_within(target, 30)
-    writes = results.writes()
+    writes = [*results.writes(), *(more_writes or [])]
     order_ids = sorted({w.order_id for w in writes if w.order_id})
     final, result.checked_in = await _final_states(target, order_ids)
     accepted = results.accepted_orders()
@@ -243,7 +276,7 @@ async def verify(target: Target, spec: Experiment, switches: Switches, result: R
         result.p99_during_fault_ms = percentile_between(results, 99, *result.fault_window)
     result.checks = judge(spec.hypothesis, Measured(
         failed_requests=result.failed_requests, lost_orders=result.lost,
-        false_answers=result.false_answers,
+        false_answers=result.false_answers, surge=result.surge,
         p50_latency_ms=result.p50_during_fault_ms, p99_latency_ms=result.p99_during_fault_ms,
         recovery_seconds=result.recovery_seconds, stock_consistent=result.stock_consistent,
         dlq=result.dlq, healthy_after=result.healthy_after))
@@ -291,13 +324,6 @@ def timeline(results: TrafficResults) -> list[dict[str, int]]:
         row = rows[int(outcome.at)]
         row[outcome.label] = row.get(outcome.label, 0) + 1
     return rows
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest rank: the smallest value with at least q% of the values at or below it."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * q // 100))  # ceil
-    return ordered[int(rank) - 1]
 
 
 def latency(results: TrafficResults) -> list[dict[str, float]]:

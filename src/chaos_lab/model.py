@@ -11,11 +11,11 @@ mistake is reported as ``file: field: what is wrong``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import yaml  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -79,6 +79,8 @@ class Fault(StrEnum):
     AWS_SLOW = "aws-slow"
     FLEET_CRASH = "fleet-crash"
     ROLLING_DEPLOY = "rolling-deploy"
+    SURGE = "surge"
+    RECOVERY_STORM = "recovery-storm"
 
 
 T = TypeVar("T")
@@ -182,6 +184,32 @@ class RollingDeployOptions(FaultOptions):
         "seconds between one orders process replaced and the next"))
 
 
+class SurgeOptions(FaultOptions):
+    """More orders than the shop can take (loadtest.surge): a probe measures its capacity in
+    the same run, then orders are offered open loop at ``factor`` times it."""
+
+    factor: float = Field(5.0, gt=0, le=50, description="times the capacity offered")
+    seconds: float = Field(30.0, gt=0, le=600, description="how long the surge lasts")
+    probe: float = Field(5.0, gt=0, le=60, description=(
+        "seconds of the capacity probe before it (closed loop, 32 clients)"))
+    resend: Literal["never", "at-once", "backoff"] = Field("never", description=(
+        "what the surge's clients do with a failed try: give up, resend it at once (a retry "
+        "storm), or back off within a retry budget"))
+
+    @property
+    def lasts(self) -> float:
+        return self.probe + self.seconds
+
+
+class RecoveryStormOptions(SurgeOptions):
+    """The database out for the fault's hold (orders accepted into the order table meanwhile),
+    then back while a surge hits: the backlog drains under live traffic."""
+
+    @property
+    def lasts(self) -> float:
+        return 0.0  # the hold (the outage) comes first; the surge follows the restore
+
+
 # The faults with options; the others take none (``options`` must then be empty).
 FAULT_OPTIONS: dict[Fault, type[FaultOptions]] = {
     Fault.FAILOVER: FailoverOptions,
@@ -191,7 +219,12 @@ FAULT_OPTIONS: dict[Fault, type[FaultOptions]] = {
     Fault.AWS_SLOW: AwsSlowOptions,
     Fault.FLEET_CRASH: FleetCrashOptions,
     Fault.ROLLING_DEPLOY: RollingDeployOptions,
+    Fault.SURGE: SurgeOptions,
+    Fault.RECOVERY_STORM: RecoveryStormOptions,
 }
+# The faults that are traffic, not a broken part: the runner offers it itself, against the
+# target's entry, whatever the target (the target's registry still says what goes with it).
+TRAFFIC_FAULTS = frozenset({Fault.SURGE, Fault.RECOVERY_STORM})
 
 
 def fault_options(fault: Fault, options: Mapping[str, Any] | None = None) -> FaultOptions:
@@ -253,6 +286,18 @@ class Hypothesis(_Strict):
     max_p50_latency_ms: float | None = Field(None, gt=0, description=(
         "p50 (median) of the same requests; absent: measured, not judged"))
     max_recovery_seconds: float = Field(ge=0, description="from the fault to the last failure")
+    # A surge's goals (surge, recovery-storm); absent: measured and shown, not judged.
+    min_goodput_ratio: float | None = Field(None, gt=0, description=(
+        "orders decided (201 + 409) per second during the surge, over the capacity the probe "
+        "measured in the same run"))
+    max_admitted_p99_ms: float | None = Field(None, gt=0, description=(
+        "p99 of the answers that were not shed (not 503) during the surge"))
+    max_shed_p99_ms: float | None = Field(None, gt=0, description=(
+        "p99 of the shed answers (503) during the surge: refused at once"))
+    max_wait_ms: float | None = Field(None, gt=0, description=(
+        "the longest any try waited, time queued before the shop included"))
+    max_settle_seconds: float | None = Field(None, ge=0, description=(
+        "from the surge's end until the customers' p99 is back to its pre-surge value"))
     stock_consistent: bool = True
     dlq_empty: bool = True
     healthy_after: bool = True
@@ -462,6 +507,24 @@ class Measured:
     healthy_after: bool
     p50_latency_ms: float | None = None  # during the fault
     false_answers: int | None = 0  # the answer audit's; None: it could not be made
+    surge: SurgeFigures | None = None  # a surge's, where there was one
+
+
+@dataclass(frozen=True)
+class SurgeFigures:
+    """What a surge measured (loadtest.surge, chaos_lab.experiment.surge_figures)."""
+
+    capacity: float  # orders decided per second, closed loop, before the surge
+    offered: float  # orders per second offered during it
+    goodput: float  # orders decided (201 + 409) per second during it
+    admitted_p99_ms: float | None  # answers not shed, during it
+    shed_p99_ms: float | None  # 503 answers, during it
+    wait_ms: float | None  # the longest any try waited, surge and customers
+    settle_seconds: float | None  # from its end until the customers' p99 is back; None: never
+
+    @property
+    def goodput_ratio(self) -> float | None:
+        return round(self.goodput / self.capacity, 3) if self.capacity > 0 else None
 
 
 def judge(h: Hypothesis, m: Measured) -> list[Check]:
@@ -478,6 +541,32 @@ def judge(h: Hypothesis, m: Measured) -> list[Check]:
     dlq_empty = None if m.dlq < 0 else m.dlq == 0
     p50 = [] if h.max_p50_latency_ms is None else [
         most("p50_latency_during_fault", h.max_p50_latency_ms, m.p50_latency_ms, " ms")]
+    return [*_judge_surge(h, m.surge, most), *_judge_common(h, m, most, must, dlq_empty, p50)]
+
+
+def _judge_surge(h: Hypothesis, surge: SurgeFigures | None,
+                 most: Callable[..., Check]) -> list[Check]:
+    """A surge's goals, those the hypothesis sets (unmeasured without a surge: failed)."""
+    checks = []
+    if h.min_goodput_ratio is not None:
+        ratio = surge.goodput_ratio if surge is not None else None
+        checks.append(Check("goodput_ratio", ">=", h.min_goodput_ratio, ratio,
+                            ratio is not None and ratio >= h.min_goodput_ratio))
+    for name, limit, unit, value in (
+            ("admitted_p99_during_surge", h.max_admitted_p99_ms, " ms",
+             surge and surge.admitted_p99_ms),
+            ("shed_p99_during_surge", h.max_shed_p99_ms, " ms", surge and surge.shed_p99_ms),
+            ("longest_wait", h.max_wait_ms, " ms", surge and surge.wait_ms),
+            ("settle_after_surge", h.max_settle_seconds, " s", surge and surge.settle_seconds)):
+        if limit is not None:
+            checks.append(most(name, limit, value, unit,
+                               "never" if name == "settle_after_surge" else "unknown"))
+    return checks
+
+
+def _judge_common(h: Hypothesis, m: Measured, most: Callable[..., Check],
+                  must: Callable[..., Check], dlq_empty: bool | None,
+                  p50: list[Check]) -> list[Check]:
     return [
         most("failed_requests", h.max_failed_requests, m.failed_requests),
         most("lost_orders", h.max_lost_orders, m.lost_orders),

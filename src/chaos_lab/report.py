@@ -62,6 +62,15 @@ def table(runs: list[RunResult]) -> Table:
     out.add_row("healthy after, no restart", *(_yes(r.healthy_after) for r in runs))
     out.add_row("fault to last failure", *(_recovery(r) for r in runs))
     out.add_row("latency during the fault, p50 / p99", *(_during(r) for r in runs))
+    if any(r.surge is not None for r in runs):
+        out.add_row("surge: capacity / offered / goodput, orders/s", *(_surge(r) for r in runs))
+        out.add_row("surge: admitted p99 / shed p99 / longest wait",
+                    *(_surge_waits(r) for r in runs))
+        out.add_row("settled after the surge", *(
+            "-" if r.surge is None else _seconds(r.surge.settle_seconds) for r in runs))
+    if any(r.drain_ceiling is not None or r.drain_rate is not None for r in runs):
+        out.add_row("backlog drain rate / worker's quiet ceiling, orders/s", *(
+            f"{_num(r.drain_rate)} / {_num(r.drain_ceiling)}" for r in runs))
     out.add_section()
     for check in _checks_of(runs):
         out.add_row(f"{check.title} ({check.expected})",
@@ -80,6 +89,28 @@ def _check(run: RunResult, name: str) -> Check | None:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:g} ms"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:g} s"
+
+
+def _surge(run: RunResult) -> str:
+    if run.surge is None:
+        return "-"
+    s = run.surge
+    return f"{s.capacity:g} / {s.offered:g} / {s.goodput:g} ({_num(s.goodput_ratio)} x)"
+
+
+def _surge_waits(run: RunResult) -> str:
+    if run.surge is None:
+        return "-"
+    s = run.surge
+    return f"{_ms(s.admitted_p99_ms)} / {_ms(s.shed_p99_ms)} / {_ms(s.wait_ms)}"
 
 
 def _during(run: RunResult) -> str:

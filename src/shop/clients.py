@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import re
 import sys
+import time
 
 from shop.errors import Unauthorized
 
@@ -53,6 +54,38 @@ def client_of(credential: str | None, secret: str | None) -> str:
     if credential:
         return f"token:{hashlib.sha256(credential.encode()).hexdigest()[:32]}"
     return ANONYMOUS
+
+
+class Quota:
+    """Each client's orders per second, in this process: a token bucket per client, refilled
+    at ``rate`` a second up to ``burst``. A client past it is refused (429 with
+    Retry-After), so that one client cannot take every product's stock, or flood the order
+    table while the database is out. Per process: with N processes behind the load balancer a
+    client gets about N times ``rate`` in all (the WAF's rate-based rule is the fleet-wide
+    limit, by address). Clients are named as ``client_of`` names them; an anonymous client by
+    its address (the orders route's choice)."""
+
+    MAX_CLIENTS = 10_000  # buckets kept; the least recently used go first
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, when)
+
+    def take(self, client: str, now: float | None = None) -> float:
+        """0 when the client may order now (a token taken), else the seconds until it may."""
+        now = time.monotonic() if now is None else now
+        tokens, when = self._buckets.pop(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - when) * self.rate)
+        wait = 0.0
+        if tokens >= 1:
+            tokens -= 1
+        else:
+            wait = (1 - tokens) / self.rate
+        self._buckets[client] = (tokens, now)  # re-inserted: the most recently used last
+        if len(self._buckets) > self.MAX_CLIENTS:
+            del self._buckets[next(iter(self._buckets))]
+        return wait
 
 
 def main() -> int:

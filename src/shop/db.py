@@ -146,6 +146,9 @@ class Endpoint:
         self.detached = 0
         self.max_detached = max(1, settings.db_pool_max_size // 2)
         self.detached_bound = settings.db_detached_write_seconds
+        # Told how long each call took, from the wait for a connection to the answer (the
+        # process's admission limit follows it: shop.admission).
+        self.latency_observer: Callable[[float], None] | None = None
 
     @property
     def writes_stuck(self) -> bool:
@@ -215,9 +218,14 @@ class Endpoint:
         if not self.resilient:
             return await self._run_fragile(operation)
         attempts = _Attempts(self, operation, deadline, detach)
-        if self.breaker is None:
-            return await attempts.with_retry()
-        return await self.breaker.call(attempts.with_retry)
+        started = time.perf_counter()
+        try:
+            if self.breaker is None:
+                return await attempts.with_retry()
+            return await self.breaker.call(attempts.with_retry)
+        finally:
+            if self.latency_observer is not None and attempts.progress.started:
+                self.latency_observer(time.perf_counter() - started)
 
     async def timed(self, operation: Operation[T], *, deadline: float | None = None,
                     detach: bool = False) -> tuple[T, float]:

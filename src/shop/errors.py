@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from typing import Any, ClassVar
 
@@ -19,6 +20,9 @@ class ShopError(Exception):
     def extra(self) -> dict[str, Any]:
         """Fields the answer carries beside ``error`` (see ``OutcomeUnknown``)."""
         return {}
+
+    def response_headers(self) -> dict[str, str] | None:
+        return self.headers
 
 
 class BusinessError(ShopError):
@@ -116,6 +120,21 @@ class Unauthorized(ShopError):
     status_code = 401
     message = "a valid API key is required: Authorization: Bearer <key>"
     headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": "Bearer"}
+
+
+class QuotaExceeded(ShopError):
+    """A client past its orders per second (``SHOP_CLIENT_ORDERS_PER_SECOND``): nothing was
+    done; ``Retry-After`` says when a token is back."""
+
+    status_code = 429
+    message = "too many orders from this client, try again shortly"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(retry_after)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+    def response_headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class Overloaded(ShopError):

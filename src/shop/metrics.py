@@ -70,8 +70,21 @@ DETACHED_WRITES = Gauge(
     ["endpoint"],
 )
 SHED = Counter(
-    "shop_requests_shed_total", "Requests answered 503 at once: more in progress than the cap"
+    "shop_requests_shed_total",
+    "Requests answered 503 at once, before any work, by why: limit (the process's adaptive"
+    " admission limit reached), queued (waited longer than SHOP_MAX_QUEUE_SECONDS before it"
+    " reached the process)", ["why"],
 )
+ADMISSION_LIMIT = Gauge(
+    "shop_admission_limit",
+    "Requests a process admits at once: the adaptive limit (shop.admission), following the"
+    " admitted requests' latency, under SHOP_MAX_CONCURRENT_REQUESTS", ["limit"],
+)
+QUOTA_REFUSED = Counter(
+    "shop_client_quota_refused_total",
+    "Orders refused (429) because their client was past its orders per second",
+)
+IN_FLIGHT = Gauge("shop_requests_in_flight", "Requests a process works on now (admitted)")
 QUEUE_MESSAGES = Gauge(
     "shop_queue_messages",
     "Messages in an SQS queue (visible + in flight, SQS's approximate counts), read by the"

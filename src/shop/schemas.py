@@ -111,6 +111,8 @@ ERROR_MEANINGS = {
     409: "insufficient stock, or a repeat of an order that failed for good (with its reason)",
     413: "request body too large",
     422: "malformed request, or an Idempotency-Key already used with another body",
+    429: "this client is past its orders per second (SHOP_CLIENT_ORDERS_PER_SECOND): nothing "
+         "was done (Retry-After)",
     503: "overloaded, or the database and its fallback both unavailable: this request did "
          "nothing (Retry-After)",
     504: "outcome unknown: the order may or may not have been placed (a write that may still "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import json
 import logging
 import os
 import secrets
@@ -23,9 +24,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shop.admission import AdaptiveLimit
 from shop.db import Endpoint
 from shop.errors import Overloaded, ShopError
-from shop.metrics import REQUEST_SECONDS, REQUESTS, SHED
+from shop.metrics import IN_FLIGHT, REQUEST_SECONDS, REQUESTS, SHED
 from shop.schemas import DeepHealth, ErrorBody, Health
 from shop.settings import Settings, get_settings
 
@@ -53,7 +55,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def shop_error(request: Request, exc: ShopError) -> JSONResponse:
         if exc.status_code >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, exc)
-        return error(exc.status_code, exc.message, headers=exc.headers, extra=exc.extra())
+        return error(exc.status_code, exc.message, headers=exc.response_headers(),
+                     extra=exc.extra())
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -71,16 +74,20 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class RequestGuard:
-    """Pure ASGI middleware: sheds what is over the concurrency cap (503 at once, with
-    Retry-After: an overload queues nowhere), refuses oversized bodies (413) and records
-    request metrics. Health checks and metrics are never shed: an orchestrator must not take
-    a busy process for a dead one."""
+    """Pure ASGI middleware, in front of everything: admission (past the process's adaptive
+    limit, ``app.state.admission``, or once a request has queued longer than
+    ``SHOP_MAX_QUEUE_SECONDS`` before reaching it: a 503 with Retry-After at once, before any
+    work is spent on it, so that an overload queues nowhere), oversized bodies refused (413),
+    and the request metrics. Health checks and metrics are never shed: an orchestrator must
+    not take a busy process for a dead one.
 
-    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY_BYTES,
-                 max_in_flight: int | None = None) -> None:
+    A request's clock starts when it reached the load balancer where that one says so
+    (``X-Request-Start: t=<seconds>``, as nginx sets it from ``$msec``), else when it reaches
+    this process: its deadline (``request_deadline``) counts the time it queued before."""
+
+    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY_BYTES) -> None:
         self.app = app
         self.max_body = max_body
-        self.max_in_flight = max_in_flight  # None: SHOP_MAX_CONCURRENT_REQUESTS
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -88,11 +95,18 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        cap = self.max_in_flight or get_settings().max_concurrent_requests
-        if self.in_flight >= cap and not scope["path"].startswith(NEVER_SHED):
-            SHED.inc()
-            await error(Overloaded.status_code, Overloaded.message,
-                        headers={"Retry-After": "1"})(scope, receive, send)
+        if scope["path"].startswith(NEVER_SHED):
+            await self._guarded(scope, receive, send, started)
+            return
+        settings = get_settings()
+        queued = queued_seconds(scope)
+        limit: AdaptiveLimit | None = getattr(scope["app"].state, "admission", None)
+        if queued > settings.max_queue_seconds or not (
+                limit.admits(self.in_flight) if limit is not None
+                else self.in_flight < settings.max_concurrent_requests):
+            SHED.labels(why="queued" if queued > settings.max_queue_seconds else "limit").inc()
+            await send(SHED_START)
+            await send(SHED_BODY)
             self._record(scope, Overloaded.status_code, started)
             return
         declared = dict(scope["headers"]).get(b"content-length")
@@ -100,11 +114,16 @@ class RequestGuard:
             await error(413, "request body too large")(scope, receive, send)
             self._record(scope, 413, started)
             return
+        # The request's deadline counts from its arrival (request_deadline).
+        scope.setdefault("state", {})["arrived"] = \
+            asyncio.get_running_loop().time() - queued
         self.in_flight += 1
+        IN_FLIGHT.set(self.in_flight)
         try:
             await self._guarded(scope, receive, send, started)
         finally:
             self.in_flight -= 1
+            IN_FLIGHT.set(self.in_flight)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send,
                        started: float) -> None:
@@ -140,6 +159,27 @@ class RequestGuard:
 
 
 NEVER_SHED = ("/health", "/metrics")
+# The one shed answer, made once: shedding must cost as little as possible.
+_SHED = json.dumps({"error": Overloaded.message}).encode()
+SHED_START: Message = {"type": "http.response.start", "status": Overloaded.status_code,
+                       "headers": [(b"content-type", b"application/json"),
+                                   (b"content-length", str(len(_SHED)).encode()),
+                                   (b"retry-after", b"1")]}
+SHED_BODY: Message = {"type": "http.response.body", "body": _SHED}
+
+
+def queued_seconds(scope: Scope) -> float:
+    """How long the request waited before it reached this process, from the load balancer's
+    ``X-Request-Start: t=<epoch seconds>`` (nginx's ``$msec``); 0 without one. A value off by
+    more than a minute either way is a clock or a client, not a queue: ignored."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-start":
+            try:
+                waited = time.time() - float(value.decode().removeprefix("t="))
+            except ValueError:
+                return 0.0
+            return waited if 0 < waited < 60 else 0.0
+    return 0.0
 # Labels are bounded: a client's made-up method is "OTHER", an unknown path "unmatched".
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -150,6 +190,15 @@ def _request_metrics(route: str, method: str, status: int) -> tuple[Counter, His
     tenth of a cached read's CPU)."""
     return (REQUESTS.labels(route=route, method=method, status=str(status)),
             REQUEST_SECONDS.labels(route=route, method=method))
+
+
+def admission(settings: Settings) -> AdaptiveLimit | None:
+    """The process's adaptive admission limit (shop.admission); None: the static ceiling."""
+    if settings.admission == "static":
+        return None
+    return AdaptiveLimit(target=settings.admission_target_ms / 1000,
+                         max_limit=settings.max_concurrent_requests,
+                         min_limit=min(8, settings.max_concurrent_requests))
 
 
 def create_app(
@@ -166,7 +215,14 @@ def create_app(
     async def started_then_frozen(app: FastAPI) -> AsyncIterator[None]:
         log.info("%s answers as served_by=%s (host %s, pid %d)", title, SERVED_BY,
                  socket.gethostname(), os.getpid())
+        app.state.admission = admission(get_settings())
         async with lifespan(app):
+            # The limit follows the database's latency: what it protects (the latency of
+            # the whole request would also count what shedding itself costs the event loop,
+            # and cutting the limit cannot cure that).
+            endpoint = getattr(app.state, "endpoint", None)
+            if endpoint is not None and app.state.admission is not None:
+                endpoint.latency_observer = app.state.admission.observe
             # What start-up made (modules, the app, pools, clients) lives as long as the
             # process: out of the collector's sight, a full collection no longer walks it.
             # Under load those walks were the orders' p99 (50-270 ms each, BENCHMARKS.md).
@@ -199,10 +255,14 @@ async def main_endpoint(request: Request) -> Endpoint:
 EndpointDep = Annotated[Endpoint, Depends(main_endpoint)]
 
 
-async def request_deadline() -> float:
-    """When this request must be answered by (the event loop's clock): every database and AWS
+async def request_deadline(request: Request) -> float:
+    """When this request must be answered by (the event loop's clock), counted from its
+    arrival (``RequestGuard``: at the load balancer, where it says so): every database and AWS
     call of the request runs under it, so the customer gets an answer, not a hang."""
-    return asyncio.get_running_loop().time() + get_settings().request_budget_seconds
+    arrived = getattr(request.state, "arrived", None)
+    if arrived is None:
+        arrived = asyncio.get_running_loop().time()
+    return float(arrived) + get_settings().request_budget_seconds
 
 
 DeadlineDep = Annotated[float, Depends(request_deadline)]

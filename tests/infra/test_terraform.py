@@ -668,7 +668,7 @@ def test_enable_degradation_switches_queue_cache_and_worker() -> None:
 def environment_names() -> set[str]:
     names: set[str] = set()
     for local in ("database_urls", "database_environment", "migrate_environment",
-                  "common_environment", "degradation_environment"):
+                  "common_environment", "service_environment", "degradation_environment"):
         text = str(root().locals[local])
         names |= set(re.findall(r"\b([A-Z][A-Z0-9]*_[A-Z0-9_]+)\b\s*['\"]?\s*[=:]", text))
     return names
@@ -811,6 +811,17 @@ def test_each_service_connects_as_its_own_role() -> None:
         text = str(root().locals[name])
         for database in ("SHOP_DATABASE_URL", "SHOP_DATABASE_SECRET_ARN", "SHOP_MIGRATE"):
             assert database not in text, f"{name} must not set {database}"
+
+
+def test_the_orders_tasks_hold_each_client_to_a_quota() -> None:
+    """Issue 21's per-client quota: on in the deployment, for the orders service alone."""
+    assert root().locals["service_environment"] == {"orders": {
+        "SHOP_CLIENT_ORDERS_PER_SECOND": "${tostring(var.client_orders_per_second)}",
+        "SHOP_CLIENT_ORDERS_BURST": "${tostring(var.client_orders_burst)}"}}
+    assert "lookup(local.service_environment,each.key,{})" in \
+        squash(module_call("service")["environment"])
+    assert root().variables["client_orders_per_second"]["default"] > 0
+    assert root().variables["client_orders_burst"]["default"] >= 1
 
 
 def test_no_service_but_the_migrate_step_has_the_master_secret() -> None:
@@ -1514,7 +1525,8 @@ def test_the_sidecar_image_is_pinned_and_has_its_tools_built_in() -> None:
     assert 'dockerfile="infra/fis-sidecar/Dockerfile",context="infra/fis-sidecar"' in images
     # FIS installs nothing either: the documents' dependencies are in the image.
     for name in ("brownout", "aws-slow"):
-        _, parameters, _ = template_action(name)
+        (parameters,) = [a["parameters"] for a in templates()[name]["actions"].values()
+                         if a["action_id"] == "aws:ecs:task-network-latency"]
         assert parameters["installDependencies"] == "false", name
 
 
@@ -1686,9 +1698,16 @@ def test_reader_loss_reboots_the_tagged_reader() -> None:
 
 def test_every_fault_has_its_template_output() -> None:
     from chaos_lab.model import Fault
-    from chaos_lab.targets.aws import DEPLOYMENT_FAULTS, FIS_FAULTS, TEMPLATES_OUTPUT
+    from chaos_lab.targets.aws import (
+        DEPLOYMENT_FAULTS,
+        FIS_FAULTS,
+        TEMPLATES_OUTPUT,
+        TRAFFIC_FAULTS,
+    )
 
-    assert set(FIS_FAULTS) | set(DEPLOYMENT_FAULTS) == set(Fault), "every fault has an AWS twin"
+    assert set(FIS_FAULTS) | set(DEPLOYMENT_FAULTS) | set(TRAFFIC_FAULTS) == set(Fault), \
+        "every fault has an AWS twin"
+    assert {twin for twin in TRAFFIC_FAULTS.values() if twin} <= FIS_FAULTS
     assert set(FIS_FAULTS) == set(templates()), "each FIS fault's template, by the fault's name"
     # rolling-deploy is ECS's, not FIS's: the driver needs the cluster and the service names.
     for name in ("ecs_cluster_name", "ecs_service_names"):
@@ -1788,8 +1807,15 @@ def test_fleet_crash_stops_every_orders_task_inside_a_database_outage() -> None:
     assert "var.fleet_crash_after_seconds < var.db_outage_seconds" in condition
 
 
-def test_aws_slow_delays_only_the_orders_tasks_dynamodb_and_sqs_traffic() -> None:
-    action, parameters, target = template_action("aws-slow")
+def test_aws_slow_delays_the_orders_tasks_sqs_traffic_inside_a_database_outage() -> None:
+    template = templates()["aws-slow"]
+    assert template["actions"]["remove-proxy-target"] == \
+        templates()["db-outage"]["actions"]["remove-proxy-target"], \
+        "the db-outage runbook, as the lab's aws-slow takes the database out"
+    action = template["actions"]["delay-aws-answers"]
+    parameters = action["parameters"]
+    ((name, target),) = template["targets"].items()
+    assert action["targets"] == {"Tasks": name}
     assert action["action_id"] == "aws:ecs:task-network-latency"
     assert target["resource_type"] == "aws:ecs:task" and target["selection_mode"] == "ALL"
     assert tag_of(target) == {"key": "${var.fis_target_tag_key}",
@@ -1799,7 +1825,7 @@ def test_aws_slow_delays_only_the_orders_tasks_dynamodb_and_sqs_traffic() -> Non
     assert parameters["useEcsFaultInjectionEndpoints"] == "true"
     assert parameters["sources"] == '${join(",", local.aws_slow_sources)}'
     assert sub("fis").locals["aws_slow_sources"] == [
-        "DYNAMODB", "sqs.${local.region}.${data.aws_partition.current.dns_suffix}"]
+        "sqs.${local.region}.${data.aws_partition.current.dns_suffix}"]
     # Only where the tasks carry the sidecar (a chaos deployment).
     assert "aws-slow" in sub("fis").locals["templates_chaos"]
     assert root().locals["fis_tag_values"].count("for name in keys(local.services)") == 1

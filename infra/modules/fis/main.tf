@@ -13,9 +13,10 @@ locals {
   has_worker = contains(var.services, "order-worker")
   # Where the experiment reports go in their bucket: <prefix>/<template>/...
   report_prefix = "fis-reports"
-  # aws-slow delays what the orders tasks send to DynamoDB (FIS's keyword for the region's
-  # endpoint) and to SQS (its regional endpoint's name, resolved when the action starts).
-  aws_slow_sources = ["DYNAMODB", "sqs.${local.region}.${data.aws_partition.current.dns_suffix}"]
+  # aws-slow delays what the orders tasks send to SQS (its regional endpoint's name, resolved
+  # when the action starts) while the database is out: the lab's fault (a late order queue,
+  # every wake-up's outcome unknown; the order table, DynamoDB, answers on time).
+  aws_slow_sources = ["sqs.${local.region}.${data.aws_partition.current.dns_suffix}"]
 
   # The shop's tasks (FIS may send commands to, and the broker deregister, their managed
   # instances only: the activations tag each one with its task's ARN).
@@ -756,15 +757,16 @@ locals {
       }
     }
 
-    # AWS slow: what the orders tasks send to DynamoDB and SQS delayed (the database stays
-    # fast).
+    # AWS slow: the database out (the db-outage runbook) while what the orders tasks send to
+    # SQS is delayed, as the lab's aws-slow does.
     aws-slow = {
-      description = "delay the orders tasks' DynamoDB and SQS traffic by ${var.aws_slow_delay_ms} ms for ${var.aws_slow_seconds}s"
+      description = "a ${var.db_outage_seconds}s database outage while the orders tasks' SQS traffic is delayed by ${var.aws_slow_delay_ms} ms for ${var.aws_slow_seconds}s"
       stop_on_dlq = true
       targets = {
         orders-tasks = { resource_type = "aws:ecs:task", selection_mode = "ALL", tag = var.fis_target_tag_values["orders"] }
       }
       actions = {
+        remove-proxy-target = local.remove_proxy_target
         delay-aws-answers = {
           action_id = "aws:ecs:task-network-latency"
           targets   = { Tasks = "orders-tasks" }

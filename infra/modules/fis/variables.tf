@@ -165,7 +165,7 @@ variable "fleet_crash_after_seconds" {
 }
 
 variable "aws_slow_delay_ms" {
-  description = "How late the orders tasks' DynamoDB and SQS traffic is during aws-slow, milliseconds."
+  description = "How late the orders tasks' SQS traffic is during aws-slow (the database out meanwhile), milliseconds."
   type        = number
   default     = 1000
 

@@ -13,6 +13,7 @@ from orders.routes import router
 from shop.aws import open_clients
 from shop.background import run_in_background
 from shop.breaker import Breaker
+from shop.clients import Quota
 from shop.db import open_endpoint
 from shop.logs import configure_logging
 from shop.order_queue import OrderQueue
@@ -34,6 +35,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         # The writer's group commit: concurrent orders for one product, one transaction.
         app.state.group_commit = GroupCommit(app.state.endpoint)
+        app.state.quota = (Quota(settings.client_orders_per_second,
+                                 settings.client_orders_burst)
+                           if settings.client_orders_per_second else None)
         app.state.fallback = None
         if settings.enable_degradation and settings.order_queue_url \
                 and settings.order_status_table:
@@ -41,8 +45,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             # (shop.aws.AwsCalls). Each client has a breaker: once AWS is known to be out,
             # nobody waits on it (the answer is then 503 or "unknown", at once).
             sqs, dynamodb = await open_clients(stack, settings, "sqs", "dynamodb", attempts=1)
-            breakers = {name: Breaker(name, settings.breaker_fail_max,
-                                      settings.breaker_probe_seconds,
+            # Open after one failure: these calls are the fallback, made while the database is
+            # out; one that did not answer in SHOP_AWS_REQUEST_TIMEOUT is enough to spare every
+            # customer after it the same wait (the probe closes it within a second).
+            breakers = {name: Breaker(name, 1, settings.breaker_probe_seconds,
                                       probe_timeout=settings.aws_timeout)
                         for name in ("sqs", "dynamodb")}
             records = OrderRecords(dynamodb, settings.order_status_table, breakers["dynamodb"],

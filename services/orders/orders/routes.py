@@ -21,13 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orders.fallback import OrderFallback, nothing_done
 from shop.aws import AWS_ERRORS, NotSent
-from shop.clients import client_of
+from shop.clients import ANONYMOUS, Quota, client_of
 from shop.errors import (
     DatabaseNotReady,
     DatabaseUnavailable,
     FallbackUnavailable,
     OrderNotFound,
+    QuotaExceeded,
 )
+from shop.metrics import QUOTA_REFUSED
 from shop.orders import (
     MAX_IDEMPOTENCY_KEY,
     MAX_PRODUCT_ID,
@@ -74,10 +76,22 @@ bearer = HTTPBearer(auto_error=False, description=(
 
 
 async def ordering_client(
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
-    secret = get_settings().api_key_secret
-    return client_of(credentials.credentials if credentials is not None else None,
-                     secret.get_secret_value() if secret is not None else None)
+    """Who orders (shop.clients), within their quota of orders per second."""
+    settings = get_settings()
+    secret = settings.api_key_secret
+    client = client_of(credentials.credentials if credentials is not None else None,
+                       secret.get_secret_value() if secret is not None else None)
+    quota: Quota | None = request.app.state.quota
+    # An anonymous client's quota is its address's (the load balancer's X-Forwarded-For,
+    # believed from FORWARDED_ALLOW_IPS only): anonymous clients share one key space, not one
+    # quota.
+    bucket = client if client != ANONYMOUS else f"address:{getattr(request.client, 'host', '')}"
+    if quota is not None and (wait := quota.take(bucket)):
+        QUOTA_REFUSED.inc()
+        raise QuotaExceeded(wait)
+    return client
 
 
 ClientDep = Annotated[str, Depends(ordering_client)]
@@ -91,7 +105,7 @@ def public(order: Order, source: Source, **extra: Any) -> OrderPublic:
              responses={202: {"model": OrderAccepted,
                               "description": "accepted while the database is out: pending, "
                                              "durably recorded, decided later"},
-                        **errors(401, 404, 409, 413, 422, 503, 504)})
+                        **errors(401, 404, 409, 413, 422, 429, 503, 504)})
 async def create_order(
     order: OrderCreate, orders: GroupCommitDep, fallback: FallbackDep, deadline: DeadlineDep,
     client: ClientDep, idempotency_key: IdempotencyKey = None,

@@ -27,9 +27,11 @@ import asyncpg
 import httpx
 
 from chaos_lab import processes
-from chaos_lab.bench import BenchPart
+from chaos_lab.bench import BenchPart, generators, overload
 from chaos_lab.bench import faults as fault_part
 from chaos_lab.experiment import NO_DEGRADATION
+from chaos_lab.local import aws as lab_aws
+from chaos_lab.local.aws import purge
 from chaos_lab.local.lab import ORDERS_FLEET, Lab, get_ok
 from chaos_lab.processes import (
     PG_BIN,
@@ -111,6 +113,9 @@ class Figures:
     catalog: dict[str, list[WrkResult]] = field(default_factory=dict)
     orders: dict[str, list[WrkResult]] = field(default_factory=dict)
     oversold: dict[str, bool] = field(default_factory=dict)
+    # Orders answered 202 during those runs (taken into the order table: the database was
+    # late past SHOP_FALLBACK_AFTER_SECONDS), with no fault on: spurious fallbacks.
+    fallbacks: dict[str, int] = field(default_factory=dict)
     # pgbench running the order function (one hot product) on the same database, each run
     # right after the shop's: transactions per second.
     pgbench_tps: list[float] = field(default_factory=list)
@@ -118,6 +123,9 @@ class Figures:
     drain: tuple[int, float] | None = None
     rss_mib: dict[str, float] = field(default_factory=dict)
     faults: list[fault_part.FaultRow] = field(default_factory=list)
+    generators: list[generators.Result] = field(default_factory=list)
+    overload: list[overload.Curve] = field(default_factory=list)
+    overload_png: Path | None = None
 
     @staticmethod
     def median(results: list[WrkResult], attr: str) -> float:
@@ -152,13 +160,15 @@ class Figures:
         if self.orders:
             lines += ["", f"### 2. `POST /orders` (orders service, {ORDERS_PROCESSES} uvicorn "
                       "processes)", "",
-                      "| products | req/s | p50 ms | p99 ms | errors | oversold |",
-                      "| --- | ---: | ---: | ---: | ---: | --- |"]
+                      "| products | req/s | p50 ms | p99 ms | errors | oversold | "
+                      "spurious fallbacks (202, no fault) |",
+                      "| --- | ---: | ---: | ---: | ---: | --- | ---: |"]
             for key, rs in self.orders.items():
                 errors = sum(r.non_2xx + r.socket_errors for r in rs)
                 lines.append(f"| {key} | {m(rs, 'requests_per_second'):.0f} | "
                              f"{m(rs, 'p50_ms'):.2f} | {m(rs, 'p99_ms'):.2f} | {errors} | "
-                             f"{'YES' if self.oversold[key] else 'no'} |")
+                             f"{'YES' if self.oversold[key] else 'no'} | "
+                             f"{self.fallbacks.get(key, 0)} |")
             if self.pgbench_tps:
                 shop = self.orders[HOT]
                 pairs = zip(shop, self.pgbench_tps, strict=True)
@@ -184,6 +194,13 @@ class Figures:
                       f"**{count / seconds:.0f} orders/s**"]
         if self.faults:
             lines += ["", *fault_part.markdown(self.faults)]
+        if self.generators:
+            lines += ["", "### 7. Load generators: what each can offer here", "",
+                      generators.markdown(self.generators)]
+        if self.overload:
+            lines += ["", "### 8. Overload: offered load against goodput", "",
+                      f"{self.seconds:g} s per step, from a reset lab; the picture: "
+                      f"{self.overload_png}", "", overload.markdown(self.overload)]
         lines += ["", "### 5. Resident memory after the run", "", "| process | RSS MiB |",
                   "| --- | ---: |"]
         lines += [f"| {k} | {v:.0f} |" for k, v in self.rss_mib.items()]
@@ -299,13 +316,17 @@ class Bench:
         for key, spread in ((HOT, 1), ("spread over 10", 10)):
             for run in range(1, self.runs + 1):
                 await self._set_stock(BIG_STOCK)
+                await asyncio.to_thread(purge, lab.moto.url, lab.resources)
                 result = await asyncio.to_thread(wrk, url, self.seconds, self.connections,
                                                  [script, str(spread)])
                 self.figures.orders.setdefault(key, []).append(result)
                 oversold = await self._oversold()
                 self.figures.oversold[key] = self.figures.oversold.get(key, False) or oversold
+                fallbacks = await asyncio.to_thread(self._accepted_while_out)
+                self.figures.fallbacks[key] = self.figures.fallbacks.get(key, 0) + fallbacks
                 self.say(f"orders run {run}/{self.runs} {key}: "
-                         f"{result.requests_per_second:.0f} req/s, oversold: {oversold}")
+                         f"{result.requests_per_second:.0f} req/s, oversold: {oversold}, "
+                         f"fallbacks: {fallbacks}")
                 if spread == 1:
                     await self._set_stock(BIG_STOCK)
                     tps = await asyncio.to_thread(self._pgbench)
@@ -314,6 +335,16 @@ class Bench:
         for i, mib in enumerate(rss_per_process(supervisor), start=1):
             self.figures.rss_mib[f"orders (bench, process {i} of {ORDERS_PROCESSES})"] = mib
         await lab.reset()
+
+    def _accepted_while_out(self) -> int:
+        """Orders in the order table (accepted there instead of the database), keys aside."""
+        table = self.lab.resources.status_table
+        dynamodb = lab_aws.client("dynamodb", self.lab.moto.url)
+        pages = dynamodb.get_paginator("scan").paginate(
+            TableName=table, Select="COUNT",
+            FilterExpression="NOT begins_with(order_id, :key)",
+            ExpressionAttributeValues={":key": {"S": "key#"}})
+        return sum(page["Count"] for page in pages)
 
     def _pgbench(self) -> float:
         """pgbench calling the single-order function on the hot product, one transaction per
@@ -501,6 +532,14 @@ def run(lab: Lab, runs: int = 3, seconds: float = 10, connections: int = 50,
             asyncio.run(bench.drain())
         if "faults" in parts:
             bench.figures.faults = asyncio.run(fault_part.measure(lab, say=say))
+        if "generators" in parts:
+            bench.figures.generators = generators.measure(f"{lab.entry_url}", say=say)
+        if "overload" in parts:
+            bench.figures.overload = overload.measure(lab, seconds, say=say)
+            png = Path("reports") / "bench-overload.png"
+            png.parent.mkdir(exist_ok=True)
+            overload.plot(bench.figures.overload, png)
+            bench.figures.overload_png = png
         bench.memory()
     finally:
         bench.close()

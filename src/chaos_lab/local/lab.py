@@ -49,13 +49,14 @@ DEFAULT_DIR = Path(".lab")
 # manager holds the listening socket and starts a new worker when one dies.
 ORDERS_FLEET = ("orders-1", "orders-2")
 SERVICES = ("catalog", *ORDERS_FLEET, "worker")
+ENTRY_ORDERS_CEILING = 128  # orders in flight through the entry at once (nginx limit_conn)
 
 NGINX_CONF = """
 worker_processes 1;
 daemon off;
 pid {root}/nginx.pid;
 error_log {root}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
+events {{ worker_connections 16384; }}
 http {{
     access_log off;
     client_body_temp_path {root}/tmp/body;
@@ -63,16 +64,35 @@ http {{
     fastcgi_temp_path {root}/tmp/fastcgi;
     uwsgi_temp_path {root}/tmp/uwsgi;
     scgi_temp_path {root}/tmp/scgi;
-    upstream catalog {{ server 127.0.0.1:{catalog}; keepalive 64; }}
-    upstream orders {{ {orders} keepalive 64; }}
+    keepalive_requests 100000;
+    # Connections to the services are kept and reused: opening one per request under a
+    # surge costs the services more than the requests do.
+    upstream catalog {{
+        server 127.0.0.1:{catalog} max_fails=0; keepalive 256; keepalive_requests 100000;
+    }}
+    upstream orders {{ {orders} keepalive 256; keepalive_requests 100000; }}
+    # The entry's ceiling on orders in flight at once (the orders processes' adaptive limits
+    # decide under it): past it, 503 + Retry-After here, for the cost of a refusal in C.
+    limit_conn_zone $server_name zone=orders:1m;
     server {{
         listen 127.0.0.1:{port};
         proxy_http_version 1.1;
         proxy_set_header Connection "";
+        proxy_set_header X-Request-Start "t=${{msec}}";
         proxy_connect_timeout 2s;
         proxy_read_timeout 10s;
         location /products {{ proxy_pass http://catalog; }}
-        location /orders {{ proxy_pass http://orders; }}
+        location /orders {{
+            limit_conn orders {orders_ceiling};
+            limit_conn_status 503;
+            proxy_pass http://orders;
+        }}
+        error_page 503 @overloaded;
+        location @overloaded {{
+            default_type application/json;
+            add_header Retry-After 1 always;
+            return 503 '{{"error":"overloaded, try again shortly"}}';
+        }}
         location = /health {{ return 200 '{{"status":"ok","service":"entry"}}'; }}
     }}
 }}
@@ -303,13 +323,29 @@ class Lab:
         for name in SERVICES:
             self._kill(name)
 
-    def _start_nginx(self) -> None:
+    def _write_nginx_conf(self, orders_ceiling: int) -> Path:
         root = self.root / "nginx"
         (root / "tmp").mkdir(parents=True, exist_ok=True)
         conf = root / "nginx.conf"
-        orders = " ".join(f"server 127.0.0.1:{self.s.ports[name]};" for name in ORDERS_FLEET)
+        # max_fails=0: a process slow under a surge is not taken for a dead one (nginx would
+        # then send nobody to it for 10 s); a dead one refuses connections, tried elsewhere.
+        orders = " ".join(f"server 127.0.0.1:{self.s.ports[name]} max_fails=0;"
+                          for name in ORDERS_FLEET)
         conf.write_text(NGINX_CONF.format(root=root, port=self.s.ports["entry"],
-                                          catalog=self.s.ports["catalog"], orders=orders))
+                                          catalog=self.s.ports["catalog"], orders=orders,
+                                          orders_ceiling=orders_ceiling))
+        return conf
+
+    def set_entry_ceiling(self, orders: int) -> None:
+        """The entry's ceiling on orders in flight (the bench's "before" has none): nginx's
+        configuration rewritten and reloaded (SIGHUP: no connection dropped)."""
+        self._write_nginx_conf(orders)
+        os.kill(int((self.root / "nginx" / "nginx.pid").read_text()), signal.SIGHUP)
+        time.sleep(0.5)
+
+    def _start_nginx(self) -> None:
+        root = self.root / "nginx"
+        conf = self._write_nginx_conf(ENTRY_ORDERS_CEILING)
         nginx = "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "nginx"
         proc = spawn([nginx, "-c", str(conf), "-p", str(root), "-e",
                       str(root / "nginx-error.log")], self.root / "logs" / "nginx.log")

@@ -61,12 +61,19 @@ FIS_FAULTS = frozenset({Fault.FAILOVER, Fault.DB_OUTAGE, Fault.BROWNOUT,
 # Part 2: faults FIS has no action for, done with ECS itself: the service (a key of the
 # ecs_service_names output) whose every task a forced new deployment replaces.
 DEPLOYMENT_FAULTS = {Fault.ROLLING_DEPLOY: "orders"}
+# Part 3: faults that are traffic (the runner offers the surge against the ALB): nothing to
+# break, or the FIS fault that comes first (recovery-storm: the database outage).
+TRAFFIC_FAULTS: dict[Fault, Fault | None] = {Fault.SURGE: None,
+                                             Fault.RECOVERY_STORM: Fault.DB_OUTAGE}
 # Every fault this target implements, and how.
 FAULTS: dict[Fault, str] = {
     **{fault: f"FIS template {TEMPLATES_OUTPUT}[{fault.value!r}]"
        for fault in sorted(FIS_FAULTS, key=list(Fault).index)},
     **{fault: f"ECS forced deployment of {service}"
        for fault, service in DEPLOYMENT_FAULTS.items()},
+    **{fault: "the runner's surge" + (f", after FIS template {TEMPLATES_OUTPUT}"
+                                      f"[{twin.value!r}]" if twin else "")
+       for fault, twin in TRAFFIC_FAULTS.items()},
 }
 # Templates some deployments do not have (their output is null), and why.
 _OPTED_IN = ("the tasks are opted in to FIS's ECS actions (the SSM sidecar) only in a chaos "
@@ -291,6 +298,11 @@ class AwsTarget:
     async def inject(self, fault: Fault, hold: float, say: Say) -> None:
         implementation(FAULTS, fault, self.name)
         fault = Fault(fault)
+        if fault in TRAFFIC_FAULTS:
+            twin = TRAFFIC_FAULTS[fault]
+            if twin is None:
+                return  # nothing breaks: the traffic is the fault
+            fault = twin
         if fault in self._running:
             raise LabError(f"a {fault} experiment ({self._running[fault].experiment_id}) is "
                            f"still running: restore it first")
@@ -346,6 +358,11 @@ class AwsTarget:
         deployment cannot be stopped: its restore waits for the rollout to complete."""
         implementation(FAULTS, fault, self.name)
         fault = Fault(fault)
+        if fault in TRAFFIC_FAULTS:
+            twin = TRAFFIC_FAULTS[fault]
+            if twin is None:
+                return
+            fault = twin
         outcome = self._running.get(fault)
         if outcome is None:
             return

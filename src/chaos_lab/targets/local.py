@@ -277,6 +277,20 @@ class RollingDeploy:
         _fleet_serving(lab)
 
 
+class Surge:
+    """Nothing breaks: the fault is the traffic, more than the shop can take, which the
+    runner offers itself against the entry (chaos_lab.surge) on every target."""
+
+    def __init__(self, options: FaultOptions | None = None) -> None:
+        pass
+
+    def inject(self, lab: Lab) -> None:
+        pass
+
+    def restore(self, lab: Lab) -> None:
+        pass
+
+
 def _fleet_serving(lab: Lab) -> None:
     """Every orders process of the fleet serves (its manager restarted, if it had died)."""
     for name in ORDERS_FLEET:
@@ -316,6 +330,9 @@ FAULTS: dict[Fault, Callable[[FaultOptions | None], LocalFault]] = {
     Fault.AWS_SLOW: AwsSlow,
     Fault.FLEET_CRASH: FleetCrash,
     Fault.ROLLING_DEPLOY: RollingDeploy,
+    Fault.SURGE: Surge,
+    # The database out for the hold; the runner's surge follows the restore.
+    Fault.RECOVERY_STORM: DbOutage,
 }
 
 
