@@ -35,7 +35,15 @@ from chaos_lab.processes import (
     stop_process,
     wait_until,
 )
-from chaos_lab.targets.compose import NODES, PASSED_THROUGH, ROUTE, ComposePorts
+from chaos_lab.targets.compose import (
+    NODES,
+    ORDERS_FLEET,
+    PASSED_THROUGH,
+    ROUTE,
+    SHOP_SERVICES,
+    SQS_LATENCY,
+    ComposePorts,
+)
 from shop.order_records import UNDECIDED_INDEX
 from shop.settings import Settings
 
@@ -43,7 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy" / "compose"
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-SHOP = {"catalog": 8000, "orders": 8000, "order-worker": 8081}  # service: container port
+# service: container port (the orders fleet: two replicas of one definition)
+SHOP = {"catalog": 8000, "orders-1": 8000, "orders-2": 8000, "order-worker": 8081}
 STATEFUL = ("postgres", "postgres-replica", "pgbouncer", "moto")
 # ${VAR:?message}: from the environment (or .env), never a value in the file, required (compose
 # refuses to run without it and says which), and never a fallback to another password.
@@ -55,7 +64,7 @@ OWNER = "shop"  # owns the tables (initdb/10-shop.sh); only the migrate step log
 # Each shop service's database role, and the variable its password comes from.
 LATENCY = "latency-proxy"
 ROLES = {"catalog": (CATALOG_USER, "POSTGRES_CATALOG_PASSWORD"),
-         "orders": (ORDERS_USER, "POSTGRES_ORDERS_PASSWORD"),
+         **{replica: (ORDERS_USER, "POSTGRES_ORDERS_PASSWORD") for replica in ORDERS_FLEET},
          "order-worker": (ORDERS_USER, "POSTGRES_ORDERS_PASSWORD")}
 
 
@@ -74,6 +83,11 @@ def published(service: str) -> dict[int, int]:
         assert address == "127.0.0.1", f"{service} publishes {entry} beyond this machine"
         ports[int(container)] = int(host)
     return ports
+
+
+def image_folder(service: str) -> str:
+    """services/FOLDER/Dockerfile: each replica of the orders fleet runs the orders image."""
+    return "orders" if service in ORDERS_FLEET else service
 
 
 def dockerfile(service: str) -> str:
@@ -146,7 +160,7 @@ def test_no_shop_service_connects_as_the_owner(service: str) -> None:
         "service_completed_successfully"
 
 
-@pytest.mark.parametrize("service", ["catalog", "orders"])
+@pytest.mark.parametrize("service", ["catalog", *ORDERS_FLEET])
 def test_forwarded_headers_are_believed_from_the_stacks_network_only(service: str) -> None:
     """uvicorn takes X-Forwarded-For from FORWARDED_ALLOW_IPS' networks only: here the stack's
     own subnet, where nginx (the load balancer) is; never "*"."""
@@ -159,7 +173,7 @@ def test_forwarded_headers_are_believed_from_the_stacks_network_only(service: st
 
 def test_the_migrate_step_runs_the_orders_image_as_the_owner_once() -> None:
     spec = SERVICES["migrate"]
-    assert spec["build"] == SERVICES["orders"]["build"]  # the same image, another command
+    assert spec["build"] == SERVICES["orders-1"]["build"]  # the same image, another command
     assert spec["command"] == ["python", "-m", "shop.migrate", "--timeout", "300"]
     assert spec["restart"] == "no" and spec["healthcheck"] == {"disable": True}
     settings = env("migrate")
@@ -177,12 +191,56 @@ def test_the_migrate_step_runs_the_orders_image_as_the_owner_once() -> None:
     assert owners == ["migrate"]
 
 
+def test_the_orders_fleet_is_one_definition_on_a_port_per_replica() -> None:
+    """Two replicas of one service definition (a YAML anchor, not two copies), each published
+    on a port of its own, both running the image's command: uvicorn's process manager
+    (src/shop/serve.py), which the fleet-crash and rolling-deploy faults rely on."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    first, *others = ORDERS_FLEET
+    anchor = re.search(rf"^  {first}: &(\w+)$", text, re.M)
+    assert anchor, f"{first} is the fleet's definition, an anchor"
+    for replica in others:  # the same service but for its published port
+        assert re.search(rf"^  {replica}:\n    <<: \*{anchor[1]}\n", text, re.M), replica
+        assert {k: v for k, v in SERVICES[replica].items() if k != "ports"} == \
+            {k: v for k, v in SERVICES[first].items() if k != "ports"}
+    hosts = [published(replica)[8000] for replica in ORDERS_FLEET]
+    assert len(set(hosts)) == len(hosts) == 2
+    assert {s for s in SERVICES if s.startswith("orders")} == set(ORDERS_FLEET)
+    assert set(SHOP) == set(SHOP_SERVICES)
+    assert "command" not in SERVICES[first] and "entrypoint" not in SERVICES[first]
+    cmd = re.search(r"^CMD (\[.*\])$", dockerfile(first), re.M)
+    assert cmd and json.loads(cmd[1])[:4] == ["python", "-m", "shop.serve", "orders.main:app"]
+    # its graceful stop fits in compose's grace period
+    graceful = json.loads(cmd[1])
+    seconds = int(graceful[graceful.index("--timeout-graceful-shutdown") + 1])
+    assert seconds < int(SERVICES[first]["stop_grace_period"].rstrip("s"))
+
+
+def test_sqs_is_reached_through_its_own_latency_proxy() -> None:
+    """aws-slow: the services reach SQS through the same latency proxy as the database's, a
+    container of its own in front of moto (transparent but during the fault); DynamoDB and the
+    queue's own URL stay moto's."""
+    proxy = SERVICES[SQS_LATENCY[0]]
+    assert proxy["build"] == SERVICES["latency-proxy"]["build"] == SERVICES["moto"]["build"]
+    assert proxy["entrypoint"] == ["python", "/opt/chaos-shop/latency_proxy.py", "serve",
+                                   "--listen", "0.0.0.0:5000", "--upstream", "moto:5000"]
+    assert list(SQS_LATENCY[1:3]) == proxy["entrypoint"][:2]  # the fault's `set`, same file
+    assert proxy["depends_on"] == {"moto": {"condition": "service_healthy"}}
+    assert "5000" in " ".join(proxy["healthcheck"]["test"])
+    assert "ports" not in proxy  # the services' only, inside the stack
+    for service in SHOP:
+        settings = env(service)
+        assert settings["AWS_ENDPOINT_URL_SQS"] == f"http://{SQS_LATENCY[0]}:5000"
+        assert settings["AWS_ENDPOINT_URL"] == "http://moto:5000"
+        assert SERVICES[service]["depends_on"][SQS_LATENCY[0]]["condition"] == "service_healthy"
+
+
 def test_build_contexts_and_dockerfiles_exist() -> None:
     for service in SHOP:
         build = SERVICES[service]["build"]
         assert build["context"] == ".", "the repository root: one pyproject.toml, src/shop"
         path = ROOT / build["dockerfile"]
-        assert path.is_file() and path.parent.name == service, path
+        assert path.is_file() and path.parent.name == image_folder(service), path
 
 
 def test_moto_is_the_labs_patched_emulator() -> None:
@@ -317,10 +375,18 @@ def test_nginx_routes_like_the_alb() -> None:
     conf = (DEPLOY / "nginx" / "nginx.conf").read_text()
     routes = dict(re.findall(r"location (/\w+) \{ proxy_pass http://(\w+); \}", conf))
     assert routes == {"/products": "catalog", "/orders": "orders"}
+    servers = {}
     for upstream in routes.values():
-        server = re.search(rf"upstream {upstream} \{{[^}}]*server (\S+):(\d+) resolve;", conf)
-        assert server, upstream
-        assert server[1] in SERVICES and int(server[2]) == SHOP[server[1]]
+        block = re.search(rf"upstream {upstream} \{{([^}}]*)\}}", conf)
+        assert block, upstream
+        # each found again by its name (the `resolve` parameter): recreated containers move
+        found = re.findall(r"^\s*server (\S+):(\d+) resolve;$", block[1], re.M)
+        assert len(found) == len(re.findall(r"^\s*server ", block[1], re.M)), block[1]
+        for service, port in found:
+            assert service in SERVICES and int(port) == SHOP[service], (upstream, service)
+        servers[upstream] = tuple(service for service, _ in found)
+    # the orders round-robin over the whole fleet, as the ALB over the ECS tasks
+    assert servers == {"catalog": ("catalog",), "orders": ORDERS_FLEET}
     assert re.search(r"listen (\d+);", conf)[1] == "8080"  # type: ignore[index]
     assert 8080 in published("nginx")
 
@@ -591,7 +657,7 @@ def test_the_compose_target_knows_the_published_ports() -> None:
     ports = ComposePorts()
     assert published("nginx")[8080] == ports.entry
     assert published("catalog")[8000] == ports.catalog
-    assert published("orders")[8000] == ports.orders
+    assert tuple(published(replica)[8000] for replica in ORDERS_FLEET) == ports.orders
     assert published("order-worker")[8081] == ports.worker
     assert published("postgres")[5432] == ports.postgres
     assert published("postgres-replica")[5432] == ports.replica

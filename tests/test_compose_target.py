@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -18,8 +20,17 @@ from typing import Any
 
 import pytest
 
-from chaos_lab.model import RESILIENT_SWITCHES, FailoverOptions, Fault, Switches
-from chaos_lab.processes import LabError
+from chaos_lab.local.lab import get_ok
+from chaos_lab.model import (
+    RESILIENT_SWITCHES,
+    AwsSlowOptions,
+    FailoverOptions,
+    Fault,
+    FleetCrashOptions,
+    RollingDeployOptions,
+    Switches,
+)
+from chaos_lab.processes import LabError, free_port
 from chaos_lab.targets import compose as compose_target
 from chaos_lab.targets.compose import ComposePorts, ComposeTarget
 
@@ -29,7 +40,9 @@ ROUTE = "/etc/chaos-shop/pgbouncer/route.sh"
 PSQL = ["psql", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-XAtq"]
 
 # Plays docker compose (and the host's psql) from a state file: the writer node, whether its
-# replica streams, which nodes are stopped. FAKE_FAIL makes a command containing it fail.
+# replica streams, which nodes are stopped, each orders replica's uvicorn workers (its process
+# manager starts a new one for one killed; on SIGHUP a new one, the old one gone once the next
+# look finds both). FAKE_FAIL makes a command containing it fail.
 FAKE = '''#!{python}
 import json, os, sys, time
 argv = [os.path.basename(sys.argv[0]), *sys.argv[1:]]
@@ -56,6 +69,20 @@ if argv[0] == "docker":
             print(state["streaming"])
         elif "SELECT pg_promote(true, 60)" in args:
             state["writer"] = service
+        elif service.startswith("orders-") and args[3:5] == ["python", "-c"]:
+            workers = state["workers"][service]
+            print(*workers)
+            if args[6:] == ["1", "kill"]:
+                state["killed"] += workers
+                state["next_pid"] += 1
+                state["workers"][service] = [state["next_pid"]]
+            elif service in state["replacing"]:
+                state["workers"][service] = workers[-1:]
+                state["replacing"].remove(service)
+    elif args[:3] == ["kill", "-s", "SIGHUP"] and args[3].startswith("orders-"):
+        state["next_pid"] += 1
+        state["workers"][args[3]].append(state["next_pid"])
+        state["replacing"].append(args[3])
     elif args[0] == "kill" and "-s" not in args:
         state["stopped"].append(args[1])
         state["streaming"] = 0
@@ -93,7 +120,9 @@ def docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         fake.write_text(FAKE.format(python=sys.executable))
         fake.chmod(0o755)
     log, state = tmp_path / "calls.jsonl", tmp_path / "state.json"
-    state.write_text(json.dumps({"writer": "postgres", "streaming": 1, "stopped": []}))
+    state.write_text(json.dumps({"writer": "postgres", "streaming": 1, "stopped": [],
+                                 "workers": {"orders-1": [101], "orders-2": [201]},
+                                 "killed": [], "replacing": [], "next_pid": 1000}))
     monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
     monkeypatch.setenv("FAKE_LOG", str(log))
     monkeypatch.setenv("FAKE_STATE", str(state))
@@ -113,10 +142,19 @@ def forget(log: Path) -> None:
     log.unlink(missing_ok=True)
 
 
+def fake_state() -> dict[str, Any]:
+    state: dict[str, Any] = json.loads(Path(os.environ["FAKE_STATE"]).read_text())
+    return state
+
+
+def played(**changes: Any) -> None:
+    """Change what the fake plays."""
+    Path(os.environ["FAKE_STATE"]).write_text(json.dumps({**fake_state(), **changes}))
+
+
 def stopped(*services: str) -> None:
     """Tell the fake these services are stopped (its ``stop`` does not play that)."""
-    state = Path(os.environ["FAKE_STATE"])
-    state.write_text(json.dumps({**json.loads(state.read_text()), "stopped": list(services)}))
+    played(stopped=list(services))
 
 
 def envs(log: Path) -> list[dict[str, str]]:
@@ -166,10 +204,15 @@ def healthy_port() -> Iterator[int]:
     server.server_close()
 
 
+def shop_ports(port: int) -> ComposePorts:
+    """The fake shop on one port: the entry, the catalog and each orders replica."""
+    return ComposePorts(entry=port, catalog=port, orders=(port, port))
+
+
 @pytest.fixture
 def target(healthy_port: int) -> ComposeTarget:
-    ports = ComposePorts(entry=healthy_port, catalog=healthy_port, orders=healthy_port)
-    target = ComposeTarget(ROOT, ports=ports, ready_timeout=5, command_timeout=10)
+    target = ComposeTarget(ROOT, ports=shop_ports(healthy_port), ready_timeout=5,
+                           command_timeout=10)
     # no unreachable window (20 s by default) but where a test asks for one
     target.fault_options(Fault.FAILOVER, FailoverOptions(unreachable=0))
     return target
@@ -179,8 +222,8 @@ async def test_apply_recreates_the_services_with_the_settings(docker: Path,
                                                               target: ComposeTarget) -> None:
     await target.apply(RESILIENT_SWITCHES, lambda _: None)
 
-    assert calls(docker) == [
-        [*COMPOSE, "up", "-d", "--force-recreate", "catalog", "orders", "order-worker"]]
+    assert calls(docker) == [[*COMPOSE, "up", "-d", "--force-recreate", "catalog", "orders-1",
+                              "orders-2", "order-worker"]]
     # the switches reach docker compose's environment, which the compose file interpolates
     assert {k: v for k, v in envs(docker)[0].items() if k.startswith("SHOP_")} == {
         "SHOP_ENABLE_PROXY": "true", "SHOP_ENABLE_DEGRADATION": "true"}
@@ -191,7 +234,7 @@ async def test_apply_without_degradation_runs_no_worker(docker: Path,
     await target.apply(Switches(proxy=False, degradation=False), lambda _: None)
 
     assert calls(docker) == [
-        [*COMPOSE, "up", "-d", "--force-recreate", "catalog", "orders"],
+        [*COMPOSE, "up", "-d", "--force-recreate", "catalog", "orders-1", "orders-2"],
         [*COMPOSE, "stop", "order-worker"],
     ]
     shop_env = {k: v for k, v in envs(docker)[0].items() if k.startswith("SHOP_")}
@@ -214,8 +257,7 @@ async def test_apply_waits_until_the_shop_answers_through_the_entry(
 async def test_apply_says_so_when_the_entry_never_answers(
         docker: Path, healthy_port: int) -> None:
     Shop.entry_gaps = 10**6
-    target = ComposeTarget(ROOT, ports=ComposePorts(entry=healthy_port, catalog=healthy_port,
-                                                    orders=healthy_port), ready_timeout=1.5)
+    target = ComposeTarget(ROOT, ports=shop_ports(healthy_port), ready_timeout=1.5)
 
     with pytest.raises(LabError, match="the shop through the entry"):
         await target.apply(RESILIENT_SWITCHES, lambda _: None)
@@ -266,8 +308,7 @@ async def test_failover_holds_writer_and_reader_unreachable_for_its_window(
 
 async def test_failover_without_options_holds_the_labs_default_window(
         docker: Path, healthy_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = ComposeTarget(ROOT, ports=ComposePorts(entry=healthy_port, catalog=healthy_port,
-                                                    orders=healthy_port))
+    target = ComposeTarget(ROOT, ports=shop_ports(healthy_port))
     slept: list[float] = []
     # the module's clock only: other threads (subprocess waits) keep the real sleep
     monkeypatch.setattr(compose_target, "time",
@@ -529,6 +570,193 @@ async def test_reader_loss_follows_the_roles_after_a_failover(
             "postgres-replica"] in calls(docker)
 
 
+SQS_DELAY = [*COMPOSE, "exec", "-T", "sqs-proxy", "python", "/opt/chaos-shop/latency_proxy.py",
+             "set"]
+
+
+def workers(replica: str, *kill: str) -> list[str]:
+    """The look at (or the kill of) an orders replica's uvicorn workers, in its container."""
+    return [*COMPOSE, "exec", "-T", replica, "python", "-c", compose_target.ORDERS_WORKERS, "1",
+            *kill]
+
+
+def running(service: str) -> list[str]:
+    return [*COMPOSE, "ps", "-q", "--status", "running", service]
+
+
+async def test_aws_slow_delays_every_sqs_answer_while_the_database_is_out(
+        docker: Path, target: ComposeTarget) -> None:
+    await target.inject("aws-slow", 10, lambda _: None)  # the lab's default: 1 s
+    target.fault_options(Fault.AWS_SLOW, AwsSlowOptions(delay=2.5))
+    await target.inject("aws-slow", 10, lambda _: None)
+
+    assert calls(docker) == [LOSE_TARGET, [*SQS_DELAY, "1"], LOSE_TARGET, [*SQS_DELAY, "2.5"]]
+    forget(docker)
+
+    await target.restore("aws-slow", lambda _: None)
+    await target.restore("aws-slow", lambda _: None)  # again, or with nothing injected
+
+    assert calls(docker) == [[*SQS_DELAY, "0"], TARGET_BACK] * 2
+
+
+async def test_aws_slow_gives_the_database_back_even_when_the_sqs_proxy_does_not_answer(
+        docker: Path, target: ComposeTarget, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_FAIL", "sqs-proxy")
+
+    with pytest.raises(LabError, match="sqs-proxy"):
+        await target.restore("aws-slow", lambda _: None)
+
+    assert calls(docker) == [[*SQS_DELAY, "0"], TARGET_BACK]
+
+
+async def test_fleet_crash_kills_every_replicas_worker_during_a_database_outage(
+        docker: Path, target: ComposeTarget) -> None:
+    target.fault_options(Fault.FLEET_CRASH, FleetCrashOptions(kill_after=0.3))
+    said: list[str] = []
+    started = time.monotonic()
+
+    await target.inject("fleet-crash", 10, said.append)
+
+    assert time.monotonic() - started >= 0.3  # orders were taken in first
+    assert calls(docker) == [LOSE_TARGET, workers("orders-1", "kill"),
+                             workers("orders-2", "kill")]
+    assert fake_state()["killed"] == [101, 201]  # each process manager started a new one
+    assert "orders-1's worker [101], orders-2's worker [201]" in said[-1]
+    forget(docker)
+
+    await target.restore("fleet-crash", lambda _: None)
+    # the database back, then each replica serving (its deep health answered)
+    assert calls(docker) == [TARGET_BACK, running("orders-1"), running("orders-2")]
+
+    forget(docker)  # a replica whose container went is started again
+    stopped("orders-2")
+    await target.restore("fleet-crash", lambda _: None)
+    assert calls(docker) == [TARGET_BACK, running("orders-1"), running("orders-2"),
+                             [*COMPOSE, "start", "orders-2"]]
+
+
+async def test_fleet_crash_without_a_worker_to_kill_says_so(
+        docker: Path, target: ComposeTarget) -> None:
+    target.fault_options(Fault.FLEET_CRASH, FleetCrashOptions(kill_after=0))
+    played(workers={"orders-1": [], "orders-2": []})
+
+    with pytest.raises(LabError, match="no orders worker process found to kill"):
+        await target.inject("fleet-crash", 10, lambda _: None)
+    await target.restore("fleet-crash", lambda _: None)
+
+    assert calls(docker)[-3:] == [TARGET_BACK, running("orders-1"), running("orders-2")]
+
+
+async def test_the_fleets_restore_waits_until_each_replica_serves(
+        docker: Path, healthy_port: int) -> None:
+    silent = free_port()  # orders-2 does not answer
+    target = ComposeTarget(ROOT, ports=ComposePorts(entry=healthy_port, catalog=healthy_port,
+                                                    orders=(healthy_port, silent)),
+                           ready_timeout=1)
+
+    with pytest.raises(LabError, match=f"orders-2 to serve .*:{silent}/health/deep"):
+        await target.restore("rolling-deploy", lambda _: None)
+
+
+async def test_rolling_deploy_replaces_each_replicas_worker_in_turn(
+        docker: Path, target: ComposeTarget) -> None:
+    target.fault_options(Fault.ROLLING_DEPLOY, RollingDeployOptions(pause=0.3))
+    timed: list[tuple[float, str]] = []
+
+    await target.inject("rolling-deploy", 0, lambda line: timed.append((time.monotonic(), line)))
+
+    sighup = [*COMPOSE, "kill", "-s", "SIGHUP"]
+    # each: its workers, SIGHUP to its process manager, then looked at until the old worker
+    # is gone and a new one serves (the fake's first look finds both)
+    assert calls(docker) == [
+        workers("orders-1"), [*sighup, "orders-1"], workers("orders-1"), workers("orders-1"),
+        workers("orders-2"), [*sighup, "orders-2"], workers("orders-2"), workers("orders-2"),
+    ]
+    assert fake_state()["workers"] == {"orders-1": [1001], "orders-2": [1002]}
+    assert fake_state()["killed"] == []  # replaced, never killed
+    [(first_at, first), (second_at, second)] = timed
+    assert "orders-1 replaced" in first and "[101]" in first
+    assert "orders-2 replaced" in second and second_at - first_at >= 0.3  # the pause
+    forget(docker)
+
+    await target.restore("rolling-deploy", lambda _: None)
+    assert calls(docker) == [running("orders-1"), running("orders-2")]
+
+
+async def test_rolling_deploy_of_a_replica_without_a_worker_is_refused(
+        docker: Path, target: ComposeTarget) -> None:
+    played(workers={"orders-1": [], "orders-2": [201]})
+
+    with pytest.raises(LabError, match="orders-1 runs no worker to replace"):
+        await target.inject("rolling-deploy", 0, lambda _: None)
+
+    assert calls(docker) == [workers("orders-1")]  # no SIGHUP
+
+
+TINY_APP = """
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+"""
+
+
+def test_the_worker_look_finds_kills_and_sees_replaced_a_real_process_managers_worker(
+        tmp_path: Path) -> None:
+    """What fleet-crash and rolling-deploy run in an orders container, against a real
+    ``python -m shop.serve`` (the image's command), here with its pid for PID 1: the look finds
+    its one worker; the kill takes it and the manager starts another on the same socket;
+    SIGHUP replaces it; SIGTERM stops all."""
+    (tmp_path / "tiny.py").write_text(TINY_APP)
+    port = free_port()
+    manager = subprocess.Popen(
+        [sys.executable, "-m", "shop.serve", "tiny:app", "--port", str(port),
+         "--timeout-graceful-shutdown", "2"], cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def look(*kill: str) -> list[int]:
+        found = subprocess.run([sys.executable, "-c", compose_target.ORDERS_WORKERS,
+                                str(manager.pid), *kill], capture_output=True, text=True,
+                               check=True, timeout=10).stdout
+        return [int(pid) for pid in found.split()]
+
+    def serving_one_worker_but(old: list[int]) -> list[int] | None:
+        now = look()
+        if len(now) == 1 and not set(now) & set(old) and get_ok(f"http://127.0.0.1:{port}/"):
+            return now
+        return None
+
+    def until_one_worker_but(old: list[int]) -> list[int]:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if found := serving_one_worker_but(old):
+                return found
+            time.sleep(0.1)
+        raise AssertionError(f"no new worker serves in place of {old}")
+
+    try:
+        first = until_one_worker_but([])
+        assert look("kill") == first  # the one it killed
+        restarted = until_one_worker_but(first)
+        manager.send_signal(signal.SIGHUP)
+        until_one_worker_but(restarted)
+        assert manager.poll() is None  # the manager itself never went
+        manager.send_signal(signal.SIGTERM)
+        assert manager.wait(timeout=20) == 0
+    finally:
+        if manager.poll() is None:
+            manager.kill()
+            manager.wait()
+
+
 async def test_a_failing_docker_is_a_lab_error_with_its_stderr(
         docker: Path, target: ComposeTarget, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_FAIL", "kill postgres")
@@ -544,8 +772,7 @@ async def test_a_failing_docker_is_a_lab_error_with_its_stderr(
 async def test_a_hanging_docker_is_a_lab_error(docker: Path, healthy_port: int,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_SLEEP", "5")
-    target = ComposeTarget(ROOT, ports=ComposePorts(entry=healthy_port, catalog=healthy_port,
-                                                    orders=healthy_port), command_timeout=0.5)
+    target = ComposeTarget(ROOT, ports=shop_ports(healthy_port), command_timeout=0.5)
 
     with pytest.raises(LabError, match="did not finish within"):
         await target.restore("db-outage", lambda _: None)
@@ -592,4 +819,9 @@ def test_it_points_where_docker_compose_publishes() -> None:
     assert default.entry_url == "http://127.0.0.1:8080"
     assert default.health_urls == ["http://127.0.0.1:8080/products",
                                    "http://127.0.0.1:8001/health/deep",
-                                   "http://127.0.0.1:8002/health/deep"]
+                                   "http://127.0.0.1:8002/health/deep",
+                                   "http://127.0.0.1:8003/health/deep"]
+    # each breaker watched where it lives: the catalog and each orders replica
+    assert default.breaker_urls == {"catalog": "http://127.0.0.1:8001/health/deep",
+                                    "orders-1": "http://127.0.0.1:8002/health/deep",
+                                    "orders-2": "http://127.0.0.1:8003/health/deep"}

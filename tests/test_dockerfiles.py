@@ -20,6 +20,8 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+from shop import serve
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -162,14 +164,24 @@ def test_cmd_is_exec_form_and_runs_a_module_that_exists(image: Image) -> None:
     assert cmd is not None, "exec form: the process is PID 1 and receives SIGTERM itself"
     assert not [s for s in steps if s.keyword == "ENTRYPOINT"]
     code = ROOT / "services" / image.service
-    if cmd[0] == "uvicorn":
-        module, _, attribute = cmd[1].partition(":")
+    served = cmd[:3] == ["python", "-m", "shop.serve"]  # uvicorn's process manager
+    if cmd[0] == "uvicorn" or served:
+        args = serve.parser().parse_args(cmd[3:]) if served else None
+        module, _, attribute = (args.app if args else cmd[1]).partition(":")
         source = code / (module.replace(".", "/") + ".py")
         assert re.search(rf"^{attribute} = ", source.read_text(), re.M), (source, attribute)
         assert cmd[cmd.index("--port") + 1] == str(image.port)
         assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
-        for flag in ("--proxy-headers", "--no-access-log", "--timeout-graceful-shutdown"):
-            assert flag in cmd
+        if args:  # the process manager reads the proxy headers and logs no access
+            served_as = serve.config(args)
+            assert served_as.proxy_headers and not served_as.access_log
+            # patient with a new worker on a busy machine (uvicorn's 5 s: a SIGHUP's
+            # replacement abandoned, a live worker killed as hung)
+            assert served_as.timeout_worker_healthcheck >= 30
+            assert "--timeout-graceful-shutdown" in cmd
+        else:
+            for flag in ("--proxy-headers", "--no-access-log", "--timeout-graceful-shutdown"):
+                assert flag in cmd
         # X-Forwarded-For believed from the load balancer's networks only: uvicorn reads them
         # from FORWARDED_ALLOW_IPS, this machine by default; never "*" (anyone may claim any
         # client address)
@@ -230,9 +242,15 @@ RDS_CA_BUNDLE_URL = "https://truststore.pki.rds.amazonaws.com/global/global-bund
 RDS_CA_BUNDLE_PATH = "/etc/ssl/certs/rds-global-bundle.pem"
 
 
-def compose_build_args(service: str) -> dict[str, str]:
+def compose_build_args(folder: str) -> dict[str, str]:
+    """The build args docker-compose.yml gives services/FOLDER/Dockerfile: the same for every
+    service built from it (the orders fleet's replicas and the migrate step: one image)."""
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    args: dict[str, str] = compose["services"][service]["build"].get("args", {})
+    builds = [spec["build"] for spec in compose["services"].values()
+              if spec.get("build", {}).get("dockerfile") == f"services/{folder}/Dockerfile"]
+    assert builds, f"no compose service builds services/{folder}/Dockerfile"
+    args: dict[str, str] = builds[0].get("args", {})
+    assert all(build.get("args", {}) == args for build in builds), folder
     return args
 
 

@@ -29,6 +29,7 @@ import order_worker.queue_depth as worker_module
 import shop.metrics
 from chaos_lab.local.aws import ShopResources, client
 from chaos_lab.processes import free_port
+from chaos_lab.targets.compose import ORDERS_FLEET
 from order_worker.app import app as worker_app
 from support import eventually, serve
 
@@ -41,9 +42,12 @@ COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 PROFILE = {"prometheus", "grafana"}
 # What a plain `docker compose up` starts, as before the profile existed.
-PLAIN = {"postgres", "postgres-replica", "secrets", "pgbouncer", "latency-proxy", "moto",
-         "aws-init", "migrate", "catalog", "orders", "order-worker", "nginx"}
-SHOP = ("catalog", "orders", "order-worker")
+PLAIN = {"postgres", "postgres-replica", "secrets", "pgbouncer", "latency-proxy", "sqs-proxy",
+         "moto", "aws-init", "migrate", "catalog", "orders-1", "orders-2", "order-worker",
+         "nginx"}
+# Each shop service's job and the compose services it scrapes: the orders fleet's replicas
+# are the instances of one job.
+SHOP = {"catalog": ("catalog",), "orders": ORDERS_FLEET, "order-worker": ("order-worker",)}
 # Prometheus's own series per target, not the shop's: the one name allowed beside them.
 PROMETHEUS_SERIES = {"up"}
 
@@ -176,22 +180,26 @@ def container_port(service: str) -> int:
     return int(str(entry).rsplit(":", 1)[1])
 
 
-def test_prometheus_scrapes_exactly_the_three_shop_processes() -> None:
+def test_prometheus_scrapes_exactly_the_shop_processes() -> None:
     config = yaml.safe_load(PROMETHEUS.read_text())
     assert config["global"]["scrape_interval"] == "5s"
-    scraped = {}
+    scraped: dict[str, dict[str, int]] = {}
     for job in config["scrape_configs"]:
         assert job.get("metrics_path", "/metrics") == "/metrics"
         (static,) = job["static_configs"]
-        (target,) = static["targets"]
-        host, port = target.split(":")
-        assert host == job["job_name"], "one job per service, named after it"
-        scraped[host] = int(port)
-    assert scraped == {service: container_port(service) for service in SHOP}
-    assert scraped["order-worker"] == int(
+        scraped[job["job_name"]] = {target.split(":")[0]: int(target.split(":")[1])
+                                    for target in static["targets"]}
+    # one job per service, named after it; each replica of the orders fleet a target of its
+    # job, so that the dashboard's sums by job add the fleet up
+    assert scraped == {job: {service: container_port(service) for service in services}
+                       for job, services in SHOP.items()}
+    assert scraped["order-worker"]["order-worker"] == int(
         SERVICES["order-worker"]["environment"]["SHOP_WORKER_HEALTH_PORT"])
-    up = next(expr for expr in expressions() if expr.startswith("up{"))
-    assert re.search(r'job=~"([^"]*)"', up)[1].split("|") == list(SHOP)  # type: ignore[index]
+    up = next(panel for panel in panels() if panel["targets"][0]["expr"].startswith("up{"))
+    (target,) = up["targets"]
+    jobs = re.search(r'job=~"([^"]*)"', target["expr"])
+    assert jobs and jobs[1].split("|") == list(SHOP)
+    assert target["legendFormat"] == "{{instance}}"  # one line per replica
 
 
 def test_the_profile_is_opt_in() -> None:

@@ -17,7 +17,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m shop.serve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("app", help="the ASGI app, e.g. orders.main:app")
@@ -26,11 +26,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--forwarded-allow-ips", default=None, help=(
         "proxies whose X-Forwarded-* headers are trusted (default: $FORWARDED_ALLOW_IPS, "
         "else 127.0.0.1)"))
-    args = parser.parse_args(argv)
-    config = uvicorn.Config(args.app, host=args.host, port=args.port, workers=1,
-                            access_log=False, forwarded_allow_ips=args.forwarded_allow_ips,
-                            timeout_graceful_shutdown=30)
-    Multiprocess(config, sockets=[config.bind_socket()]).run()
+    parser.add_argument("--timeout-graceful-shutdown", type=int, default=30, metavar="SECONDS",
+                        help=("how long a stopping worker finishes its requests in flight "
+                              "before it closes them (default 30): a container's is shorter "
+                              "than its stop grace period"))
+    parser.add_argument("--timeout-worker-healthcheck", type=int, default=30, metavar="SECONDS",
+                        help=("how long the manager waits for a worker to answer its ping, and "
+                              "for a new worker to be ready on SIGHUP (default 30; uvicorn's "
+                              "5 s is too short on a busy machine: the manager then kills a "
+                              "live worker, or abandons the replacement and keeps the old one)"))
+    return parser
+
+
+def config(args: argparse.Namespace) -> uvicorn.Config:
+    """One worker; X-Forwarded-For read (proxy headers) from the trusted proxies only; no
+    access log; the manager's patience with its worker."""
+    return uvicorn.Config(args.app, host=args.host, port=args.port, workers=1,
+                          access_log=False, proxy_headers=True,
+                          forwarded_allow_ips=args.forwarded_allow_ips,
+                          timeout_graceful_shutdown=args.timeout_graceful_shutdown,
+                          timeout_worker_healthcheck=args.timeout_worker_healthcheck)
+
+
+def main(argv: list[str] | None = None) -> int:
+    served = config(parser().parse_args(argv))
+    Multiprocess(served, sockets=[served.bind_socket()]).run()
     return 0
 
 

@@ -1,9 +1,10 @@
 """The docker compose stack (docker-compose.yml) as an experiment target: the same experiments
 as the local lab, with the faults made through ``docker compose`` commands.
 
-- settings: ``docker compose up -d --force-recreate`` of the shop's three services with the
+- settings: ``docker compose up -d --force-recreate`` of the shop's services with the
   ``SHOP_*`` switches in the environment (the compose file interpolates them), then a wait
-  until both APIs are ready and the shop answers through nginx;
+  until the APIs (the catalog, each orders replica) are ready and the shop answers through
+  nginx;
 - failover: ``docker compose kill`` the writer node, and PgBouncer holds both endpoints (its
   admin console's KILL: every connection dropped, new ones wait, refused after its
   ``query_wait_timeout``) while the peer is promoted (``pg_promote``); when the
@@ -29,10 +30,25 @@ as the local lab, with the faults made through ``docker compose`` commands.
   compose start order-worker``;
 - reader-loss: commits stop waiting for a synchronous standby, the replica's container is
   killed and PgBouncer's reader endpoint routed to the writer; restore: the failover's
-  (the replica started, streaming, synchronous again, the reader endpoint on it).
+  (the replica started, streaming, synchronous again, the reader endpoint on it);
+- aws-slow: the db-outage, and every answer of SQS ``delay`` seconds late: the second latency
+  proxy, ``sqs-proxy`` between the services and moto's SQS (``AWS_ENDPOINT_URL_SQS``), is told
+  the delay; restore: a delay of 0, then the target back;
+- fleet-crash: the db-outage, and ``kill_after`` seconds into it every orders replica's
+  uvicorn worker killed (SIGKILL, inside its container: ``docker compose exec``); each
+  replica's process manager (PID 1, src/shop/serve.py) starts a new one on the socket it
+  holds; restore: the target back, each replica serving (/health/deep 200);
+- rolling-deploy: each orders replica in turn replaced under traffic: SIGHUP to its process
+  manager (``docker compose kill -s SIGHUP``), which starts a new worker and stops the old one
+  once the new one serves; the next one ``pause`` seconds after this one's new worker serves;
+  restore: each replica serving.
 
 A fault's options (``fault.options`` of the experiment) arrive through ``fault_options``
-before its inject; the defaults are the lab's.
+before its inject; the defaults are the lab's. Every restore may run twice, or with nothing
+injected.
+
+The orders service runs as a fleet of two replicas (``orders-1``, ``orders-2``: one definition
+in docker-compose.yml), each published on a port of its own, behind nginx, as in the lab.
 
 The compose nodes keep their service names (``postgres``, ``postgres-replica``) while their
 roles swap: which one is the writer is asked of the nodes themselves. Host ports are the ones
@@ -59,13 +75,22 @@ import httpx
 
 from chaos_lab.local.aws import ShopResources, client, purge, queue_depth, undecided_orders
 from chaos_lab.local.lab import get_ok
-from chaos_lab.model import FailoverOptions, Fault, Switches, implementation
+from chaos_lab.model import (
+    AwsSlowOptions,
+    FailoverOptions,
+    Fault,
+    FleetCrashOptions,
+    RollingDeployOptions,
+    Switches,
+    implementation,
+)
 from chaos_lab.processes import LabError, ToolMissing, run, wait_until
 from chaos_lab.targets.base import Say, WriterChecks, fetch_from
 from shop.db import reset_catalog
 
 NODES = ("postgres", "postgres-replica")
-SHOP_SERVICES = ("catalog", "orders", "order-worker")
+ORDERS_FLEET = ("orders-1", "orders-2")  # the orders service's replicas, behind nginx
+SHOP_SERVICES = ("catalog", *ORDERS_FLEET, "order-worker")
 # The settings docker-compose.yml passes through from the environment (${NAME:-default}).
 PASSED_THROUGH = ("SHOP_ENABLE_PROXY", "SHOP_ENABLE_DEGRADATION", "SHOP_LOG_LEVEL")
 ENDPOINTS = ("shop", "shop_reader")  # PgBouncer's writer and reader databases
@@ -73,6 +98,30 @@ ROUTE = "/etc/chaos-shop/pgbouncer/route.sh"
 AWS = "moto"  # the AWS emulator's service
 WORKER = "order-worker"
 LATENCY = ("latency-proxy", "python", "/opt/chaos-shop/latency_proxy.py", "set")
+SQS_LATENCY = ("sqs-proxy", "python", "/opt/chaos-shop/latency_proxy.py", "set")
+# Run in an orders container (``python -c SCRIPT MANAGER [kill]``): the pids of the uvicorn
+# workers, the children of the process manager (MANAGER: PID 1 there, src/shop/serve.py) that
+# multiprocessing's spawn started; with ``kill``, each killed first (SIGKILL). The image has no
+# ps: /proc is read.
+ORDERS_WORKERS = '''
+import os, signal, sys
+workers = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        with open(f"/proc/{pid}/stat") as stat, open(f"/proc/{pid}/cmdline", "rb") as cmd:
+            parent, command = stat.read().rpartition(")")[2].split()[1], cmd.read()
+    except OSError:
+        continue
+    if parent == sys.argv[1] and b"spawn_main" in command:
+        workers.append(int(pid))
+for pid in workers:
+    if sys.argv[2:] == ["kill"]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+print(*sorted(workers))
+'''
 SET_PASSWORDS = "/etc/chaos-shop/postgres/set-passwords.sh"
 USERLIST = "/etc/chaos-shop/pgbouncer/userlist.sh"
 # The passwords this target logs in with (the owner's, PgBouncer's admin console's).
@@ -91,7 +140,7 @@ class ComposePorts:
 
     entry: int = 8080
     catalog: int = 8001
-    orders: int = 8002
+    orders: tuple[int, ...] = (8002, 8003)  # each replica's, in ORDERS_FLEET's order
     worker: int = 8081
     postgres: int = 5432
     replica: int = 5433
@@ -100,6 +149,9 @@ class ComposePorts:
 
     def node(self, service: str) -> int:
         return self.postgres if service == NODES[0] else self.replica
+
+    def orders_replica(self, service: str) -> int:
+        return self.orders[ORDERS_FLEET.index(service)]
 
 
 def peer(node: str) -> str:
@@ -135,7 +187,11 @@ class ComposeTarget(WriterChecks):
     def health_urls(self) -> list[str]:
         return [f"{self.entry_url}/products",
                 f"http://127.0.0.1:{self.ports.catalog}/health/deep",
-                f"http://127.0.0.1:{self.ports.orders}/health/deep"]
+                *(self.orders_health(service) for service in ORDERS_FLEET)]
+
+    def orders_health(self, service: str) -> str:
+        """An orders replica's deep health, on its own published port."""
+        return f"http://127.0.0.1:{self.ports.orders_replica(service)}/health/deep"
 
     @property
     def moto_url(self) -> str:
@@ -216,14 +272,15 @@ class ComposeTarget(WriterChecks):
 
     @property
     def breaker_urls(self) -> dict[str, str]:
-        return {"catalog": self.health_urls[1], "orders": self.health_urls[2]}
+        return {"catalog": self.health_urls[1],
+                **{service: self.orders_health(service) for service in ORDERS_FLEET}}
 
     async def apply(self, switches: Switches, say: Say) -> None:
         await asyncio.to_thread(self._apply, switches, say)
 
     def _apply(self, switches: Switches, say: Say) -> None:
         # Without degradation there is no queue to drain: no worker, as in the lab.
-        services = SHOP_SERVICES if switches.degradation else SHOP_SERVICES[:2]
+        services = SHOP_SERVICES if switches.degradation else SHOP_SERVICES[:-1]
         say(f"compose: recreating {', '.join(services)} ({switches})")
         self.compose("up", "-d", "--force-recreate", *services, env=switches.env(),
                      timeout=max(self.command_timeout, 300))
@@ -374,6 +431,84 @@ class ComposeTarget(WriterChecks):
             self.compose("start", WORKER)
             self._worker_killed = False
 
+    def _aws_slow(self, say: Say) -> None:
+        delay = self.option(Fault.AWS_SLOW, "delay", AwsSlowOptions().delay)
+        self._lose_target(say)
+        say(f"compose: every SQS answer {delay:g}s late (sqs-proxy)")
+        self.compose("exec", "-T", *SQS_LATENCY, f"{delay:g}")
+
+    def _aws_on_time(self, say: Say) -> None:
+        say("compose: SQS answers on time again (sqs-proxy)")
+        try:
+            self.compose("exec", "-T", *SQS_LATENCY, "0")
+        finally:
+            self._restore_target(say)
+
+    def orders_workers(self, service: str, *, kill: bool = False) -> list[int]:
+        """The uvicorn workers' pids in an orders replica's container (killed first, SIGKILL,
+        with ``kill``)."""
+        found = self.compose("exec", "-T", service, "python", "-c", ORDERS_WORKERS, "1",
+                             *(["kill"] if kill else []))
+        return [int(pid) for pid in found.split()]
+
+    def _crash_fleet(self, say: Say) -> None:
+        started = time.monotonic()
+        kill_after = self.option(Fault.FLEET_CRASH, "kill_after",
+                                 FleetCrashOptions().kill_after)
+        self._lose_target(say)
+        say(f"compose: orders taken into the order table for {kill_after:g}s, then every "
+            "orders replica's worker killed (SIGKILL)")
+        time.sleep(max(0.0, started + kill_after - time.monotonic()))
+        killed = {service: self.orders_workers(service, kill=True) for service in ORDERS_FLEET}
+        say("compose: killed " + ", ".join(f"{service}'s worker {pids}"
+                                           for service, pids in killed.items())
+            + "; their process managers start new ones")
+        if not any(killed.values()):
+            raise LabError("fleet-crash: no orders worker process found to kill")
+
+    def _fleet_back(self, say: Say) -> None:
+        self._restore_target(say)
+        self._fleet_serving(say)
+
+    def _fleet_serving(self, say: Say) -> None:
+        """Every orders replica serves (its container started again, should it have
+        stopped): idempotent."""
+        for service in ORDERS_FLEET:
+            if not self._running(service):
+                say(f"compose: {service} started again")
+                self.compose("start", service)
+            url = self.orders_health(service)
+            wait_until(partial(get_ok, url), f"{service} to serve ({url})",
+                       self.ready_timeout, interval=0.5)
+        say(f"compose: {', '.join(ORDERS_FLEET)} serve")
+
+    def _rolling_deploy(self, say: Say) -> None:
+        pause = self.option(Fault.ROLLING_DEPLOY, "pause", RollingDeployOptions().pause)
+        for i, service in enumerate(ORDERS_FLEET):
+            if i:
+                time.sleep(pause)
+            old = set(self.orders_workers(service))
+            if not old:
+                raise LabError(f"rolling-deploy: {service} runs no worker to replace")
+            say(f"compose: {service} replaced (SIGHUP: its process manager starts a new "
+                f"worker, then stops {sorted(old)} once it serves)")
+            self.compose("kill", "-s", "SIGHUP", service)
+            wait_until(partial(self._replaced, service, old),
+                       f"{service}'s new worker to replace {sorted(old)} and serve (a process "
+                       f"manager whose new worker was not ready in time keeps the old one: "
+                       f"docker compose logs {service})",
+                       max(self.ready_timeout, 90), interval=0.5)
+
+    def _replaced(self, service: str, old: set[int]) -> bool:
+        """None of the old workers is left, a new one is, and the replica serves."""
+        try:
+            workers = set(self.orders_workers(service))
+        except ToolMissing:
+            raise
+        except LabError:
+            return False
+        return bool(workers) and not workers & old and get_ok(self.orders_health(service))
+
     def _lose_reader(self, say: Say) -> None:
         writer = self.writer()
         if writer is None:
@@ -485,6 +620,9 @@ FAULTS: dict[Fault, tuple[Callable[[ComposeTarget, Say], None],
     Fault.AWS_OUTAGE: (ComposeTarget._aws_outage, ComposeTarget._aws_back),
     Fault.WORKER_CRASH: (ComposeTarget._crash_worker, ComposeTarget._restart_worker),
     Fault.READER_LOSS: (ComposeTarget._lose_reader, ComposeTarget._rejoin),
+    Fault.AWS_SLOW: (ComposeTarget._aws_slow, ComposeTarget._aws_on_time),
+    Fault.FLEET_CRASH: (ComposeTarget._crash_fleet, ComposeTarget._fleet_back),
+    Fault.ROLLING_DEPLOY: (ComposeTarget._rolling_deploy, ComposeTarget._fleet_serving),
 }
 
 
