@@ -103,6 +103,26 @@ async def test_past_the_limit_requests_are_shed_at_once_and_health_never_is(
     assert await db.fetchval("SELECT count(*) FROM orders WHERE product_id = 6") == 0
 
 
+async def test_a_burst_past_the_adaptive_limit_is_shed_honestly(
+        shop_db: str, db: asyncpg.Connection) -> None:
+    """300 orders at once on a cold process (its limit starts at 32): every answer is 201, 409
+    or a shed 503 with Retry-After, and a shed order did nothing: the stock went down by the
+    201s alone, and only they are rows."""
+    await db.execute("UPDATE products SET stock = 50 WHERE id = 3")
+    async with serve(orders_app, SHOP_DATABASE_URL=shop_db, SHOP_ENABLE_DEGRADATION="false",
+                     timeout=30) as orders:
+        answers = await asyncio.gather(*(
+            orders.post("/orders", json={"product_id": 3, "quantity": 1}) for _ in range(300)))
+    codes = [a.status_code for a in answers]
+    shed = [a for a in answers if a.status_code == 503]
+    assert set(codes) <= {201, 409, 503}, codes
+    assert shed, "a burst of 300 on a limit of 32 was not shed at all"
+    assert all(a.headers["retry-after"] == "1" for a in shed)
+    assert await db.fetchval("SELECT stock FROM products WHERE id = 3") == 50 - codes.count(201)
+    assert await db.fetchval(
+        "SELECT count(*) FROM orders WHERE product_id = 3") == codes.count(201)
+
+
 async def test_a_request_that_queued_too_long_before_the_process_is_shed(
         shop_db: str, db: asyncpg.Connection) -> None:
     """nginx says when the request arrived (X-Request-Start): one that already waited past

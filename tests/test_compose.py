@@ -373,20 +373,28 @@ def test_mounted_files_exist() -> None:
 
 def test_nginx_routes_like_the_alb() -> None:
     conf = (DEPLOY / "nginx" / "nginx.conf").read_text()
-    routes = dict(re.findall(r"location (/\w+) \{ proxy_pass http://(\w+); \}", conf))
+    routes = dict(re.findall(r"location (/\w+) \{[^}]*?proxy_pass http://(\w+);\s*\}", conf))
     assert routes == {"/products": "catalog", "/orders": "orders"}
     servers = {}
     for upstream in routes.values():
         block = re.search(rf"upstream {upstream} \{{([^}}]*)\}}", conf)
         assert block, upstream
         # each found again by its name (the `resolve` parameter): recreated containers move
-        found = re.findall(r"^\s*server (\S+):(\d+) resolve;$", block[1], re.M)
+        found = re.findall(r"^\s*server (\S+):(\d+) resolve[^;]*;$", block[1], re.M)
         assert len(found) == len(re.findall(r"^\s*server ", block[1], re.M)), block[1]
         for service, port in found:
             assert service in SERVICES and int(port) == SHOP[service], (upstream, service)
         servers[upstream] = tuple(service for service, _ in found)
     # the orders round-robin over the whole fleet, as the ALB over the ECS tasks
     assert servers == {"catalog": ("catalog",), "orders": ORDERS_FLEET}
+    # overload as in the lab's entry: a slow replica is not taken for a dead one, each request
+    # says when it arrived, and orders past the entry's ceiling are refused here, 503 with
+    # Retry-After
+    assert all("max_fails=0" in line for line in re.findall(r"server orders-\d\S+ [^\n]*", conf))
+    assert 'X-Request-Start "t=${msec}"' in conf
+    orders = re.search(r"location /orders \{([^}]*)\}", conf)[1]  # type: ignore[index]
+    assert re.search(r"limit_conn \w+ \d+;", orders) and "limit_conn_status 503;" in orders
+    assert "add_header Retry-After 1 always;" in conf
     assert re.search(r"listen (\d+);", conf)[1] == "8080"  # type: ignore[index]
     assert 8080 in published("nginx")
 

@@ -623,6 +623,10 @@ FAULTS: dict[Fault, tuple[Callable[[ComposeTarget, Say], None],
     Fault.AWS_SLOW: (ComposeTarget._aws_slow, ComposeTarget._aws_on_time),
     Fault.FLEET_CRASH: (ComposeTarget._crash_fleet, ComposeTarget._fleet_back),
     Fault.ROLLING_DEPLOY: (ComposeTarget._rolling_deploy, ComposeTarget._fleet_serving),
+    # the surge breaks nothing: the runner offers it against the entry, as on every target
+    Fault.SURGE: (lambda target, say: None, lambda target, say: None),
+    # the storm is the outage's; the surge at its restore is the runner's
+    Fault.RECOVERY_STORM: (ComposeTarget._lose_target, ComposeTarget._restore_target),
 }
 
 
