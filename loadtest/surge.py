@@ -28,6 +28,7 @@ import secrets
 import ssl
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ from loadtest.traffic import backoff
 
 Resend = Literal["never", "at-once", "backoff"]
 PRODUCTS = 10
+WARM_CONNECTIONS = 1024  # opened before the surge: no connection storm at its start
 RETRY_BUDGET_RATIO = 0.1  # "backoff": retries at most a tenth of the requests (SRE book)
 
 
@@ -103,33 +105,83 @@ class Connection(asyncio.Protocol):
 
 @dataclass
 class Pool:
+    """At most ``size`` keep-alive connections, opened before the surge: a client library's
+    pool, not a connection per request. A request finding them all busy waits for the first
+    one given back, its wait counted in its latency (the clock starts when it was due). With
+    no bound, a slow shop makes the generator open connections by the thousand, whose set-up
+    costs the shared CPU more than the requests (and a full backlog drops their SYNs)."""
+
     host: str
     port: int
     tls: bool = False  # https: the ALB (its certificate checked, as any client's)
+    size: int = 4096  # the entry's backlog (the lab's nginx: backlog=4096)
     idle: list[Connection] = field(default_factory=list)
     busy: set[Connection] = field(default_factory=set)
-    opened: int = 0
+    waiting: deque[asyncio.Future[Connection | None]] = field(default_factory=deque)
+    opened: int = 0  # open now, idle or busy
 
-    async def take(self) -> Connection | None:
-        while self.idle:
-            conn = self.idle.pop()
-            if conn.open:
-                self.busy.add(conn)
-                return conn
+    async def warm(self, count: int) -> None:
+        """Open ``count`` connections now (before the traffic), as far as the pool allows."""
+        made = await asyncio.gather(*(self._open() for _ in range(min(count, self.size)
+                                                                  - self.opened)))
+        for conn in made:
+            if conn is not None:
+                self.give_back(conn)
+
+    async def _open(self) -> Connection | None:
+        self.opened += 1
         try:
             _, conn = await asyncio.get_running_loop().create_connection(
                 Connection, self.host, self.port,
                 ssl=ssl.create_default_context() if self.tls else None)
         except OSError:
+            self.opened -= 1
             return None
-        self.opened += 1
-        self.busy.add(conn)
+        return conn
+
+    async def take(self) -> Connection | None:
+        """An open connection, or None when one could not be opened."""
+        while self.idle:
+            kept = self.idle.pop()
+            if kept.open:
+                self.busy.add(kept)
+                return kept
+            self.opened -= 1
+        conn: Connection | None
+        if self.opened < self.size:
+            conn = await self._open()
+        else:
+            wait: asyncio.Future[Connection | None] = (
+                asyncio.get_running_loop().create_future())
+            self.waiting.append(wait)
+            try:
+                conn = await wait
+            except asyncio.CancelledError:
+                handed = wait.result() if wait.done() and not wait.cancelled() else None
+                if handed is not None:
+                    self.give_back(handed)  # handed over as the waiter gave up
+                raise
+            if conn is None:  # a closed one was handed over: open its replacement
+                conn = await self._open()
+        if conn is not None:
+            self.busy.add(conn)
         return conn
 
     def give_back(self, conn: Connection) -> None:
         self.busy.discard(conn)
+        while self.waiting:
+            wait = self.waiting.popleft()
+            if not wait.done():
+                if conn.open:
+                    wait.set_result(conn)
+                else:
+                    self.opened -= 1
+                    wait.set_result(None)
+                return
         if conn.open:
             self.idle.append(conn)
+        else:
+            self.opened -= 1
 
     async def sweep(self) -> None:
         """Every tenth of a second: requests past their deadline get no answer."""
@@ -162,6 +214,9 @@ class SurgeReport:
     started: float  # epoch seconds: the surge's first and last scheduled order
     ended: float
     tries: list[Try] = field(default_factory=list)
+    # the most an order was sent after it was due (ms): past a few, the figures measure the
+    # generator (its loop behind), not only the shop
+    late_ms: float = 0.0
 
     def credential(self, request: int) -> str:
         return f"surge-{self.run}-client-{request % self.clients}"
@@ -208,19 +263,23 @@ class Surge:
                 b"\r\n\r\n%s" % (self.pool.host.encode(), len(body), self.report.key(n).encode(),
                                  self.report.credential(n).encode(), body))
 
-    async def order(self, phase: str) -> int:
-        """One order and its retries; the last try's status."""
+    async def order(self, phase: str, due: float | None = None) -> int:
+        """One order and its retries; the last try's status. ``due``: when it was to be sent
+        (epoch seconds; now if None): its first try's latency and timeout count from then,
+        so a generator running late, or a wait for a connection, is in the figures."""
         n, self.next_request = self.next_request, self.next_request + 1
         request = self._request(n)
         status = 0
         self.budget += RETRY_BUDGET_RATIO
         loop = asyncio.get_running_loop()
         for attempt in range(1, self.max_tries + 1):
-            sent, deadline = time.time(), loop.time() + self.timeout
-            if self.pool.idle:
+            now = time.time()
+            sent = min(due, now) if attempt == 1 and due is not None else now
+            deadline = loop.time() + self.timeout - (now - sent)
+            if self.pool.idle:  # no timer when none is needed (one costs more than a try)
                 conn: Connection | None = await self.pool.take()
-            else:  # connecting counts: a full backlog drops SYNs, retried for seconds
-                try:
+            else:
+                try:  # waiting for a connection counts
                     async with asyncio.timeout_at(deadline):
                         conn = await self.pool.take()
                 except TimeoutError:
@@ -243,16 +302,21 @@ class Surge:
                 await asyncio.sleep(backoff(attempt, 0.5))
         return status
 
-    async def probe(self, seconds: float, connections: int = 32) -> float:
+    async def probe(self, seconds: float, connections: int = 32, warmup: float = 2.0) -> float:
         """Closed loop: ``connections`` clients ordering back to back. Orders decided per
-        second (201 and 409: the order transaction ran)."""
+        second (201 and 409: the order transaction ran), not counting the first ``warmup``
+        seconds: the lab's small stock sells out in them, so the probe measures the work the
+        surge then brings (a sold-out order still runs the order transaction), not the
+        dearer confirmations of its first second."""
         decided = 0
-        stop = time.monotonic() + seconds
+        await self.pool.warm(connections)
+        counted_from = time.monotonic() + warmup
+        stop = counted_from + seconds
 
         async def client() -> None:
             nonlocal decided
             while time.monotonic() < stop:
-                if await self.order("probe") in (201, 409):
+                if await self.order("probe") in (201, 409) and time.monotonic() >= counted_from:
                     decided += 1
 
         await asyncio.gather(*(client() for _ in range(connections)))
@@ -265,14 +329,18 @@ class Surge:
         order)."""
         tasks: set[asyncio.Task[int]] = set()
         count = int(rate * seconds)
+        await self.pool.warm(WARM_CONNECTIONS)
         start = time.monotonic()
-        self.report.started = time.time()
+        self.report.started = epoch = time.time()
         next_status, sent = 5.0, 0
         while sent < count:
             elapsed = time.monotonic() - start
             due = min(count, int(elapsed * rate) + 1)
-            for _ in range(due - sent):
-                task = asyncio.ensure_future(self.order("surge"))
+            # how late this batch starts: the generator's own lag, reported beside the shop's
+            self.report.late_ms = max(self.report.late_ms,
+                                      round((elapsed - sent / rate) * 1000, 1))
+            for i in range(sent, due):
+                task = asyncio.ensure_future(self.order("surge", epoch + i / rate))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             sent = due
@@ -340,7 +408,8 @@ def main() -> None:
         report.save(args.out)
     decided = sum(1 for t in report.tries if t.phase == "surge" and t.status in (201, 409))
     print(f"SURGE done: capacity {report.capacity:g}/s, offered {report.offered:g}/s, "
-          f"goodput {decided / max(report.ended - report.started, 1e-6):.0f}/s",
+          f"goodput {decided / max(report.ended - report.started, 1e-6):.0f}/s, "
+          f"sent up to {report.late_ms:g} ms late",
           file=sys.stderr if args.out is None else sys.stdout)
 
 

@@ -11,8 +11,9 @@ import asyncpg
 import pytest
 
 from orders.main import app
+from shop.breaker import Breaker
 from shop.db import Endpoint
-from shop.errors import DatabaseUnavailable
+from shop.errors import DatabaseUnavailable, Overloaded
 from shop.orders import REASON_KEY_REUSED, GroupCommit, Order, OrderRequest, place_orders
 from shop.settings import Settings
 from support import eventually, serve
@@ -240,3 +241,73 @@ async def test_a_caller_gone_cancels_neither_the_batch_nor_anything_else(
     assert gone.cancelled() and never.cancelled()
     statuses = dict(await db.fetch("SELECT id, status FROM orders"))
     assert statuses == {a.order_id: "confirmed", b.order_id: "confirmed"}
+
+
+# Overload is not an outage ---------------------------------------------------------------
+
+
+@asynccontextmanager
+async def answering(endpoint: Endpoint) -> AsyncIterator[None]:
+    """The database keeps answering the process's other calls (a read every 20 ms)."""
+    async def reads() -> None:
+        while True:
+            await endpoint.run(lambda conn: conn.fetchval("SELECT 1"))
+            await asyncio.sleep(0.02)
+
+    task = asyncio.create_task(reads())
+    await asyncio.sleep(0.1)
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+async def test_a_timeout_while_the_database_answers_others_does_not_open_the_breaker(
+        shop_db: str, db: asyncpg.Connection) -> None:
+    """A call stuck at a row lock past its deadline, while other calls are answered: the
+    process is slow, the database is not out; the breaker (opening on the first failure
+    here) stays closed. The same timeout with nobody answered opens it."""
+    async with writer(shop_db, fallback_after_seconds=0.2) as endpoint, \
+            row_locked(shop_db, 3):
+        endpoint.breaker = Breaker("writer", fail_max=1, probe_seconds=60)
+
+        async def stuck(conn: asyncpg.Connection) -> Any:
+            return await conn.fetchval("SELECT stock FROM products WHERE id = 3 FOR UPDATE")
+
+        async with answering(endpoint):
+            with pytest.raises(DatabaseUnavailable):
+                await endpoint.run(stuck, deadline=soon(0.3), detach=True)
+            assert endpoint.breaker.closed
+        await asyncio.sleep(0.3)  # nothing answered for longer than fallback_after_seconds
+        with pytest.raises(DatabaseUnavailable):
+            await endpoint.run(stuck, deadline=soon(0.3), detach=True)
+        assert not endpoint.breaker.closed
+
+
+async def test_under_overload_a_waiting_order_is_shed_and_a_sent_one_is_decided(
+        shop_db: str, db: asyncpg.Connection) -> None:
+    """Two orders for a product whose row another session holds, while the database answers
+    the process's other calls: the first is sent and waits at the lock past its deadline,
+    for its outcome (patience), and is confirmed once the lock goes; the second, waiting its
+    turn behind it, is shed (Overloaded: nothing sent, nothing done), not handed to a
+    fallback. With nothing answered, the first would have been "unavailable, may have
+    applied" at its deadline."""
+    await db.execute("UPDATE products SET stock = 10 WHERE id = 3")
+    async with writer(shop_db, fallback_after_seconds=0.2) as endpoint:
+        endpoint.breaker = Breaker("writer", fail_max=3, probe_seconds=60)
+        orders = GroupCommit(endpoint)
+        async with answering(endpoint):
+            async with row_locked(shop_db, 3):
+                first = asyncio.create_task(
+                    orders.place(order(3), deadline=soon(0.2), patience=soon(3)))
+                await batch_waiting_at_the_lock(db)
+                second = asyncio.create_task(
+                    orders.place(order(3), deadline=soon(0.2), patience=soon(3)))
+                with pytest.raises(Overloaded):
+                    await second
+                await asyncio.sleep(0.3)  # the first is past its deadline, still waiting
+                assert not first.done()
+            placed, _ = await first
+    assert placed.status == "confirmed"
+    assert await db.fetchval("SELECT count(*) FROM orders WHERE product_id = 3") == 1
+    assert await db.fetchval("SELECT stock FROM products WHERE id = 3") == 9

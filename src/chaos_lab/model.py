@@ -472,6 +472,18 @@ NOT_HERE: dict[tuple[str, ...], str] = {
 PRESET_PARTS = ("fault", "timing", "traffic", "hypothesis", "abort")
 
 
+def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` laid over it, nested parts merged (a preset's
+    ``fault: {options: {seconds: 10}}`` keeps the file's other options)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 class ExperimentFile(_Strict):
     """An experiment file: the catalog's (``chaos-shop experiment list``; failover.yaml is the
     one to copy) or one's own. ``chaos-shop experiment schema`` prints this as a JSON Schema,
@@ -505,9 +517,7 @@ class ExperimentFile(_Strict):
         if name not in self.presets:
             raise LabError(f"{self.name} has no preset {name!r}; it has "
                            f"{', '.join(['default', *sorted(self.presets)])}")
-        data = self.model_dump(mode="json")
-        for part, overrides in self.presets[name].items():
-            data[part] = {**data[part], **overrides}
+        data = _merged(self.model_dump(mode="json"), self.presets[name])
         data["presets"] = {}
         return ExperimentFile.model_validate(data)
 

@@ -95,9 +95,11 @@ class Breaker:
         others right now, so a caller should not spend a retry budget on it."""
         return self.closed and self._cb.fail_counter > 0
 
-    async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
+    async def call(self, operation: Callable[[], Awaitable[T]],
+                   counts: Callable[[DatabaseUnavailable], bool] | None = None) -> T:
         """Run ``operation`` if the breaker is closed, else raise DatabaseUnavailable at once.
-        The operation's DatabaseUnavailable counts as a failure, its result as a success."""
+        The operation's DatabaseUnavailable counts as a failure (unless ``counts`` says it
+        does not: then as nothing), its result as a success."""
         if not self.closed:
             raise DatabaseUnavailable(self.name, BreakerOpen("breaker open"))
         try:
@@ -105,7 +107,8 @@ class Breaker:
         except BusinessError:
             raise  # the database answered: neither a failure nor a success
         except DatabaseUnavailable as exc:
-            await self.failed(exc)
+            if counts is None or counts(exc):
+                await self.failed(exc)
             raise
         await self.succeeded()
         return result

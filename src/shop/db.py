@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -149,6 +150,23 @@ class Endpoint:
         # Told how long each call took, from the wait for a connection to the answer (the
         # process's admission limit follows it: shop.admission).
         self.latency_observer: Callable[[float], None] | None = None
+        # When an operation last returned (the event loop's clock), detached ones included.
+        self.last_answer = -math.inf
+
+    def answering(self) -> bool:
+        """The database answered an operation within the last ``SHOP_FALLBACK_AFTER_SECONDS``:
+        a call that times out now waited behind this process's own work (overload), it did
+        not meet a dead database (which answers nobody). Under an outage this turns false
+        that long after the last answer; with little traffic it is false most of the time,
+        and a timeout counts as it always has."""
+        return (asyncio.get_running_loop().time() - self.last_answer
+                <= self._settings.fallback_after_seconds)
+
+    def _counts(self, exc: DatabaseUnavailable) -> bool:
+        """Whether the breaker hears this failure: not a timeout while the database answers
+        others (overload is not an outage: opening would send every order to the fallback,
+        the order table's and the queue's work added to a process with too much already)."""
+        return not (isinstance(exc.cause, TimeoutError) and self.answering())
 
     @property
     def writes_stuck(self) -> bool:
@@ -222,7 +240,7 @@ class Endpoint:
         try:
             if self.breaker is None:
                 return await attempts.with_retry()
-            return await self.breaker.call(attempts.with_retry)
+            return await self.breaker.call(attempts.with_retry, counts=self._counts)
         finally:
             if self.latency_observer is not None and attempts.progress.started:
                 self.latency_observer(time.perf_counter() - started)
@@ -260,7 +278,9 @@ class Endpoint:
                 progress.started = True  # from here on a write may reach the database
                 progress.connection = conn
                 # The pool hands out a proxy that behaves as the connection it wraps.
-                return await operation(cast(asyncpg.Connection, conn))
+                result = await operation(cast(asyncpg.Connection, conn))
+                self.last_answer = asyncio.get_running_loop().time()
+                return result
         except Exception as exc:
             if is_auth_error(exc):
                 # Pooled connections stay good (a password change does not end sessions):

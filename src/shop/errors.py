@@ -138,10 +138,13 @@ class QuotaExceeded(ShopError):
 
 
 class Overloaded(ShopError):
-    """More requests in progress than the process takes on: shed at once, never queued."""
+    """More requests in progress than the process takes on: shed at once, never queued; or an
+    order that waited its turn for the database past ``SHOP_FALLBACK_AFTER_SECONDS`` while the
+    database answered (shop.orders.GroupCommit). Nothing was done."""
 
     status_code = 503
     message = "overloaded, try again shortly"
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "1"}
 
 
 class FallbackUnavailable(ShopError):

@@ -73,7 +73,9 @@ SHED = Counter(
     "shop_requests_shed_total",
     "Requests answered 503 at once, before any work, by why: limit (the process's adaptive"
     " admission limit reached), queued (waited longer than SHOP_MAX_QUEUE_SECONDS before it"
-    " reached the process)", ["why"],
+    " reached the process), waited (an order that waited its turn for the database past"
+    " SHOP_FALLBACK_AFTER_SECONDS while the database answered: overload, not an outage)",
+    ["why"],
 )
 ADMISSION_LIMIT = Gauge(
     "shop_admission_limit",

@@ -28,8 +28,10 @@ from shop.errors import (
     IdempotencyKeyReused,
     InsufficientStock,
     OrderFailed,
+    Overloaded,
     ProductNotFound,
 )
+from shop.metrics import SHED
 
 OrderStatus = Literal["confirmed", "rejected", "pending", "failed"]
 FINAL: frozenset[str] = frozenset({"confirmed", "rejected", "failed"})
@@ -166,6 +168,7 @@ MAX_BATCH = 100  # orders in one call at most; the others go in the next
 class _Waiting:
     request: OrderRequest
     deadline: float
+    patience: float | None = None  # how long it waits on, sent, while the database answers
     placed: asyncio.Future[Order] = field(default_factory=lambda: _quiet_future())
 
 
@@ -198,11 +201,15 @@ class GroupCommit:
         self._waiting: dict[int, list[_Waiting]] = {}  # per product, in arrival order
         self._calls: dict[int, asyncio.Task[None]] = {}  # per product, the one sending
 
-    async def place(self, request: OrderRequest, deadline: float) -> tuple[Order, float]:
-        """The order's outcome and how long it took, in milliseconds."""
+    async def place(self, request: OrderRequest, deadline: float,
+                    patience: float | None = None) -> tuple[Order, float]:
+        """The order's outcome and how long it took, in milliseconds. ``deadline``: when to
+        give up on the database (for the fallback); ``patience`` (later): how long a sent
+        order waits for its outcome instead while the database answers the process's other
+        calls (overload: it will be decided, and a fallback would only add work)."""
         started = time.perf_counter()
         product = request.product_id
-        waiting = _Waiting(request, deadline)
+        waiting = _Waiting(request, deadline, patience)
         self._waiting.setdefault(product, []).append(waiting)
         if product not in self._calls:
             self._calls[product] = asyncio.create_task(self._send(product),
@@ -210,19 +217,50 @@ class GroupCommit:
         try:
             async with asyncio.timeout_at(deadline):
                 await asyncio.shield(waiting.placed)
-        except (TimeoutError, asyncio.CancelledError) as exc:
-            # Placed as the deadline struck: that is the answer.
-            landed = waiting.placed.done() and waiting.placed.exception() is None
-            if isinstance(exc, asyncio.CancelledError) or not landed:
-                queue = self._waiting.get(product, [])
-                sent = waiting not in queue
-                if not sent:
-                    queue.remove(waiting)  # never sent, and now never will be
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
+        except asyncio.CancelledError:
+            self._withdraw(waiting)
+            raise
+        except TimeoutError as exc:
+            sent = waiting not in self._waiting.get(product, [])
+            if sent and patience is not None:
+                await self._wait_while_answering(waiting, patience)
+            # Placed as the deadline struck (or while it waited on): that is the answer.
+            if not waiting.placed.done() or waiting.placed.exception() is not None:
+                self._withdraw(waiting)
+                if not sent and self._answering():
+                    # It waited its turn behind this process's other orders while the
+                    # database answers them: overload, not an outage. Shed (nothing was
+                    # sent, nor ever will be); a fallback would add the order table's and
+                    # the queue's work to a process that already has too much.
+                    SHED.labels(why="waited").inc()
+                    raise Overloaded() from None
                 raise DatabaseUnavailable(self.endpoint.name, exc,
                                           may_have_applied=sent) from None
         return waiting.placed.result(), round((time.perf_counter() - started) * 1000, 2)
+
+    def _withdraw(self, waiting: _Waiting) -> None:
+        """An order its caller stops waiting for: if not sent yet, it never will be."""
+        queue = self._waiting.get(waiting.request.product_id, [])
+        if waiting in queue:
+            queue.remove(waiting)
+
+    async def _wait_while_answering(self, waiting: _Waiting, patience: float) -> None:
+        """A sent order past its deadline: wait on for its outcome, until ``patience``, as
+        long as the database answers the process's other calls (checked every 50 ms); under
+        an outage that stops within ``SHOP_FALLBACK_AFTER_SECONDS`` of the last answer."""
+        loop = asyncio.get_running_loop()
+        while not waiting.placed.done() and self._answering():
+            left = patience - loop.time()
+            if left <= 0:
+                return
+            await asyncio.wait({waiting.placed}, timeout=min(left, 0.05))
+
+    def _answering(self) -> bool:
+        """The database answers this process's other calls right now (``Endpoint.answering``)
+        and its breaker is closed. Without a breaker (degradation off) there is no fallback
+        to spare, and nothing changes."""
+        breaker = self.endpoint.breaker
+        return breaker is not None and breaker.closed and self.endpoint.answering()
 
     async def _send(self, product: int) -> None:
         """Calls for ``product`` one after another while orders wait for it."""
@@ -247,7 +285,12 @@ class GroupCommit:
             return await place_orders(conn, [w.request for w in batch])
 
         # Bounded by the latest deadline of the orders waiting; each stops waiting at its own.
-        deadline = max(w.deadline for w in self._waiting[product])
+        # While the database answers the process's other calls, by their patience instead: a
+        # call slow because the process is overloaded is not cut short to be told "unknown"
+        # (its orders wait on while the database answers, and stop waiting once it does not).
+        answering = self._answering()
+        deadline = max(w.patience if answering and w.patience is not None else w.deadline
+                       for w in self._waiting[product])
         try:
             placed = await self.endpoint.run(operation, deadline=deadline, detach=True)
         except Exception as exc:

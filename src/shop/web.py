@@ -53,7 +53,9 @@ def error(status_code: int, message: str, headers: dict[str, str] | None = None,
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ShopError)
     async def shop_error(request: Request, exc: ShopError) -> JSONResponse:
-        if exc.status_code >= 500:
+        # Shed requests are counted (shop_requests_shed_total), not logged: a line each
+        # would be the costliest part of refusing them, under a surge.
+        if exc.status_code >= 500 and not isinstance(exc, Overloaded):
             log.warning("%s %s: %s", request.method, request.url.path, exc)
         return error(exc.status_code, exc.message, headers=exc.response_headers(),
                      extra=exc.extra())

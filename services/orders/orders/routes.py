@@ -114,8 +114,11 @@ async def create_order(
     request = OrderRequest.new(order.product_id, order.quantity, idempotency_key, client)
     try:
         # Placed together with this process's other orders for the product (group commit).
+        # While the database answers others, a sent order waits for its own outcome for as
+        # long as the fallback could still be reached after (overload is not an outage).
         placed, latency_ms = await orders.place(
-            request, deadline=database_deadline(deadline, fallback is not None))
+            request, deadline=database_deadline(deadline, fallback is not None),
+            patience=deadline - get_settings().aws_timeout)
     except DB_OUT as exc:
         may_exist = isinstance(exc, DatabaseUnavailable) and exc.may_have_applied
         if fallback is None:
