@@ -166,14 +166,34 @@ locals {
     AWS_DEFAULT_REGION      = var.region
   }
 
-  # What one service alone reads. The orders service: each client's quota of orders per
-  # second, per task (shop.clients.Quota; a client is its bearer credential's, else its
+  # The services behind the ALB read the client's address from X-Forwarded-For (an anonymous
+  # client's quota is its address's), which uvicorn believes only from FORWARDED_ALLOW_IPS
+  # (networks, comma-separated; the images' default, 127.0.0.1, would name every client by
+  # the ALB node it came through): the ALB's nodes, whose addresses are the public subnets'.
+  forwarded_allow_ips = join(",", module.network.public_subnet_cidrs)
+
+  # What one service alone reads. The catalog and orders services (behind the ALB): whose
+  # X-Forwarded-For to believe. The orders service: each client's quota of orders per second,
+  # per task (shop.clients.Quota; a client is its API key's or bearer credential's, else its
   # address), under the WAF's fleet-wide rate rule.
   service_environment = {
+    catalog = {
+      FORWARDED_ALLOW_IPS = local.forwarded_allow_ips
+    }
     orders = {
+      FORWARDED_ALLOW_IPS           = local.forwarded_allow_ips
       SHOP_CLIENT_ORDERS_PER_SECOND = tostring(var.client_orders_per_second)
       SHOP_CLIENT_ORDERS_BURST      = tostring(var.client_orders_burst)
     }
+  }
+
+  # What one service alone is given at start from Secrets Manager (ECS secrets: name ->
+  # secret ARN, read by its execution role): the orders service's API key secret, with
+  # require_api_keys. Read once, at start, unlike the database passwords: a new signing
+  # secret voids every key issued, a reissue that restarts the orders tasks anyway
+  # (docs/aws.md, "API keys").
+  service_secrets = {
+    orders = var.require_api_keys ? { SHOP_API_KEY_SECRET = aws_secretsmanager_secret_version.api_key[0].arn } : {}
   }
 
   # The degradation path's resources, per service (only with enable_degradation).
@@ -416,6 +436,45 @@ module "ecr" {
   kms_key_arn  = module.kms.key_arn
 }
 
+# Signed API keys (shop.clients): with require_api_keys, POST /orders requires
+# `Authorization: Bearer <client>.<signature>`, the HMAC-SHA256 of the client's id under this
+# secret, and answers 401 to anything else. The orders tasks alone get it (local.service_secrets);
+# an operator reads it to issue a client's key (docs/aws.md, "API keys"). Encrypted with the
+# shop's key, drawn by Secrets Manager's generator like the app roles' first passwords, and
+# like them it passes through Terraform's state (the offline check serves no write-only
+# attributes): keep the state in the encrypted backend of backend.tf.example.
+resource "aws_secretsmanager_secret" "api_key" {
+  #checkov:skip=CKV2_AWS_57:a new signing secret voids every API key already issued, so it changes only when the operator decides to reissue every key (docs/aws.md, API keys), never on a schedule
+  count = var.require_api_keys ? 1 : 0
+
+  name        = "${var.name}/api-key-secret"
+  description = "Chaos Shop: the secret that signs the clients' API keys (SHOP_API_KEY_SECRET of the orders service)"
+  kms_key_id  = module.kms.key_arn
+  # A secret deleted by mistake can be restored within this window (and with it every key).
+  recovery_window_in_days = var.secret_recovery_window_days
+}
+
+# Letters and digits only: nothing to quote in a shell or an environment variable.
+data "aws_secretsmanager_random_password" "api_key" {
+  count = var.require_api_keys ? 1 : 0
+
+  password_length     = 64
+  exclude_punctuation = true
+}
+
+resource "aws_secretsmanager_secret_version" "api_key" {
+  count = var.require_api_keys ? 1 : 0
+
+  secret_id     = aws_secretsmanager_secret.api_key[0].id
+  secret_string = data.aws_secretsmanager_random_password.api_key[0].random_password
+
+  # The data source draws a new secret on every plan: keep the first one (a new one would
+  # void every key issued).
+  lifecycle {
+    ignore_changes = [secret_string]
+  }
+}
+
 resource "aws_ecs_cluster" "this" {
   name = var.name
 
@@ -439,6 +498,9 @@ module "service" {
   container_port    = each.value.port
   health_check_port = each.value.port
   environment       = merge(local.database_environment[each.key], local.common_environment, lookup(local.service_environment, each.key, {}), var.enable_degradation ? local.degradation_environment[each.key] : {})
+  # The API key secret, orders only: its execution role reads it into the container at start.
+  secrets     = lookup(local.service_secrets, each.key, {})
+  secret_arns = values(lookup(local.service_secrets, each.key, {}))
   # Each task reads its own role's secret, and no other.
   task_secret_arns   = [module.aurora.app_role_secret_arns[each.value.database_role]]
   kms_key_arn        = module.kms.key_arn

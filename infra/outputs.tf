@@ -85,6 +85,11 @@ output "database_role_secret_arns" {
   value       = try(module.aurora.app_role_secret_arns, {})
 }
 
+output "api_key_secret_arn" {
+  description = "Secrets Manager secret that signs the clients' API keys (the orders tasks' SHOP_API_KEY_SECRET; the ARN, not the value); null with require_api_keys = false. A client's key: SHOP_API_KEY_SECRET=<its value> python -m shop.clients <client> (docs/aws.md, API keys)."
+  value       = try(aws_secretsmanager_secret.api_key[0].arn, null)
+}
+
 output "ecr_repositories" {
   description = "Per image: the ECR repository to push to, the Dockerfile to build and its build context (the repository root for the services, infra/fis-sidecar for the chaos deployment's sidecar)."
   value = {

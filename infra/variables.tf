@@ -122,10 +122,11 @@ variable "access_log_days" {
 
 variable "order_auth" {
   description = <<-EOT
-    Authentication of POST /orders at the ALB (HTTPS only); null: none (the services' own API
-    keys and quotas still apply). mode "jwt": every order carries a bearer token (RS256 JWT,
-    e.g. an OAuth client-credentials token) that the ALB validates against issuer and
-    jwks_endpoint, and the scope if required_scope is set. mode "oidc": browser sign-in with
+    Authentication of POST /orders at the ALB (HTTPS only), instead of the services' own API
+    keys (set require_api_keys = false with it); null: none at the ALB (the quotas apply
+    either way). mode "jwt": every order carries a bearer token (RS256 JWT, e.g. an OAuth
+    client-credentials token) that the ALB validates against issuer and jwks_endpoint, and
+    the scope if required_scope is set. mode "oidc": browser sign-in with
     authorization_endpoint, token_endpoint, user_info_endpoint, client_id and
     order_auth_client_secret. Requests that fail get 401 from the ALB.
   EOT
@@ -165,6 +166,24 @@ variable "order_auth_client_secret" {
   type        = string
   default     = null
   sensitive   = true
+}
+
+variable "require_api_keys" {
+  description = <<-EOT
+    true: POST /orders requires a signed API key, Authorization: Bearer <client>.<signature>
+    (shop.clients; 401 without a valid one). Terraform generates the signing secret into
+    Secrets Manager (output api_key_secret_arn) and gives it to the orders tasks alone, at
+    start, as SHOP_API_KEY_SECRET; an operator issues each client's key with it (docs/aws.md,
+    "API keys"). false: any bearer token, or none, is taken. Not together with order_auth: the
+    ALB forwards its token in the same Authorization header.
+  EOT
+  type        = bool
+  default     = true
+
+  validation {
+    condition     = !(var.require_api_keys && var.order_auth != null)
+    error_message = "require_api_keys and order_auth cannot both be on: the ALB forwards order_auth's token as is in the Authorization header, where the orders service would look for an API key and answer 401 to every order. With order_auth, set require_api_keys = false."
+  }
 }
 
 # Abuse limits: the WAF web ACL on the ALB -------------------------------------------------

@@ -1,9 +1,10 @@
 """The Terraform of infra/, read as data (python-hcl2): every reference resolves, the security
 group chain admits nothing wider than internet -> ALB -> tasks -> proxy -> Aurora, the ALB
 routes, the two switches change what they should, each FIS template targets what it claims,
-the tasks read the rotating database secret themselves, the failed-orders alarm counts the
-worker's own log line, and the task definitions' environment speaks the services' own
-settings names.
+the tasks read the rotating database secret themselves, the orders tasks alone get the API key
+secret, the services behind the ALB believe X-Forwarded-For from its subnets only, the
+failed-orders alarm counts the worker's own log line, and the task definitions' environment
+speaks the services' own settings names.
 
 ``scripts/check-infra.sh`` runs ``terraform validate`` and ``plan`` (offline, against the
 provider's schema); these tests check what a plan cannot: that the wiring means what it should.
@@ -11,6 +12,8 @@ They need neither AWS nor PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -26,8 +29,10 @@ from typing import Any
 import hcl2
 import pytest
 import yaml
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from chaos_lab.targets.aws import REQUIRED_OUTPUTS
+from shop.serve import parser as serve_parser
 from shop.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -674,8 +679,12 @@ def environment_names() -> set[str]:
     return names
 
 
+# Read by uvicorn itself (shop.serve leaves it to the environment), not by shop.settings.
+UVICORN_ENVIRONMENT = {"FORWARDED_ALLOW_IPS"}
+
+
 def test_environment_names_are_settings_fields_or_aws() -> None:
-    allowed = {f"SHOP_{name.upper()}" for name in Settings.model_fields}
+    allowed = {f"SHOP_{name.upper()}" for name in Settings.model_fields} | UVICORN_ENVIRONMENT
     names = environment_names()
     unknown = {n for n in names if n not in allowed and not n.startswith("AWS_")}
     assert not unknown, f"not a field of shop.settings.Settings: {unknown}"
@@ -774,8 +783,13 @@ def test_no_task_is_handed_the_password_at_start() -> None:
         assert "SHOP_DATABASE_PASSWORD" not in load(path).text, \
             f"{path.name}: the password is read at run time, never injected"
     call = module_call("service")
-    assert "secrets" not in call and "secret_arns" not in call, \
-        "no ECS secret: a value read once at start cannot follow a rotation"
+    # The one ECS secret is the API key secret (below): no database secret is read once at
+    # start, which could not follow a rotation.
+    assert call["secrets"] == "${lookup(local.service_secrets, each.key, {})}"
+    assert call["secret_arns"] == "${values(lookup(local.service_secrets, each.key, {}))}"
+    service_secrets = str(root().locals["service_secrets"])
+    for database in ("module.aurora", "SHOP_DATABASE", "app_role_secret_arns"):
+        assert database not in service_secrets, database
     service = sub("ecs_service")
     assert service.variables["secrets"]["default"] == {}
     assert service.variables["secret_arns"]["default"] == []
@@ -815,13 +829,184 @@ def test_each_service_connects_as_its_own_role() -> None:
 
 def test_the_orders_tasks_hold_each_client_to_a_quota() -> None:
     """Issue 21's per-client quota: on in the deployment, for the orders service alone."""
-    assert root().locals["service_environment"] == {"orders": {
-        "SHOP_CLIENT_ORDERS_PER_SECOND": "${tostring(var.client_orders_per_second)}",
-        "SHOP_CLIENT_ORDERS_BURST": "${tostring(var.client_orders_burst)}"}}
+    assert root().locals["service_environment"] == {
+        "catalog": {"FORWARDED_ALLOW_IPS": "${local.forwarded_allow_ips}"},
+        "orders": {
+            "FORWARDED_ALLOW_IPS": "${local.forwarded_allow_ips}",
+            "SHOP_CLIENT_ORDERS_PER_SECOND": "${tostring(var.client_orders_per_second)}",
+            "SHOP_CLIENT_ORDERS_BURST": "${tostring(var.client_orders_burst)}"}}
     assert "lookup(local.service_environment,each.key,{})" in \
         squash(module_call("service")["environment"])
     assert root().variables["client_orders_per_second"]["default"] > 0
     assert root().variables["client_orders_burst"]["default"] >= 1
+
+
+# Signed API keys and the client's address (issue 21, item 3) --------------------------------
+
+
+API_KEY_VERSION = "aws_secretsmanager_secret_version.api_key[0].arn"
+
+
+def test_api_keys_are_required_by_default() -> None:
+    variable = root().variables["require_api_keys"]
+    assert variable["type"] == "bool" and variable["default"] is True
+    assert "SHOP_API_KEY_SECRET" in variable["description"]
+    assert "api_key_secret" in Settings.model_fields, "SHOP_API_KEY_SECRET: the service's name"
+
+
+def test_the_api_key_secret_is_generated_once_encrypted_and_recoverable() -> None:
+    """As the app roles' secrets are: Secrets Manager's generator (no random provider), the
+    shop's key, the recovery window; with require_api_keys only."""
+    secret = root().resource("aws_secretsmanager_secret", "api_key")
+    password = root().data[("aws_secretsmanager_random_password", "api_key")]
+    version = root().resource("aws_secretsmanager_secret_version", "api_key")
+    for block in (secret, password, version):
+        assert block["count"] == "${var.require_api_keys ? 1 : 0}"
+    assert secret["kms_key_id"] == "${module.kms.key_arn}"
+    assert secret["recovery_window_in_days"] == "${var.secret_recovery_window_days}"
+    assert password["password_length"] >= 32 and password["exclude_punctuation"] is True
+    assert version["secret_id"] == "${aws_secretsmanager_secret.api_key[0].id}"
+    assert version["secret_string"] == \
+        "${data.aws_secretsmanager_random_password.api_key[0].random_password}"
+    assert version["lifecycle"] == [{"ignore_changes": ["secret_string"]}], \
+        "a plan must not draw a new secret: it would void every key issued"
+
+
+def rendered_secrets(require_api_keys: bool) -> dict[str, dict[str, str]]:
+    """Each deployed service's ECS secrets as Terraform computes them from service_secrets and
+    the module call's lookup (the secret's ARN written as API_KEY_VERSION)."""
+    call = module_call("service")
+    assert call["secrets"] == "${lookup(local.service_secrets, each.key, {})}"
+    rendered: dict[str, dict[str, str]] = {}
+    for name in root().locals["services"]:
+        expression = root().locals["service_secrets"].get(name)
+        if expression is None:
+            rendered[name] = {}
+            continue
+        match = re.fullmatch(r"\$\{var\.require_api_keys \? \{(\w+) = ([\w.\[\]]+)\} : \{\}\}",
+                             expression)
+        assert match, expression
+        rendered[name] = {match.group(1): match.group(2)} if require_api_keys else {}
+    return rendered
+
+
+def test_only_the_orders_task_definition_gets_the_api_key_secret() -> None:
+    assert rendered_secrets(True) == {"catalog": {}, "order-worker": {},
+                                      "orders": {"SHOP_API_KEY_SECRET": API_KEY_VERSION}}
+    assert rendered_secrets(False) == {"catalog": {}, "order-worker": {}, "orders": {}}
+    # ... as an ECS secret of the container, never in its environment.
+    container = squash(sub("ecs_service").resource("aws_ecs_task_definition", "this")[
+        "container_definitions"])
+    assert "secrets=local.secrets" in container
+    assert "valueFrom=var.secrets[k]" in squash(sub("ecs_service").locals["secrets"])
+    holders = {name for name, value in root().locals.items() if "api_key" in str(value)}
+    assert holders == {"service_secrets"}, holders
+    for name, value in root().modules.items():
+        assert "api_key" not in str(value), f"module.{name}: only through service_secrets"
+
+
+def test_the_orders_execution_role_reads_the_api_key_secret_and_no_task_role_does() -> None:
+    """The execution role starts the container with it; the task role (what the application's
+    code and any injected code can call) never gets it from Secrets Manager."""
+    assert module_call("service")["secret_arns"] == \
+        "${values(lookup(local.service_secrets, each.key, {}))}"
+    service = sub("ecs_service")
+    policy = service.resource("aws_iam_role_policy", "execution_secrets")
+    assert policy["role"] == "${aws_iam_role.execution.id}"
+    assert squash(policy["count"]) == "${length(var.secret_arns)>0?1:0}"
+    read, decrypt = statements(policy["policy"])
+    assert 'Action=["secretsmanager:GetSecretValue"]' in read
+    assert "Resource=var.secret_arns" in read
+    assert "Resource=[var.kms_key_arn]" in decrypt
+    assert '"kms:ViaService"="secretsmanager.' in decrypt
+    task = service.resource("aws_iam_role_policy", "task_secrets")
+    assert "var.secret_arns" not in str(task) and "Resource=var.task_secret_arns" in \
+        squash(task["policy"])
+    for text in root().locals["task_policies"].values():
+        assert "api_key" not in text and "secretsmanager" not in text
+
+
+@pytest.mark.parametrize(("values", "accepted"), [
+    ({}, True),  # the default: API keys
+    ({"require_api_keys": "false"}, True),
+    ({"order_auth": '{mode="jwt",issuer="https://i/",jwks_endpoint="https://i/k"}'}, False),
+    ({"order_auth": '{mode="jwt",issuer="https://i/",jwks_endpoint="https://i/k"}',
+      "require_api_keys": "false"}, True),
+])
+def test_api_keys_and_order_auth_are_alternatives(tf_tmp: Path, values: dict[str, str],
+                                                  accepted: bool) -> None:
+    """Both read the Authorization header: the ALB forwards order_auth's token as is, which
+    the orders service would refuse as an API key (401 for every order)."""
+    cert = "arn:aws:acm:eu-west-1:123456789012:certificate/x"
+    plan = plan_variables(INFRA, tf_tmp, image_tag="t", certificate_arn=cert, **values)
+    assert plan.ok is accepted, plan.output
+    if not accepted:
+        assert "require_api_keys and order_auth cannot both be on" in plan.output
+        assert "set require_api_keys = false" in plan.output
+
+
+def test_the_operator_finds_the_api_key_secret_not_its_value() -> None:
+    output = root().outputs["api_key_secret_arn"]
+    assert output["value"] == "${try(aws_secretsmanager_secret.api_key[0].arn, null)}"
+    assert "python -m shop.clients <client>" in output["description"]
+    assert not output.get("sensitive")
+    assert "secret_string" not in str(root().outputs) and "random_password" not in \
+        str(root().outputs)
+
+
+def test_the_services_behind_the_alb_believe_forwarded_for_from_its_subnets_only() -> None:
+    assert root().locals["forwarded_allow_ips"] == \
+        '${join(",", module.network.public_subnet_cidrs)}'
+    network = sub("network")
+    assert network.outputs["public_subnet_cidrs"]["value"] == \
+        "${try(aws_subnet.public[*].cidr_block, [])}"
+    assert network.resource("aws_subnet", "public")["cidr_block"] == \
+        "${local.public_cidrs[count.index]}"
+    # ... the subnets the ALB's nodes are in.
+    assert module_call("alb")["subnet_ids"] == "${module.network.public_subnet_ids}"
+    assert network.outputs["public_subnet_ids"]["value"] == "${try(aws_subnet.public[*].id, [])}"
+    # Every service the ALB routes to (catalog, orders), and not the worker.
+    environment = root().locals["service_environment"]
+    routed = {name for name, s in root().locals["services"].items() if s["path_patterns"]}
+    assert routed == {"catalog", "orders"}
+    for name in root().locals["services"]:
+        given = environment.get(name, {}).get("FORWARDED_ALLOW_IPS")
+        assert given == ("${local.forwarded_allow_ips}" if name in routed else None), name
+    # uvicorn reads it from the environment: shop.serve passes no value of its own.
+    assert serve_parser().parse_args(["orders.main:app"]).forwarded_allow_ips is None
+
+
+def _seen_client(trusted: str, peer: str, forwarded_for: str) -> str:
+    """The client address the app sees behind uvicorn's proxy-headers middleware."""
+    seen: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope["client"][0])
+
+    scope = {"type": "http", "client": (peer, 40000), "scheme": "http",
+             "headers": [(b"x-forwarded-for", forwarded_for.encode())]}
+    asyncio.run(ProxyHeadersMiddleware(app, trusted_hosts=trusted)(scope, None, None))
+    return seen[0]
+
+
+def test_uvicorn_believes_the_alb_nodes_and_no_one_else() -> None:
+    """With the default VPC: FORWARDED_ALLOW_IPS as Terraform renders it (the public /20s,
+    comma-separated). An ALB node's X-Forwarded-For names the client; anything else in the
+    VPC (a task in a private subnet) is not believed; a client's own X-Forwarded-For, to
+    which the ALB appends the address it saw, names no one."""
+    assert squash(sub("network").locals["public_cidrs"]) == \
+        "${[foriinrange(var.az_count):cidrsubnet(var.cidr,4,i)]}"
+    assert squash(sub("network").locals["private_cidrs"]) == \
+        "${[foriinrange(var.az_count):cidrsubnet(var.cidr,4,i+8)]}"
+    vpc = ipaddress.ip_network(root().variables["vpc_cidr"]["default"])
+    subnets = list(vpc.subnets(prefixlen_diff=4))
+    az_count = root().variables["az_count"]["default"]
+    trusted = ",".join(str(subnets[i]) for i in range(az_count))
+    alb_node = str(subnets[az_count - 1][17])
+    task = str(subnets[8][5])
+    assert _seen_client(trusted, alb_node, "198.51.100.7") == "198.51.100.7"
+    assert _seen_client(trusted, task, "198.51.100.7") == task
+    assert _seen_client(trusted, alb_node, "203.0.113.1, 198.51.100.7") == "198.51.100.7"
 
 
 def test_no_service_but_the_migrate_step_has_the_master_secret() -> None:
@@ -1856,8 +2041,9 @@ def test_aurora_keeps_a_week_of_backups_a_final_snapshot_and_refuses_deletion() 
 
 
 def test_secrets_can_be_recovered_and_ecr_keeps_its_images() -> None:
-    secret = sub("aurora").resource("aws_secretsmanager_secret", "app_role")
-    assert secret["recovery_window_in_days"] == "${var.secret_recovery_window_days}"
+    for secret in (sub("aurora").resource("aws_secretsmanager_secret", "app_role"),
+                   root().resource("aws_secretsmanager_secret", "api_key")):
+        assert secret["recovery_window_in_days"] == "${var.secret_recovery_window_days}"
     assert sub("aurora").variables["secret_recovery_window_days"]["default"] >= 7
     assert root().variables["secret_recovery_window_days"]["default"] >= 7
     assert module_call("aurora")["secret_recovery_window_days"] == \
@@ -1990,18 +2176,23 @@ def test_order_posts_can_be_authenticated_at_the_alb() -> None:
 def test_order_auth_is_validated(tf_tmp: Path, values: dict[str, str], accepted: bool,
                                  message: str) -> None:
     cert = "arn:aws:acm:eu-west-1:123456789012:certificate/x"
-    plan = plan_variables(INFRA, tf_tmp, image_tag="t", certificate_arn=cert, **values)
+    plan = plan_variables(INFRA, tf_tmp, image_tag="t", certificate_arn=cert,
+                          require_api_keys="false", **values)
     assert plan.ok is accepted, plan.output
     assert message in plan.output
     lab = plan_variables(INFRA, tf_tmp, image_tag="t", allow_plain_http_for_lab="true",
+                         require_api_keys="false",
                          order_auth='{mode="jwt",issuer="https://i/",jwks_endpoint="https://i/k"}')
     assert not lab.ok and "order_auth needs certificate_arn" in lab.output
 
 
 def test_the_example_authenticates_orders() -> None:
-    example = _clean(hcl2.loads((INFRA / "terraform.tfvars.example").read_text()))
-    assert example["order_auth"]["mode"] == "jwt"
-    assert example["order_auth"]["jwks_endpoint"].startswith("https://")
+    """With signed API keys; order_auth is the commented-out alternative (not both)."""
+    text = (INFRA / "terraform.tfvars.example").read_text()
+    example = _clean(hcl2.loads(text))
+    assert example["require_api_keys"] is True
+    assert "order_auth" not in example
+    assert re.search(r"^# require_api_keys = false\n# order_auth = \{", text, re.M)
 
 
 # Egress through the VPC's endpoints (issue 21, item 6) -------------------------------------

@@ -13,6 +13,11 @@ output "public_subnet_ids" {
   value       = try(aws_subnet.public[*].id, [])
 }
 
+output "public_subnet_cidrs" {
+  description = "Address ranges of the load balancer's subnets: the addresses its nodes reach the tasks from."
+  value       = try(aws_subnet.public[*].cidr_block, [])
+}
+
 output "endpoints_security_group_id" {
   description = "Security group of the interface endpoints (null with NAT)."
   value       = try(aws_security_group.endpoints[0].id, null)
