@@ -182,6 +182,16 @@ def test_missing_outputs_are_named(outputs: dict[str, Any]) -> None:
         AwsTarget.from_outputs({})
 
 
+def test_a_deployment_that_requires_api_keys_is_refused(outputs: dict[str, Any]) -> None:
+    """The lab's clients send no signed key: against require_api_keys every order would be
+    401 (infra/main.tf's api_key_secret_arn output is null when it is off)."""
+    outputs["api_key_secret_arn"] = {"value": None}
+    Deployment.from_outputs(outputs)
+    outputs["api_key_secret_arn"] = {"value": "arn:aws:secretsmanager:eu-west-1:1:secret:k"}
+    with pytest.raises(LabError, match="require_api_keys=false"):
+        Deployment.from_outputs(outputs)
+
+
 def test_entry_and_health_go_through_the_alb(outputs: dict[str, Any]) -> None:
     aws = AwsTarget.from_outputs(outputs)
     assert aws.name == "aws"

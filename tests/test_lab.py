@@ -3,6 +3,7 @@ against the whole shop as local processes. The figures asserted are the issue's.
 
 import os
 import pwd
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,9 @@ import pytest
 from chaos_lab import experiment as experiments
 from chaos_lab import processes, report
 from chaos_lab.local.lab import Lab
+from chaos_lab.local.pgbouncer import READER_DB, WRITER_DB
 from chaos_lab.local.postgres import ORDERS_USER, ROLES, PostgresNode
+from chaos_lab.processes import wait_until
 from chaos_lab.targets.local import LocalTarget
 
 
@@ -169,3 +172,22 @@ def test_a_refused_password_change_does_not_echo_it(lab: LocalTarget) -> None:
         lab.lab.primary.set_password("no_such_role", "s3cret-value")
     assert "no_such_role" in str(failed.value)
     assert "s3cret-value" not in str(failed.value) and "SCRAM-SHA-256$" not in str(failed.value)
+
+
+def test_a_pgbouncer_that_dies_on_kill_is_started_again(lab: LocalTarget) -> None:
+    """Debian's PgBouncer 1.18 now and then dies of a SIGSEGV on KILL (pgbouncer#1401): the
+    next admin command starts it again and goes through, and a target lost meanwhile is lost
+    again (both endpoints disabled), not silently back."""
+    bouncer = lab.lab.bouncer
+    before = int((bouncer.root / "pgbouncer.pid").read_text())
+    os.kill(before, signal.SIGSEGV)
+    wait_until(lambda: not bouncer.alive(), "pgbouncer to die", 10)
+    try:
+        bouncer.lose_target()
+        assert bouncer.alive()
+        assert int((bouncer.root / "pgbouncer.pid").read_text()) != before
+        disabled = {line.split("|")[0] for line in bouncer.admin("SHOW DATABASES").splitlines()
+                    if line.split("|")[-1] == "1"}
+        assert {WRITER_DB, READER_DB} <= disabled, bouncer.admin("SHOW DATABASES")
+    finally:
+        bouncer.restore_target()

@@ -146,6 +146,15 @@ class Deployment:
             raise LabError(
                 f"terraform outputs lack {', '.join(missing)}: is infra/ deployed with this "
                 f"version of the code? (terraform -chdir=infra apply)")
+        if values.get("api_key_secret_arn") is not None:
+            # The lab's clients send unsigned credentials (and compute their orders' ids for
+            # the audit from them): against a shop that requires signed API keys every order
+            # would be 401. Experiments run on a deployment made for them.
+            raise LabError(
+                "this deployment requires signed API keys on POST /orders "
+                "(require_api_keys = true): the lab's clients have none. Run experiments "
+                "against a chaos deployment: terraform -chdir=infra apply -var "
+                "require_api_keys=false ... (docs/aws.md)")
         alb_url = str(values["alb_url"]).rstrip("/")
         if not alb_url.startswith(("http://", "https://")):
             raise LabError(f"alb_url {alb_url!r} is not an http(s) URL")
