@@ -90,6 +90,16 @@ teardown() {
     trap - EXIT INT TERM
     set +e
     say "teardown (exit $code so far)"
+    if [ "$code" != 0 ] && engine_up; then
+        # what went wrong, before it is gone: the state of every container, and the last
+        # lines of each one that is not running or not healthy
+        docker compose ps -a
+        for service in $(docker compose ps -a --format '{{.Service}} {{.Status}}' \
+                         | awk '!/\(healthy\)|Exited \(0\)/ {print $1}'); do
+            say "logs of $service (the last 40 lines)"
+            docker compose logs --no-color --tail 40 "$service" 2>&1
+        done
+    fi
     if engine_up; then
         docker compose --profile load --profile observability down -v --remove-orphans \
             --timeout 20 >/dev/null 2>&1 \
