@@ -40,7 +40,7 @@ from chaos_lab.model import (
     judge,
     load,
 )
-from chaos_lab.processes import LabError, free_port
+from chaos_lab.processes import LabError, free_port, running
 from chaos_lab.targets.base import Say
 
 runner = CliRunner()
@@ -296,19 +296,10 @@ def lab_dir(work_dir: Path) -> Iterator[Path]:
     lab.up(log=lambda *_: None)
     yield lab.root
     # The CLI runs restarted the services in processes of their own: down stops those too.
-    running = Lab(lab.root).s.pids
+    pids = Lab(lab.root).s.pids
     lab.down(log=lambda *_: None)
-    left = [name for name, pid in running.items() if _alive(pid)]
+    left = [name for name, pid in pids.items() if running(pid)]
     assert not left, f"still running after lab down: {left}"
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting for this process to reap it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _journal(report_dir: Path) -> dict[str, object]:

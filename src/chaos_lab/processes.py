@@ -133,6 +133,17 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 30,
     raise LabError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def running(pid: int) -> bool:
+    """Process ``pid`` exists and is not a zombie waiting to be reaped."""
+    if pid <= 0:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def spawn(cmd: Sequence[str], log_path: Path, *, env: dict[str, str] | None = None,
           service_user: bool = False) -> subprocess.Popen[bytes]:
     """Start a long-running process in its own session, its output appended to ``log_path``."""

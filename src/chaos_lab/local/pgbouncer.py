@@ -27,6 +27,7 @@ from chaos_lab.processes import (
     port_open,
     read_secret,
     run,
+    running,
     spawn,
     stop_process,
     wait_until,
@@ -142,6 +143,10 @@ class PgBouncer:
         self.writer_port, self.reader_port = writer_port, reader_port
         give_to_service_user(self.root)
         self._write_ini()
+        self._launch()
+
+    def _launch(self) -> None:
+        """Start PgBouncer on the ini as written, and wait until it listens."""
         self._proc = spawn([self.binary(), str(self.ini)], self.root / "stdout.log",
                            service_user=True)
         wait_until(lambda: port_open(self.port), f"pgbouncer on port {self.port}")
@@ -207,9 +212,7 @@ class PgBouncer:
                 raise
         log.warning("pgbouncer on port %d died (PgBouncer's crash on KILL, "
                     "pgbouncer/pgbouncer#1401?): starting it again", self.port)
-        self._proc = spawn([self.binary(), str(self.ini)], self.root / "stdout.log",
-                           service_user=True)
-        wait_until(lambda: port_open(self.port), f"pgbouncer on port {self.port}")
+        self._launch()
         return self._admin(command)
 
     def _admin(self, command: str) -> str:
@@ -221,11 +224,9 @@ class PgBouncer:
     def alive(self) -> bool:
         """Its process (the pid file's) is running."""
         try:
-            pid = int((self.root / "pgbouncer.pid").read_text())
-            stat = Path(f"/proc/{pid}/stat").read_text()
+            return running(int((self.root / "pgbouncer.pid").read_text()))
         except (FileNotFoundError, ValueError):
             return False
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _quoted(password: str) -> str:

@@ -34,7 +34,7 @@ from chaos_lab.model import (
     WorkerCrashOptions,
     implementation,
 )
-from chaos_lab.processes import LabError, wait_until
+from chaos_lab.processes import LabError, running, wait_until
 from chaos_lab.targets.base import Say, WriterChecks, fetch_from
 
 
@@ -294,19 +294,9 @@ class Surge:
 def _fleet_serving(lab: Lab) -> None:
     """Every orders process of the fleet serves (its manager restarted, if it had died)."""
     for name in ORDERS_FLEET:
-        if not _alive(lab.s.pids.get(name, 0)):
+        if not running(lab.s.pids.get(name, 0)):
             lab.start_orders(name)
         lab.wait_ready(name, timeout=90)
-
-
-def _alive(pid: int) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _streaming(lab: Lab) -> bool:
